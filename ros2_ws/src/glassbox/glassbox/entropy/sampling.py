@@ -1,0 +1,71 @@
+"""Forming entropy samples from feature maps.
+
+A feature map of shape (B, C, *spatial) becomes one sample set per example, shape (B, n, d):
+
+- ``mode="channels"`` (the Eloss paper): every channel's flattened map is one sample, n = C, d = prod(spatial)
+  (d = H*W for a conv map). The paper's choice; d is usually much larger than n.
+- ``mode="positions"``: every spatial position's channel vector is one sample, n = prod(spatial), d = C. The
+  classical setting of the estimators (many samples, modest dimension).
+
+A 2-D input (B, F), such as a dense layer's output, has no per-example structure: the batch itself is the
+sample set (n = B, d = F), returned as (1, B, F), whatever the mode.
+
+``max_samples`` and ``max_dim`` subsample n and d without replacement, with index sets drawn once from a
+``torch.Generator`` seeded with ``seed`` (so the same coordinates are used on every frame and every example,
+and profiles are comparable over time) and kept in increasing order. The drawn indices are cached per
+(n, d, limits, seed, device), so a probe pays for the draw once.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from .estimators import EntropyError
+
+SAMPLE_MODES = ("channels", "positions")
+
+
+@lru_cache(maxsize=256)
+def _subset(size: int, limit: int | None, seed: int, salt: int, device: str) -> Tensor | None:
+    """Sorted random subset of range(size) of length ``limit`` (None when no subsampling is needed)."""
+    if limit is None or limit >= size:
+        return None
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + salt)
+    idx = torch.randperm(size, generator=gen)[:limit].sort().values
+    return idx.to(device)
+
+
+def feature_samples(fmap: Tensor, mode: str = "channels", max_samples: int | None = None,
+                    max_dim: int | None = None, seed: int = 0) -> Tensor:
+    """Sample sets of a feature map: (B, C, *spatial) -> (B, n, d); (B, F) -> (1, B, F).
+
+    ``max_samples`` / ``max_dim`` cap n / d by seeded random subsampling (``None``: keep all). The result is a
+    view or an index-select of ``fmap``, so gradients flow back to the feature map.
+    """
+    if not isinstance(fmap, Tensor):
+        raise EntropyError(f"feature_samples: expected a torch.Tensor, got {type(fmap).__name__}")
+    if mode not in SAMPLE_MODES:
+        raise EntropyError(f"feature_samples: mode must be one of {SAMPLE_MODES}, got {mode!r}")
+    for name, value in (("max_samples", max_samples), ("max_dim", max_dim)):
+        if value is not None and value < 1:
+            raise EntropyError(f"feature_samples: {name} must be >= 1 or None, got {value}")
+    if fmap.dim() < 2:
+        raise EntropyError(f"feature_samples: need a (B, F) or (B, C, ...) tensor, got {tuple(fmap.shape)}")
+    if fmap.dim() == 2:
+        x = fmap.unsqueeze(0)                                              # (1, B, F)
+    else:
+        b, c = fmap.shape[:2]
+        x = fmap.reshape(b, c, -1)                                         # (B, C, S)
+        if mode == "positions":
+            x = x.transpose(1, 2)                                          # (B, S, C)
+    n, d = x.shape[1], x.shape[2]
+    dev = str(x.device)
+    rows = _subset(n, max_samples, seed, 1, dev)
+    cols = _subset(d, max_dim, seed, 2, dev)
+    if rows is not None:
+        x = x.index_select(1, rows)
+    if cols is not None:
+        x = x.index_select(2, cols)
+    return x
