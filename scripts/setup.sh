@@ -38,7 +38,7 @@ fi
 #    at this venv's Python and numpy instead (idempotent).
 py_inc=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 np_inc=$("$PY" -c 'import numpy; print(numpy.get_include())')
-grep -rlE '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' 2>/dev/null | while read -r f; do
+{ grep -rlE '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' 2>/dev/null || true; } | while read -r f; do
   sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_inc#g" \
          -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g" "$f"
 done

@@ -1,11 +1,13 @@
 """ROS test fixtures: the built workspace must be on the path (``make test`` builds and sources it)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _require_workspace() -> None:
@@ -27,3 +29,31 @@ def rosbags_typestore():
     """A rosbags typestore with the standard ROS 2 types plus glassbox_msgs and vision_msgs."""
     from glassbox.bag.typestore import make_typestore
     return make_typestore()
+
+
+@pytest.fixture
+def ros_client():
+    """A test-side rclpy node; rclpy is shut down after the test."""
+    import rclpy
+
+    from harness import RosClient
+    client = RosClient()
+    yield client
+    client.close()
+    rclpy.try_shutdown()
+
+
+@pytest.fixture
+def start_node(tmp_path):
+    """Factory: start a node executable as a process; every process is torn down after the test."""
+    from harness import NodeProcess
+    procs = []
+
+    def start(executable: str, **kwargs):
+        proc = NodeProcess(executable, log_dir=tmp_path, **kwargs)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        p.stop()

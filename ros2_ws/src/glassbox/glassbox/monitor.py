@@ -1,0 +1,195 @@
+"""Entropy health monitor: live per-layer entropy held against a model's reference profile.
+
+For every probed layer the monitor keeps an exponentially smoothed z-score
+``z = (H - mean_ref) / max(std_ref, min_std_nats)`` and maps the largest |z| of a model to a level:
+OK below ``warn_z``, WARN from ``warn_z``, ERROR from ``error_z``. Levels rise at once and fall only when |z|
+drops below ``hysteresis`` times the threshold, so a layer hovering at a threshold does not flap. A model
+not heard from for ``stale_after_s`` is STALE. The ROS node ``entropy_monitor_node`` turns the states into
+``diagnostic_msgs/DiagnosticArray``; the bag replay uses this class directly.
+
+Reference files are YAML, either a table of models::
+
+    models:
+      spi_lidar:
+        layers:
+          backbone.stage1.0: {mean: 812.4, std: 3.1}
+
+or a model card with ``name`` and ``reference_entropy: {layer: {mean, std}}``.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+
+class Level(enum.IntEnum):
+    """Health levels, numerically equal to diagnostic_msgs/DiagnosticStatus levels."""
+
+    OK = 0
+    WARN = 1
+    ERROR = 2
+    STALE = 3
+
+
+class ReferenceError(ValueError):
+    """A reference profile file is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class LayerReference:
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    warn_z: float = 3.0            # |z| at which a layer is WARN
+    error_z: float = 6.0           # |z| at which a layer is ERROR
+    smoothing: float = 0.3         # EMA weight of the newest z (1.0 = no smoothing)
+    hysteresis: float = 0.8        # a level is left only when |z| < hysteresis * its threshold
+    min_std_nats: float = 1e-3     # floor on the reference std, so a constant reference layer cannot give z = inf
+    stale_after_s: float = 5.0     # no profile for this long -> STALE
+    worst_layers: int = 3          # how many layers to name in the status message
+
+    def __post_init__(self) -> None:
+        if not 0 < self.warn_z < self.error_z:
+            raise ValueError(f"need 0 < warn_z < error_z, got {self.warn_z}, {self.error_z}")
+        if not 0 < self.smoothing <= 1:
+            raise ValueError(f"smoothing must be in (0, 1], got {self.smoothing}")
+        if not 0 < self.hysteresis <= 1:
+            raise ValueError(f"hysteresis must be in (0, 1], got {self.hysteresis}")
+
+
+def _parse_layers(layers: object, source: str, model: str) -> dict[str, LayerReference]:
+    if not isinstance(layers, Mapping) or not layers:
+        raise ReferenceError(f"{source}: model '{model}' has no layer table")
+    out = {}
+    for name, stats in layers.items():
+        try:
+            mean, std = float(stats["mean"]), float(stats["std"])
+        except (TypeError, KeyError, ValueError):
+            raise ReferenceError(f"{source}: layer '{name}' of model '{model}' needs numeric 'mean' and 'std'") from None
+        if not math.isfinite(mean) or not math.isfinite(std) or std < 0:
+            raise ReferenceError(f"{source}: layer '{name}' of model '{model}' has invalid mean/std {mean}, {std}")
+        out[str(name)] = LayerReference(mean, std)
+    return out
+
+
+def load_references(paths: Sequence[str | Path]) -> dict[str, dict[str, LayerReference]]:
+    """Read reference profiles (model -> layer -> mean/std) from YAML tables or model cards."""
+    refs: dict[str, dict[str, LayerReference]] = {}
+    for path in paths:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ReferenceError(f"{path}: reference file not found") from None
+        except yaml.YAMLError as exc:
+            raise ReferenceError(f"{path}: not valid YAML: {exc}") from None
+        if isinstance(data, Mapping) and isinstance(data.get("models"), Mapping):
+            for model, entry in data["models"].items():
+                layers = entry.get("layers") if isinstance(entry, Mapping) else None
+                refs[str(model)] = _parse_layers(layers, str(path), str(model))
+        elif isinstance(data, Mapping) and "reference_entropy" in data and "name" in data:
+            refs[str(data["name"])] = _parse_layers(data["reference_entropy"], str(path), str(data["name"]))
+        else:
+            raise ReferenceError(f"{path}: expected a 'models:' table or a model card with 'name' and "
+                                 f"'reference_entropy'")
+    return refs
+
+
+@dataclass
+class ModelHealth:
+    """Current health of one model, as reported on /diagnostics."""
+
+    model_name: str
+    level: Level
+    message: str
+    z_scores: dict[str, float] = field(default_factory=dict)   # smoothed, per layer
+    worst_layers: list[tuple[str, float]] = field(default_factory=list)
+    frames: int = 0
+    unknown_layers: list[str] = field(default_factory=list)
+    last_stamp_ns: int = 0
+
+
+class EntropyMonitor:
+    """Holds live entropy profiles against references; one instance watches any number of models."""
+
+    def __init__(self, references: Mapping[str, Mapping[str, LayerReference]], cfg: MonitorConfig = MonitorConfig()):
+        self.references = {m: dict(layers) for m, layers in references.items()}
+        self.cfg = cfg
+        self._z: dict[str, dict[str, float]] = {}
+        self._level: dict[str, Level] = {}
+        self._health: dict[str, ModelHealth] = {}
+        self._last_seen_s: dict[str, float] = {}
+
+    def _level_from(self, zmax: float, previous: Level) -> Level:
+        c = self.cfg
+        if zmax >= c.error_z:
+            return Level.ERROR
+        if previous == Level.ERROR and zmax >= c.hysteresis * c.error_z:
+            return Level.ERROR
+        if zmax >= c.warn_z:
+            return Level.WARN
+        if previous in (Level.WARN, Level.ERROR) and zmax >= c.hysteresis * c.warn_z:
+            return Level.WARN
+        return Level.OK
+
+    def update(self, model_name: str, layer_names: Sequence[str], entropy_nats: Sequence[float],
+               stamp_ns: int = 0, now_s: float = 0.0) -> ModelHealth:
+        """Take one profile; return the model's health after it."""
+        self._last_seen_s[model_name] = now_s
+        ref = self.references.get(model_name)
+        if ref is None:
+            health = ModelHealth(model_name, Level.WARN, f"no reference profile for model '{model_name}'",
+                                 last_stamp_ns=stamp_ns)
+            self._health[model_name] = health
+            return health
+        values = np.asarray(entropy_nats, dtype=np.float64)
+        z_state = self._z.setdefault(model_name, {})
+        unknown, bad = [], []
+        a = self.cfg.smoothing
+        for name, value in zip(layer_names, values):
+            r = ref.get(name)
+            if r is None:
+                unknown.append(name)
+                continue
+            if not math.isfinite(value):
+                bad.append(name)
+                z = math.inf
+            else:
+                z = (value - r.mean) / max(r.std, self.cfg.min_std_nats)
+            previous = z_state.get(name)
+            z_state[name] = z if previous is None or not math.isfinite(previous) or not math.isfinite(z) \
+                else a * z + (1 - a) * previous
+        ranked = sorted(z_state.items(), key=lambda kv: -abs(kv[1]))
+        zmax = abs(ranked[0][1]) if ranked else 0.0
+        level = self._level_from(zmax, self._level.get(model_name, Level.OK))
+        self._level[model_name] = level
+        worst = [(n, z) for n, z in ranked[: self.cfg.worst_layers] if abs(z) >= self.cfg.hysteresis * self.cfg.warn_z]
+        if level == Level.OK:
+            message = f"OK (max |z| {zmax:.1f})"
+        else:
+            named = ", ".join(f"{n} (z={z:+.1f})" for n, z in worst) or ", ".join(bad)
+            message = f"{level.name}: entropy off reference in {named}"
+        previous_frames = self._health[model_name].frames if model_name in self._health else 0
+        health = ModelHealth(model_name, level, message, dict(z_state), worst, previous_frames + 1, unknown, stamp_ns)
+        self._health[model_name] = health
+        return health
+
+    def states(self, now_s: float | None = None) -> list[ModelHealth]:
+        """Every model's latest health; models silent for ``stale_after_s`` are reported STALE."""
+        out = []
+        for name, health in self._health.items():
+            if now_s is not None and now_s - self._last_seen_s.get(name, now_s) > self.cfg.stale_after_s:
+                health = ModelHealth(name, Level.STALE, f"STALE: no entropy profile for "
+                                     f"{now_s - self._last_seen_s[name]:.1f} s", health.z_scores, [],
+                                     health.frames, health.unknown_layers, health.last_stamp_ns)
+            out.append(health)
+        return out

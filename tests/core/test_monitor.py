@@ -1,0 +1,67 @@
+"""EntropyMonitor: z-scores, levels, hysteresis, staleness, and reference-file errors."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from glassbox.monitor import EntropyMonitor, LayerReference, Level, MonitorConfig, ReferenceError, load_references
+
+REF = {"m": {"a": LayerReference(100.0, 2.0), "b": LayerReference(50.0, 1.0)}}
+
+
+def test_z_score_is_closed_form_without_smoothing():
+    mon = EntropyMonitor(REF, MonitorConfig(smoothing=1.0))
+    h = mon.update("m", ["a", "b"], [104.0, 49.0])
+    assert h.z_scores == {"a": pytest.approx(2.0), "b": pytest.approx(-1.0)}
+    assert h.level == Level.OK
+
+
+def test_levels_and_worst_layer_named():
+    mon = EntropyMonitor(REF, MonitorConfig(smoothing=1.0, warn_z=3, error_z=6))
+    assert mon.update("m", ["a", "b"], [100.0, 54.0]).level == Level.WARN      # z_b = 4
+    h = mon.update("m", ["a", "b"], [100.0, 58.0])                              # z_b = 8
+    assert h.level == Level.ERROR and h.worst_layers[0][0] == "b" and "b (z=+8.0)" in h.message
+
+
+def test_hysteresis_holds_level_until_clearly_below():
+    mon = EntropyMonitor(REF, MonitorConfig(smoothing=1.0, warn_z=3, error_z=6, hysteresis=0.8))
+    mon.update("m", ["b"], [53.5])                                               # z = 3.5 -> WARN
+    assert mon.update("m", ["b"], [52.6]).level == Level.WARN                    # 2.6 >= 2.4: stays
+    assert mon.update("m", ["b"], [52.3]).level == Level.OK                      # 2.3 < 2.4: clears
+
+
+def test_smoothing_is_an_ema():
+    mon = EntropyMonitor(REF, MonitorConfig(smoothing=0.5))
+    mon.update("m", ["a"], [100.0])
+    h = mon.update("m", ["a"], [108.0])                                           # z 0 then 4 -> 2
+    assert h.z_scores["a"] == pytest.approx(2.0)
+
+
+def test_unknown_model_warns_and_nan_is_error():
+    mon = EntropyMonitor(REF)
+    assert mon.update("other", ["a"], [1.0]).level == Level.WARN
+    h = mon.update("m", ["a", "c"], [math.nan, 3.0])
+    assert h.level == Level.ERROR and h.unknown_layers == ["c"]
+
+
+def test_stale_after_silence():
+    mon = EntropyMonitor(REF, MonitorConfig(stale_after_s=2.0))
+    mon.update("m", ["a"], [100.0], now_s=10.0)
+    assert mon.states(now_s=11.0)[0].level == Level.OK
+    assert mon.states(now_s=12.5)[0].level == Level.STALE
+
+
+def test_reference_files_table_and_card(tmp_path):
+    table = tmp_path / "ref.yaml"
+    table.write_text("models:\n  m:\n    layers:\n      a: {mean: 1.0, std: 0.5}\n")
+    card = tmp_path / "card.yaml"
+    card.write_text("name: n\nreference_entropy:\n  x: {mean: 2.0, std: 0.1}\n")
+    refs = load_references([table, card])
+    assert refs["m"]["a"] == LayerReference(1.0, 0.5) and refs["n"]["x"].std == 0.1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  m:\n    layers:\n      a: {mean: 1.0}\n")
+    with pytest.raises(ReferenceError, match="layer 'a' of model 'm'"):
+        load_references([bad])
+    with pytest.raises(ReferenceError, match="not found"):
+        load_references([tmp_path / "missing.yaml"])
