@@ -1,0 +1,271 @@
+"""Spherical (range-image) projection of a spinning LiDAR scan, and its inverse.
+
+A point (x, y, z) in the LiDAR frame (x forward, y left, z up) lands on pixel (row, col) of an H x W image:
+
+- column from the azimuth phi = atan2(y, x), so the full 360 degrees are covered and front and back never alias
+  (the seed's Eq. 80 uses arcsin(y / sqrt(x^2 + y^2)), which folds the rear half onto the front; Eq. 79 uses atan2
+  as here): ``col = floor(0.5 * (1 - phi / pi) * W)`` with ``col = W`` wrapped to 0. Column 0 starts at phi = +pi
+  (behind the sensor), the forward direction sits at column W / 2 and azimuth decreases to the right;
+- row from the elevation theta = arcsin(z / r), in one of three ways:
+  * a uniform vertical field of view: rows split (fov_down_deg, fov_up_deg] into H equal bands, row 0 on top,
+    ``row = floor((fov_up - theta) / (fov_up - fov_down) * H)``; ``fov_up_deg`` / ``fov_down_deg`` are the outer
+    edges of the top and bottom rows, so a sensor whose beams are evenly spaced by d has its beam angles +- d/2
+    inside them;
+  * a per-beam table (``beam_elevations_deg``, top beam first): a point goes to the nearest beam, and is out of
+    the field of view when it lies more than half a beam spacing beyond the outermost beams;
+  * the cloud's ``ring`` field, when given and ``use_ring`` is set: ``row = ring`` (``ring_order="top_first"``) or
+    ``H - 1 - ring`` (``"bottom_first"``, the Velodyne driver convention); rings >= H are out of the FOV.
+
+When several points fall on one pixel, the closest one wins (ties go to any one of the equally close points).
+NaN/inf coordinates, ranges <= ``min_range_m`` (zero range included), ranges > ``max_range_m`` and elevations
+outside the field of view are dropped and counted in ``RangeImage.dropped``.
+
+Speed: one ``np.sort`` of 64-bit keys (pixel, range bits) finds the closest range per pixel, one comparison
+picks the winning points and one scatter of a stacked (N, 4) array fills every channel, instead of one
+``argsort`` plus one fancy-indexed scatter per channel.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+CHANNELS = ("range", "x", "y", "z", "intensity", "mask")
+
+
+class ProjectionError(ValueError):
+    """A point cloud or a projection configuration that cannot be projected."""
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    """Range-image geometry and input normalisation.
+
+    ``channels`` picks the network input channels (from ``range``, ``x``, ``y``, ``z``, ``intensity``, ``mask``);
+    ``mean`` / ``std`` normalise them in the same order (``mask`` is usually given mean 0, std 1). Empty pixels
+    hold 0 in every raw channel before normalisation.
+    """
+
+    height: int = 64
+    width: int = 2048
+    fov_up_deg: float = 3.0
+    fov_down_deg: float = -25.0
+    beam_elevations_deg: tuple[float, ...] = ()
+    use_ring: bool = True
+    ring_order: Literal["top_first", "bottom_first"] = "top_first"
+    min_range_m: float = 0.0
+    max_range_m: float = 200.0
+    channels: tuple[str, ...] = ("range", "x", "y", "z", "intensity")
+    mean: tuple[float, ...] = (12.0, 0.0, 0.0, -1.0, 0.3)
+    std: tuple[float, ...] = (12.0, 12.0, 12.0, 1.0, 0.3)
+
+    def __post_init__(self) -> None:
+        if self.height <= 0 or self.width <= 0:
+            raise ProjectionError(f"height and width must be positive, got {self.height} x {self.width}")
+        if not self.fov_up_deg > self.fov_down_deg:
+            raise ProjectionError(f"fov_up_deg ({self.fov_up_deg}) must exceed fov_down_deg ({self.fov_down_deg})")
+        if self.beam_elevations_deg:
+            beams = np.asarray(self.beam_elevations_deg)
+            if len(beams) != self.height:
+                raise ProjectionError(f"beam_elevations_deg has {len(beams)} beams but height is {self.height}")
+            if len(beams) > 1 and not np.all(np.diff(beams) < 0):
+                raise ProjectionError("beam_elevations_deg must be strictly decreasing (top beam first)")
+        unknown = [c for c in self.channels if c not in CHANNELS]
+        if unknown:
+            raise ProjectionError(f"unknown channel '{unknown[0]}' (known: {', '.join(CHANNELS)})")
+        if len(self.mean) != len(self.channels) or len(self.std) != len(self.channels):
+            raise ProjectionError(f"mean ({len(self.mean)}) and std ({len(self.std)}) need one value per channel "
+                                  f"({len(self.channels)})")
+        if any(s <= 0 for s in self.std):
+            raise ProjectionError(f"std values must be positive, got {self.std}")
+        if self.height * self.width >= 2 ** 31:
+            raise ProjectionError("range image too large (height * width must stay below 2**31)")
+
+    def row_elevations_rad(self) -> np.ndarray:
+        """Elevation of the centre of every row (radians), top row first."""
+        if self.beam_elevations_deg:
+            return np.deg2rad(np.asarray(self.beam_elevations_deg, dtype=np.float64))
+        step = (self.fov_up_deg - self.fov_down_deg) / self.height
+        return np.deg2rad(self.fov_up_deg - (np.arange(self.height) + 0.5) * step)
+
+    def col_azimuths_rad(self) -> np.ndarray:
+        """Azimuth of the centre of every column (radians), column 0 first."""
+        return math.pi * (1.0 - 2.0 * (np.arange(self.width) + 0.5) / self.width)
+
+
+@dataclass
+class RangeImage:
+    """A projected scan. Empty pixels: ``mask`` False, ``point_index`` -1, zeros elsewhere.
+
+    ``dropped`` counts the input points removed before projection (``nonfinite``, ``zero_range`` for ranges
+    <= min_range_m, ``beyond_range``, ``out_of_fov``); ``occluded`` counts valid points that lost their pixel to a
+    closer point.
+    """
+
+    range: np.ndarray        # (H, W) float32, metres
+    xyz: np.ndarray          # (H, W, 3) float32
+    intensity: np.ndarray    # (H, W) float32
+    mask: np.ndarray         # (H, W) bool
+    point_index: np.ndarray  # (H, W) int64, index into the input cloud, -1 where empty
+    config: ProjectionConfig
+    dropped: dict[str, int] = field(default_factory=dict)
+    occluded: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.range.shape
+
+    def channels(self, names: tuple[str, ...] | None = None) -> np.ndarray:
+        """Raw (un-normalised) channels stacked as (C, H, W) float32, in ``names`` or the config's order."""
+        names = self.config.channels if names is None else names
+        planes = {"range": self.range, "x": self.xyz[..., 0], "y": self.xyz[..., 1], "z": self.xyz[..., 2],
+                  "intensity": self.intensity, "mask": self.mask}
+        return np.stack([planes[n] for n in names]).astype(np.float32, copy=False)
+
+
+def _rows(points: np.ndarray, elevation: np.ndarray, ring: np.ndarray | None,
+          cfg: ProjectionConfig) -> np.ndarray:
+    """Row index per point (may be out of [0, H) for points outside the vertical field of view)."""
+    h = cfg.height
+    if ring is not None and cfg.use_ring:
+        rows = ring.astype(np.int64)
+        return rows if cfg.ring_order == "top_first" else (h - 1) - rows
+    if cfg.beam_elevations_deg:
+        beams = np.deg2rad(np.asarray(cfg.beam_elevations_deg, dtype=np.float64))
+        if h == 1:
+            half = math.radians(cfg.fov_up_deg - cfg.fov_down_deg) / 2.0
+            edges = np.array([beams[0] + half, beams[0] - half])
+        else:
+            mids = 0.5 * (beams[:-1] + beams[1:])
+            edges = np.concatenate([[beams[0] + (beams[0] - beams[1]) / 2], mids,
+                                    [beams[-1] - (beams[-2] - beams[-1]) / 2]])
+        # edges decrease; row i covers (edges[i + 1], edges[i]]
+        return np.searchsorted(-edges, -elevation, side="left") - 1
+    up, down = math.radians(cfg.fov_up_deg), math.radians(cfg.fov_down_deg)
+    rows = np.floor((up - elevation) * (h / (up - down))).astype(np.int64)
+    rows[elevation > up] = -1  # floor of a tiny negative is -1 anyway; keep it explicit for the boundary
+    return rows
+
+
+def project_points(points: np.ndarray, cfg: ProjectionConfig, ring: np.ndarray | None = None) -> RangeImage:
+    """Project an (N, >=3) cloud (x, y, z[, intensity, ...]) onto the range image described by ``cfg``.
+
+    ``ring`` (N,) is the beam index of every point, used for the row when ``cfg.use_ring`` is set.
+    """
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] < 3:
+        raise ProjectionError(f"points must be (N, >=3) x, y, z[, intensity], got shape {points.shape}")
+    n = points.shape[0]
+    if ring is not None:
+        ring = np.asarray(ring)
+        if ring.shape != (n,):
+            raise ProjectionError(f"ring must have shape ({n},), got {ring.shape}")
+    h, w = cfg.height, cfg.width
+    pts = points.astype(np.float32, copy=False)
+    xyz = pts[:, :3]
+    finite = np.isfinite(xyz).all(axis=1)
+    if pts.shape[1] > 3:
+        finite &= np.isfinite(pts[:, 3])
+    rng = np.sqrt(np.einsum("ij,ij->i", xyz, xyz, dtype=np.float64)).astype(np.float32)
+    rng[~finite] = 0.0
+    near = finite & (rng <= cfg.min_range_m)
+    far = finite & (rng > cfg.max_range_m)
+    keep = finite & ~near & ~far
+    idx = np.flatnonzero(keep)
+    x, y, z, r = xyz[idx, 0], xyz[idx, 1], xyz[idx, 2], rng[idx]
+    elevation = np.arcsin(np.clip(z / r, -1.0, 1.0)).astype(np.float64)
+    rows = _rows(pts, elevation, None if ring is None else ring[idx], cfg)
+    in_fov = (rows >= 0) & (rows < h)
+    out_of_fov = int(idx.size - np.count_nonzero(in_fov))
+    idx, rows, r = idx[in_fov], rows[in_fov], r[in_fov]
+    azimuth = np.arctan2(y[in_fov], x[in_fov]).astype(np.float64)
+    cols = np.floor(0.5 * (1.0 - azimuth / math.pi) * w).astype(np.int64)
+    cols[cols >= w] -= w
+    cols[cols < 0] += w
+    pixel = rows * w + cols
+
+    # Closest point per pixel: sort keys (pixel << 32 | range bits); positive float32 bits sort like the floats.
+    rbits = r.view(np.uint32).astype(np.int64)
+    keys = np.sort((pixel << 32) | rbits)
+    first = np.empty(keys.size, dtype=bool)
+    if keys.size:
+        first[0] = True
+        np.not_equal(keys[1:] >> 32, keys[:-1] >> 32, out=first[1:])
+    best = np.full(h * w, -1, dtype=np.int64)
+    best[keys[first] >> 32] = keys[first] & 0xFFFFFFFF
+    winners = best[pixel] == rbits
+    win_pixel, win_idx = pixel[winners], idx[winners]
+
+    point_index = np.full(h * w, -1, dtype=np.int64)
+    point_index[win_pixel] = win_idx  # equal-range ties: any one of them
+    filled = point_index >= 0
+    src = point_index[filled]
+    feats = np.zeros((h * w, 5), dtype=np.float32)
+    stacked = np.empty((src.size, 5), dtype=np.float32)
+    stacked[:, 0] = rng[src]
+    stacked[:, 1:4] = xyz[src]
+    stacked[:, 4] = pts[src, 3] if pts.shape[1] > 3 else 0.0
+    feats[filled] = stacked
+    feats = feats.reshape(h, w, 5)
+    return RangeImage(
+        range=feats[..., 0], xyz=feats[..., 1:4], intensity=feats[..., 4], mask=filled.reshape(h, w),
+        point_index=point_index.reshape(h, w), config=cfg,
+        dropped={"nonfinite": int(n - np.count_nonzero(finite)), "zero_range": int(np.count_nonzero(near)),
+                 "beyond_range": int(np.count_nonzero(far)), "out_of_fov": out_of_fov},
+        occluded=int(idx.size - src.size))
+
+
+def unproject(image: RangeImage) -> np.ndarray:
+    """Points (M, 3) rebuilt from every filled pixel's range and its row / column centre angles.
+
+    Rows follow ``image.config`` (uniform FOV or beam table; for ring-based rows the same row angles are used),
+    so the result differs from the stored xyz by at most the angular quantisation:
+    ``|dp| <= r * sqrt((d_theta / 2)^2 + (d_phi / 2)^2)`` to first order. Pixel order is row-major.
+    """
+    cfg = image.config
+    rows, cols = np.nonzero(image.mask)
+    theta = cfg.row_elevations_rad()[rows]
+    phi = cfg.col_azimuths_rad()[cols]
+    r = image.range[rows, cols].astype(np.float64)
+    cos_t = np.cos(theta)
+    return np.stack([r * cos_t * np.cos(phi), r * cos_t * np.sin(phi), r * np.sin(theta)], axis=1).astype(np.float32)
+
+
+def pixel_of(xyz: np.ndarray, cfg: ProjectionConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Continuous (row, col) image coordinates of points (N, 3) and whether they fall inside the FOV.
+
+    Used to place targets for box centres and corners; the integer pixel is ``floor`` of each coordinate.
+    Rows come from the uniform FOV or the beam table (linear interpolation between beam angles).
+    """
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    r = np.linalg.norm(xyz, axis=1)
+    ok = r > 0
+    theta = np.arcsin(np.clip(np.divide(xyz[:, 2], r, out=np.zeros_like(r), where=ok), -1.0, 1.0))
+    phi = np.arctan2(xyz[:, 1], xyz[:, 0])
+    col = 0.5 * (1.0 - phi / math.pi) * cfg.width
+    col = np.mod(col, cfg.width)
+    if cfg.beam_elevations_deg:
+        centres = cfg.row_elevations_rad()
+        row = np.interp(-theta, -centres, np.arange(cfg.height) + 0.5,
+                        left=-np.inf, right=np.inf)
+        if cfg.height > 1:
+            top_half = (centres[0] - centres[1]) / 2
+            bottom_half = (centres[-2] - centres[-1]) / 2
+            row = np.where(theta > centres[0], 0.5 - (theta - centres[0]) / (2 * top_half), row)
+            row = np.where(theta < centres[-1], cfg.height - 0.5 + (centres[-1] - theta) / (2 * bottom_half), row)
+    else:
+        up, down = math.radians(cfg.fov_up_deg), math.radians(cfg.fov_down_deg)
+        row = (up - theta) * (cfg.height / (up - down))
+    inside = ok & (row >= 0) & (row < cfg.height)
+    return row, col, inside
+
+
+def normalise(image: RangeImage) -> np.ndarray:
+    """Network input (C, H, W) float32: the config's channels, (value - mean) / std, empty pixels raw 0."""
+    cfg = image.config
+    raw = image.channels()
+    mean = np.asarray(cfg.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(cfg.std, dtype=np.float32)[:, None, None]
+    return (raw - mean) / std

@@ -1,0 +1,223 @@
+"""SPI: a heatmap 3D detector on the Spherical Pseudo Image (range image) of a LiDAR scan.
+
+After the OpenDR D4.2 SPI detector (seed §3.1): a 2D CNN on the range image, a FairMOT/CenterNet-style heatmap
+per class, and per-pixel regression of a 3D offset, size and yaw; a box is the 3D point of a heatmap peak plus
+the regressed offset. Decoding lives in ``glassbox.lidar.decode``; this module holds the network and its loss.
+
+Where the seed is silent (or differs) and what this module does:
+
+- Backbone: the seed compares FPN and DLA-34. Here a SECOND-like stack of stages of repeated
+  conv3x3-BN-ReLU blocks (stride set per stage, e.g. full resolution, then /2 in width, then /2 in both), whose
+  post-ReLU outputs are named ``s<stage>_b<block>`` in ``forward_features``: they are the probe points of the
+  entropy profile and the layer groups of the entropy loss (one group per stage). Each stage output is
+  upsampled back to full resolution with a transposed conv and the maps are concatenated (the SECOND/PointPillars
+  neck), so the heads run at the resolution of the range image and every pixel owns one 3D point.
+- Heads: one shared conv3x3-BN-ReLU, then 1x1 convs: heatmap logits (K classes), offset (3), log size (3) and
+  (sin, cos) of the yaw. The heatmap bias starts at -2.19 (prior 0.1) as in CenterNet.
+- Frame of the regression: offset (dx, dy) and yaw are regressed in the *viewing frame* of the pixel's point
+  (rotated by its azimuth phi = atan2(y, x)); dz and sizes are frame-free. A rotation of the scene about z shifts
+  the range image along its columns, which a conv net follows for free, so targets that rotate with the point
+  keep the task translation-equivariant along the azimuth. The decoder rotates back (seed: offsets in the LiDAR
+  frame; RangeDet uses the same local frame for the same reason).
+- Losses: CenterNet's penalty-reduced focal loss (alpha 2, beta 4) on the heatmap, normalised by the number of
+  objects; smooth-L1 on offset (metres), log size and (sin, cos), averaged over the pixels whose point lies inside
+  a ground-truth box (dense supervision over the object, rather than the centre pixel only, see
+  ``glassbox.lidar.targets``).
+- Padding is zero padding in both directions (no wrap-around across the 0/360 degree seam), which keeps the
+  exported ONNX graph to plain Conv ops.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from glassbox.classes import DETECTION_CLASSES
+
+HEAD_OUTPUTS = ("heatmap", "offset", "size", "yaw")
+
+
+class SpiError(ValueError):
+    """An SPI configuration or input the network cannot handle."""
+
+
+@dataclass(frozen=True)
+class SpiConfig:
+    """Network shape. ``stage_strides[i]`` is the (row, col) stride of stage i's first block."""
+
+    in_channels: int = 5
+    num_classes: int = len(DETECTION_CLASSES)
+    stem_channels: int = 16
+    stage_channels: tuple[int, ...] = (16, 32, 64)
+    stage_blocks: tuple[int, ...] = (2, 3, 3)
+    stage_strides: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 2))
+    neck_channels: int = 16
+    head_channels: int = 32
+    heatmap_prior: float = 0.1
+
+    def __post_init__(self) -> None:
+        n = len(self.stage_channels)
+        if not (len(self.stage_blocks) == len(self.stage_strides) == n) or n == 0:
+            raise SpiError("stage_channels, stage_blocks and stage_strides need the same non-zero length")
+        if any(b < 1 for b in self.stage_blocks):
+            raise SpiError(f"every stage needs at least one block, got {self.stage_blocks}")
+        if not 0.0 < self.heatmap_prior < 1.0:
+            raise SpiError(f"heatmap_prior must be in (0, 1), got {self.heatmap_prior}")
+
+    @property
+    def total_stride(self) -> tuple[int, int]:
+        """Input height and width must be multiples of these."""
+        sr = math.prod(s[0] for s in self.stage_strides)
+        sc = math.prod(s[1] for s in self.stage_strides)
+        return sr, sc
+
+
+#: Named sizes: the small default (Jetson-sized) and a wider, deeper teacher for distillation.
+SIZES: dict[str, dict] = {
+    "default": {},
+    "student": {},
+    "teacher": {"stem_channels": 32, "stage_channels": (32, 64, 128), "stage_blocks": (3, 5, 5),
+                "neck_channels": 32, "head_channels": 64},
+}
+
+
+class ConvBlock(nn.Sequential):
+    """conv3x3 - BN - ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: tuple[int, int] = (1, 1)):
+        super().__init__(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Spi(nn.Module):
+    """Range image (B, C, H, W) -> heatmap logits (B, K, H, W), offset, log size (B, 3, H, W), yaw (B, 2, H, W)."""
+
+    def __init__(self, cfg: SpiConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.stem = ConvBlock(cfg.in_channels, cfg.stem_channels)
+        self.blocks = nn.ModuleDict()
+        self.ups = nn.ModuleList()
+        cin = cfg.stem_channels
+        up_stride = [1, 1]
+        for i, (cout, nblocks, stride) in enumerate(zip(cfg.stage_channels, cfg.stage_blocks, cfg.stage_strides)):
+            for j in range(nblocks):
+                self.blocks[f"s{i + 1}_b{j}"] = ConvBlock(cin, cout, tuple(stride) if j == 0 else (1, 1))
+                cin = cout
+            up_stride = [up_stride[0] * stride[0], up_stride[1] * stride[1]]
+            if up_stride == [1, 1]:
+                up = nn.Conv2d(cout, cfg.neck_channels, 1, bias=False)
+            else:
+                up = nn.ConvTranspose2d(cout, cfg.neck_channels, tuple(up_stride), stride=tuple(up_stride),
+                                        bias=False)
+            self.ups.append(nn.Sequential(up, nn.BatchNorm2d(cfg.neck_channels), nn.ReLU(inplace=True)))
+        self.stage_last = [f"s{i + 1}_b{n - 1}" for i, n in enumerate(cfg.stage_blocks)]
+        self.shared = ConvBlock(cfg.neck_channels * len(cfg.stage_channels), cfg.head_channels)
+        self.heatmap = nn.Conv2d(cfg.head_channels, cfg.num_classes, 1)
+        self.offset = nn.Conv2d(cfg.head_channels, 3, 1)
+        self.size = nn.Conv2d(cfg.head_channels, 3, 1)
+        self.yaw = nn.Conv2d(cfg.head_channels, 2, 1)
+        nn.init.constant_(self.heatmap.bias, -math.log((1 - cfg.heatmap_prior) / cfg.heatmap_prior))
+
+    @property
+    def block_names(self) -> list[str]:
+        return list(self.blocks.keys())
+
+    def eloss_groups(self) -> list[list[str]]:
+        """Feature names of the repeated blocks, one group per stage (stages of one block are left out)."""
+        groups = []
+        for i, n in enumerate(self.cfg.stage_blocks):
+            if n >= 2:
+                groups.append([f"s{i + 1}_b{j}" for j in range(n)])
+        return groups
+
+    def forward_features(self, x: Tensor) -> dict[str, Tensor]:
+        """Named post-ReLU maps: ``stem``, every ``s<i>_b<j>`` block and the concatenated ``neck``."""
+        sr, sc = self.cfg.total_stride
+        if x.dim() != 4 or x.shape[1] != self.cfg.in_channels:
+            raise SpiError(f"expected input (B, {self.cfg.in_channels}, H, W), got {tuple(x.shape)}")
+        if x.shape[2] % sr or x.shape[3] % sc:
+            raise SpiError(f"input height and width must be multiples of {sr} and {sc}, got {tuple(x.shape[2:])}")
+        feats: dict[str, Tensor] = OrderedDict()
+        h = self.stem(x)                                   # (B, C0, H, W)
+        feats["stem"] = h
+        for name, block in self.blocks.items():
+            h = block(h)                                   # (B, Ci, H / sr_i, W / sc_i)
+            feats[name] = h
+        ups = [up(feats[name]) for up, name in zip(self.ups, self.stage_last)]  # each (B, Cn, H, W)
+        feats["neck"] = torch.cat(ups, dim=1)              # (B, S * Cn, H, W)
+        return feats
+
+    def forward_head(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        h = self.shared(features["neck"])                  # (B, Ch, H, W)
+        return {"heatmap": self.heatmap(h), "offset": self.offset(h), "size": self.size(h), "yaw": self.yaw(h)}
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.forward_head(self.forward_features(x))
+
+
+MODELS: dict[str, type[nn.Module]] = {"spi": Spi}
+
+
+def build_model(name: str, cfg: SpiConfig) -> nn.Module:
+    """Registry lookup: ``build_model("spi", SpiConfig())``."""
+    if name not in MODELS:
+        raise SpiError(f"unknown LiDAR model '{name}' (known: {', '.join(MODELS)})")
+    return MODELS[name](cfg)
+
+
+def spi_config(size: str = "default", **overrides) -> SpiConfig:
+    """The named size (``default``, ``student``, ``teacher``) with field overrides."""
+    if size not in SIZES:
+        raise SpiError(f"unknown SPI size '{size}' (known: {', '.join(SIZES)})")
+    return SpiConfig(**{**SIZES[size], **overrides})
+
+
+# ----------------------------------------------------------------------------------------------- losses
+def focal_heatmap_loss(logits: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0) -> Tensor:
+    """CenterNet's penalty-reduced pixel focal loss, summed over pixels and divided by the number of peaks.
+
+    ``target`` (B, K, H, W) in [0, 1] with exactly 1 at object centres. Returns a scalar.
+    """
+    p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1.0).float()
+    log_p = F.logsigmoid(logits)
+    log_1mp = F.logsigmoid(-logits)
+    pos_loss = -((1 - p) ** alpha) * log_p * pos
+    neg_loss = -((1 - target) ** beta) * (p ** alpha) * log_1mp * (1 - pos)
+    return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
+
+
+def masked_smooth_l1(pred: Tensor, target: Tensor, weight: Tensor, beta: float = 0.1) -> Tensor:
+    """Smooth-L1 summed over channels, averaged over pixels with weight > 0 (weighted mean). Scalar."""
+    per_pixel = F.smooth_l1_loss(pred, target, reduction="none", beta=beta).sum(dim=1)  # (B, H, W)
+    return (per_pixel * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+@dataclass(frozen=True)
+class SpiLossConfig:
+    """Weights of the loss terms."""
+
+    heatmap: float = 1.0
+    offset: float = 1.0
+    size: float = 1.0
+    yaw: float = 1.0
+
+
+def spi_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor],
+             cfg: SpiLossConfig = SpiLossConfig()) -> tuple[Tensor, dict[str, float]]:
+    """Total loss and its terms. ``targets``: ``heatmap`` (B, K, H, W), ``offset``/``size`` (B, 3, H, W),
+    ``yaw`` (B, 2, H, W) and ``reg_weight`` (B, H, W)."""
+    w = targets["reg_weight"]
+    terms = {
+        "heatmap": focal_heatmap_loss(outputs["heatmap"], targets["heatmap"]),
+        "offset": masked_smooth_l1(outputs["offset"], targets["offset"], w),
+        "size": masked_smooth_l1(outputs["size"], targets["size"], w),
+        "yaw": masked_smooth_l1(outputs["yaw"], targets["yaw"], w),
+    }
+    total = sum(getattr(cfg, k) * v for k, v in terms.items())
+    return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,130 @@
+"""Training targets of the SPI detector from ground-truth 3D boxes and a projected scan.
+
+For every box (centre, size l/w/h, yaw, class) in the LiDAR frame:
+
+- the *object pixels* are the filled pixels whose 3D point lies inside the box enlarged by ``margin_m``;
+- the *centre pixel* is the object pixel closest (in image coordinates, columns wrapping) to the projection of
+  the box centre. The seed places the Gaussian at the projected centre, whose pixel often holds no point of the
+  object (a ray through a car's centre hits its near side, or misses a thin pedestrian); its decoder then needs a
+  point there, so the peak is moved to the nearest pixel that does belong to the object. Boxes without any
+  object pixel get no peak and are counted in ``stats["no_points"]`` (the seed's fragmented-heatmap case);
+- the heatmap holds a Gaussian of value exactly 1 at the centre pixel whose standard deviations (rows, columns)
+  are a sixth of the extent of the projected box corners (at least ``min_sigma_px``); several objects of one
+  class combine by element-wise max (the CenterNet/FairMOT convention);
+- regression targets are written at every object pixel: offset = centre - point, with (dx, dy) rotated into the
+  viewing frame of the point (by minus its azimuth), log of the size, and (sin, cos) of yaw - azimuth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from glassbox.lidar.projection import RangeImage, pixel_of
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Heatmap and object-pixel settings."""
+
+    num_classes: int = 3
+    margin_m: float = 0.15
+    min_sigma_px: float = 0.8
+    sigma_fraction: float = 1.0 / 6.0
+
+
+def box_corners_3d(centers: np.ndarray, sizes: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """Eight corners (M, 8, 3) of boxes in the LiDAR frame."""
+    signs = np.array([[sx, sy, sz] for sx in (0.5, -0.5) for sy in (0.5, -0.5) for sz in (0.5, -0.5)])
+    local = signs[None] * sizes[:, None, :]                                # (M, 8, 3)
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    x = c * local[..., 0] - s * local[..., 1]
+    y = s * local[..., 0] + c * local[..., 1]
+    return np.stack([x, y, local[..., 2]], axis=-1) + centers[:, None, :]
+
+
+def points_in_boxes(points: np.ndarray, centers: np.ndarray, sizes: np.ndarray, yaw: np.ndarray,
+                    margin_m: float = 0.0) -> np.ndarray:
+    """(P, M) bool: point p inside box m (enlarged by ``margin_m`` on every side)."""
+    d = points[:, None, :] - centers[None, :, :]                           # (P, M, 3)
+    c, s = np.cos(yaw)[None], np.sin(yaw)[None]
+    lx = c * d[..., 0] + s * d[..., 1]
+    ly = -s * d[..., 0] + c * d[..., 1]
+    half = sizes[None] / 2 + margin_m
+    return (np.abs(lx) <= half[..., 0]) & (np.abs(ly) <= half[..., 1]) & (np.abs(d[..., 2]) <= half[..., 2])
+
+
+def build_targets(image: RangeImage, centers: np.ndarray, sizes: np.ndarray, yaw: np.ndarray,
+                  classes: np.ndarray, cfg: TargetConfig = TargetConfig()) -> dict[str, np.ndarray]:
+    """Targets for one scan: ``heatmap`` (K, H, W), ``offset``/``size`` (3, H, W), ``yaw`` (2, H, W),
+    ``reg_weight`` (H, W), ``centre_pixel`` (M, 2) int (-1 when the box has no points), ``object_id`` (H, W)
+    int (-1 for background) and ``stats`` counts."""
+    h, w = image.shape
+    centers = np.asarray(centers, dtype=np.float64).reshape(-1, 3)
+    sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 3)
+    yaw = np.asarray(yaw, dtype=np.float64).reshape(-1)
+    classes = np.asarray(classes).reshape(-1).astype(np.int64)
+    m = len(centers)
+    heatmap = np.zeros((cfg.num_classes, h, w), dtype=np.float32)
+    offset = np.zeros((3, h, w), dtype=np.float32)
+    size_t = np.zeros((3, h, w), dtype=np.float32)
+    yaw_t = np.zeros((2, h, w), dtype=np.float32)
+    weight = np.zeros((h, w), dtype=np.float32)
+    object_id = np.full((h, w), -1, dtype=np.int64)
+    centre_px = np.full((m, 2), -1, dtype=np.int64)
+    out = {"heatmap": heatmap, "offset": offset, "size": size_t, "yaw": yaw_t, "reg_weight": weight,
+           "object_id": object_id, "centre_pixel": centre_px}
+    if m == 0:
+        out["stats"] = {"objects": 0, "no_points": 0}
+        return out
+    if np.any((classes < 0) | (classes >= cfg.num_classes)):
+        raise ValueError(f"box classes must be in [0, {cfg.num_classes}), got {np.unique(classes)}")
+
+    rows, cols = np.nonzero(image.mask)
+    pts = image.xyz[rows, cols].astype(np.float64)                        # (P, 3)
+    inside = points_in_boxes(pts, centers, sizes, yaw, cfg.margin_m)      # (P, M)
+    has = inside.any(axis=1)
+    owner = np.where(has, inside.argmax(axis=1), -1)                      # first box wins on overlaps
+    sel = owner >= 0
+    r_o, c_o, p_o, b_o = rows[sel], cols[sel], pts[sel], owner[sel]
+    phi = np.arctan2(p_o[:, 1], p_o[:, 0])
+    d = centers[b_o] - p_o
+    cp, sp = np.cos(phi), np.sin(phi)
+    offset[0, r_o, c_o] = cp * d[:, 0] + sp * d[:, 1]
+    offset[1, r_o, c_o] = -sp * d[:, 0] + cp * d[:, 1]
+    offset[2, r_o, c_o] = d[:, 2]
+    size_t[:, r_o, c_o] = np.log(sizes[b_o]).T
+    alpha = yaw[b_o] - phi
+    yaw_t[0, r_o, c_o] = np.sin(alpha)
+    yaw_t[1, r_o, c_o] = np.cos(alpha)
+    weight[r_o, c_o] = 1.0
+    object_id[r_o, c_o] = b_o
+
+    cfg_p = image.config
+    c_row, c_col, _ = pixel_of(centers, cfg_p)
+    corner_rows, corner_cols, _ = pixel_of(box_corners_3d(centers, sizes, yaw).reshape(-1, 3), cfg_p)
+    corner_rows = corner_rows.reshape(m, 8)
+    dcol = (corner_cols.reshape(m, 8) - c_col[:, None] + w / 2) % w - w / 2   # unwrap around the centre
+    sig_r = np.maximum((np.nanmax(corner_rows, 1) - np.nanmin(corner_rows, 1)) * cfg.sigma_fraction,
+                       cfg.min_sigma_px)
+    sig_c = np.maximum((dcol.max(1) - dcol.min(1)) * cfg.sigma_fraction, cfg.min_sigma_px)
+    sig_r = np.where(np.isfinite(sig_r), sig_r, cfg.min_sigma_px)
+    grid_r = np.arange(h)[:, None]
+    no_points = 0
+    for k in range(m):  # per object (tens per scan), each step vectorised over pixels
+        mine = b_o == k
+        if not mine.any():
+            no_points += 1
+            continue
+        dr = r_o[mine] + 0.5 - c_row[k]
+        dc = (c_o[mine] + 0.5 - c_col[k] + w / 2) % w - w / 2
+        best = np.argmin(dr * dr + dc * dc)
+        pr, pc = r_o[mine][best], c_o[mine][best]
+        centre_px[k] = (pr, pc)
+        gr = grid_r - pr                                                  # (H, 1)
+        gc = (np.arange(w)[None, :] - pc + w // 2) % w - w // 2            # (1, W) wrapped
+        g = np.exp(-(gr * gr) / (2 * sig_r[k] ** 2) - (gc * gc) / (2 * sig_c[k] ** 2)).astype(np.float32)
+        g[pr, pc] = 1.0
+        np.maximum(heatmap[classes[k]], g, out=heatmap[classes[k]])
+    out["stats"] = {"objects": m, "no_points": no_points}
+    return out
