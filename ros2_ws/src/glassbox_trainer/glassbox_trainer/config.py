@@ -55,11 +55,12 @@ class ScheduleConfig:
 class ElossConfig:
     """Eloss on the task's repeated-block groups (``glassbox.entropy``).
 
-    ``weight`` multiplies the variance term L1 (variance of the layer-to-layer entropy changes),
-    ``direction_weight`` the direction term: ``variant="printed"`` is the paper's L2 = -sum(dH^2) (unbounded
-    below), ``"bounded"`` works on per-dimension entropies (nats / d) so that scale changes between layers do
-    not dominate. ``schedule``: ``constant`` or ``linear_warmup`` over ``warmup_steps``. ``groups``: override
-    the task's ``eloss_groups``. The estimator settings mirror ``glassbox.entropy.ProbeConfig``.
+    ``weight`` multiplies the variance term L1 (variance of the layer-to-layer entropy changes, summed over
+    groups), ``direction_weight`` the direction term: ``variant="printed"`` is the paper's L2 = -sum(dH^2)
+    (sign-symmetric, unbounded below), ``"bounded"`` is ``mean(tanh(dH / tau))`` (rewards decreases only;
+    ``glassbox.entropy.eloss_direction_bounded``). ``per_dim`` divides each entropy by its sample dimension d.
+    ``schedule``: ``constant`` or ``linear_warmup`` over ``warmup_steps``. ``groups``: override the task's
+    ``eloss_groups``. The estimator settings mirror ``glassbox.entropy.ProbeConfig``.
     """
 
     weight: float = 0.0
@@ -67,6 +68,9 @@ class ElossConfig:
     schedule: Literal["constant", "linear_warmup"] = "constant"
     warmup_steps: int = 0
     variant: Literal["printed", "bounded"] = "printed"
+    tau: float = 1.0
+    per_dim: bool = False
+    unbiased: bool = False
     groups: tuple[tuple[str, ...], ...] = ()
     estimator: str = "knn"
     k: int = 1
@@ -116,6 +120,7 @@ class ExportConfig:
 class EntropyLogConfig:
     """Per-layer entropy curves of all feature maps on a fixed validation batch, every ``every`` steps."""
 
+    enabled: bool = True
     every: int = 0                   # 0: at every evaluation
     estimator: str = "knn"
     k: int = 1

@@ -1,0 +1,66 @@
+"""``glassbox-train``: train, resume, distil and export one task from its YAML config.
+
+    glassbox-train --config config/train/<task>.yaml [--out runs/<name>] [--resume] [--export models/]
+
+Multi-process: ``torchrun --nproc_per_node=N -m glassbox_trainer.cli --config ...`` (or the console script
+under torchrun); only rank 0 writes files and exports.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from glassbox.config import to_dict
+from glassbox_trainer.config import load_train_config
+from glassbox_trainer.train import _probe_config, command_line, eval_loader, load_state_dict_file, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="glassbox-train", description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="training config, e.g. config/train/lidar.yaml")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<task>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if it exists")
+    p.add_argument("--export", default=None, metavar="DIR", help="after training, write ONNX + model card to DIR")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str) -> Path:
+    """Export the final weights of a finished run (ONNX, .pt, card) into ``export_dir``."""
+    from glassbox_trainer.export import export_model
+    from glassbox_trainer.task import build_task
+
+    task = build_task(cfg.task, cfg.task_cfg)
+    model = task.build_model(cfg.model_size)
+    weights = load_state_dict_file(out / "model.pt")
+    model.load_state_dict(weights)
+    _, val_set = task.datasets()
+    training = {"command": command, "data": cfg.export.data, "seed": cfg.seed, "steps": result["steps"],
+                "loss": result["formula"], "config": to_dict(cfg)}
+    return export_model(task, model, export_dir, cfg.export.name or task.name, result["metrics"],
+                        eval_loader(task, val_set, cfg), _probe_config(cfg), training, cfg.export.parity_atol,
+                        cfg.export.entropy_batches, weights=weights)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_train_config(args.config)
+    out = Path(args.out or f"runs/{cfg.task.replace(':', '_')}")
+    command = command_line()
+    result = train(cfg, out, resume=args.resume, command=command)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if args.export:
+        result["card"] = str(export_run(cfg, out, result, Path(args.export), command))
+    print(json.dumps({k: v for k, v in result.items() if k != "fmcs"}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Export of a trained model: ONNX with feature-map outputs, ONNX Runtime parity, model card.
+
+``export_with_features`` writes an ONNX graph whose outputs are the model's forward outputs followed by its
+feature maps (named as in ``forward_features``), so that the ONNX Runtime backend of a pipeline can build the
+same entropy profiles as the torch backend. ``check_parity`` runs the file with ONNX Runtime and compares
+every output with eager PyTorch. ``export_model`` does the whole job for a task: ONNX (through
+``Task.export``), parity on validation inputs, the reference entropy profile (per-layer mean and standard
+deviation over validation inputs, one profile per input) and the model card with the file's sha256.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+import glassbox
+from glassbox.export import OrtSession, export_onnx
+from glassbox.models.card import EntropyReference, ModelCard, save_card, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(RuntimeError):
+    """Export failed or the exported graph disagrees with the eager model."""
+
+
+def _as_tuple(out: Any) -> tuple[Tensor, ...]:
+    if isinstance(out, Tensor):
+        return (out,)
+    if isinstance(out, Mapping):
+        return tuple(out.values())
+    return tuple(out)
+
+
+class FeatureExportWrapper(nn.Module):
+    """``forward(*inputs)`` -> forward outputs + the named feature maps, as one flat tuple (for ONNX)."""
+
+    def __init__(self, model: nn.Module, feature_names: Sequence[str]):
+        super().__init__()
+        self.model = model
+        self.feature_names = list(feature_names)
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        feats = self.model.forward_features(*inputs)
+        if hasattr(self.model, "forward_head"):
+            out = _as_tuple(self.model.forward_head(feats))
+        else:
+            out = _as_tuple(self.model(*inputs))
+        return out + tuple(feats[n] for n in self.feature_names)
+
+
+def export_with_features(model: nn.Module, example_inputs: Mapping[str, Tensor], path: str | Path,
+                         output_names: Sequence[str], feature_names: Sequence[str] | None = None,
+                         dynamic_batch: bool = True, opset: int = 17) -> dict:
+    """Export ``model`` to ONNX with its feature maps as extra outputs; returns the card's input spec.
+
+    ``example_inputs`` maps input names to example tensors (their shapes go into the spec; the batch axis is
+    dynamic when ``dynamic_batch``). ``feature_names=None`` exports every map of ``forward_features``.
+    """
+    model = model.eval().cpu()
+    inputs = {k: v.detach().cpu() for k, v in example_inputs.items()}
+    with torch.no_grad():
+        feats = model.forward_features(*inputs.values())
+    names = list(feats) if feature_names is None else list(feature_names)
+    missing = [n for n in names if n not in feats]
+    if missing:
+        raise ExportError(f"model has no feature '{missing[0]}' (has: {', '.join(feats)})")
+    all_outputs = list(output_names) + names
+    dyn = {n: {0: "batch"} for n in [*inputs, *all_outputs]} if dynamic_batch else None
+    export_onnx(FeatureExportWrapper(model, names), tuple(inputs.values()), path, list(inputs), all_outputs,
+                dynamic_axes=dyn, opset=opset)
+    return {"inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+                       for k, v in inputs.items()},
+            "outputs": list(output_names), "features": names}
+
+
+def check_parity(model: nn.Module, onnx_path: str | Path, inputs: Mapping[str, np.ndarray], atol: float = 1e-3,
+                 feature_names: Sequence[str] | None = None) -> dict[str, float]:
+    """Max |ORT - torch| per output on ``inputs``; raises :class:`ExportError` above ``atol``."""
+    session = OrtSession(onnx_path, providers=("cpu",))
+    got = session.run(inputs)
+    model = model.eval().cpu()
+    with torch.no_grad():
+        tin = [torch.from_numpy(np.asarray(inputs[n])) for n in session.input_names]
+        names = list(feature_names) if feature_names is not None else None
+        feats = model.forward_features(*tin)
+        wrapper = FeatureExportWrapper(model, names if names is not None else
+                                       [n for n in session.output_names if n in feats])
+        ref = [t.numpy() for t in wrapper(*tin)]
+    if len(ref) != len(session.output_names):
+        raise ExportError(f"{onnx_path}: {len(session.output_names)} ONNX outputs but the model gives {len(ref)}")
+    diffs = {}
+    for name, r in zip(session.output_names, ref):
+        g = got[name]
+        if g.shape != r.shape:
+            raise ExportError(f"{onnx_path}: output '{name}' has shape {g.shape} in ONNX, {r.shape} in torch")
+        diffs[name] = float(np.max(np.abs(g.astype(np.float64) - r.astype(np.float64)))) if r.size else 0.0
+    worst = max(diffs, key=diffs.get)
+    if diffs[worst] > atol:
+        raise ExportError(f"{onnx_path}: ONNX Runtime and torch differ by {diffs[worst]:.3g} on '{worst}' "
+                          f"(tolerance {atol:g})")
+    return diffs
+
+
+def reference_entropy(task, model: nn.Module, loader: DataLoader, probe_cfg, max_batches: int) -> EntropyReference:
+    """Per-layer entropy mean and std over validation inputs (one profile per input, all feature maps)."""
+    from glassbox.entropy import profile_from_features
+
+    per_input: list[np.ndarray] = []
+    names: list[str] = []
+    model = model.eval()
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            if i >= max_batches:
+                break
+            _, _, out = task.loss(model, batch)
+            feats = {k: v.float() for k, v in out["features"].items()}
+            b = next(iter(feats.values())).shape[0]
+            for j in range(b):
+                prof = profile_from_features({k: v[j:j + 1] for k, v in feats.items()}, probe_cfg)
+                names = prof.layer_names
+                per_input.append(prof.entropy_nats)
+    if not per_input:
+        raise ExportError("no validation inputs for the reference entropy profile")
+    h = np.stack(per_input)                                                    # (N, L)
+    return EntropyReference(estimator=probe_cfg.estimator, estimator_params=probe_cfg.params(),
+                            layer_names=tuple(names), mean_nats=tuple(float(x) for x in h.mean(0)),
+                            std_nats=tuple(float(x) for x in h.std(0)), num_inputs=int(h.shape[0]))
+
+
+def _first_inputs(spec: Mapping[str, Any], batch: dict) -> dict[str, np.ndarray]:
+    """Parity inputs: batch entries named like the ONNX inputs, else seeded uniform noise of the spec shape."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, s in spec["inputs"].items():
+        if name in batch and isinstance(batch[name], Tensor):
+            out[name] = batch[name].detach().cpu().float().numpy()
+        else:
+            out[name] = rng.random([int(x) for x in s["shape"]], dtype=np.float32)
+    return out
+
+
+def export_model(task, model: nn.Module, out_dir: str | Path, name: str, metrics: Mapping[str, float],
+                 val_loader: DataLoader, probe_cfg, training: Mapping[str, Any], atol: float = 1e-3,
+                 entropy_batches: int = 4, weights: Mapping[str, Tensor] | None = None) -> Path:
+    """ONNX + optional ``.pt`` state dict + card for ``model`` under ``out_dir``; returns the card path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{name}.onnx"
+    model = model.eval().cpu()
+    spec = dict(task.export(model, str(onnx_path)))
+    for key in ("inputs", "outputs", "features"):
+        if key not in spec:
+            raise ExportError(f"task '{task.name}': export() must return a spec with '{key}' (got {sorted(spec)})")
+    batch = next(iter(val_loader))
+    diffs = check_parity(model, onnx_path, _first_inputs(spec, batch), atol, spec["features"])
+    weights_file, weights_sha = "", ""
+    if weights is not None:
+        from glassbox_trainer.train import save_atomic
+        wpath = out_dir / f"{name}.pt"
+        save_atomic(dict(weights), wpath)
+        weights_file, weights_sha = wpath.name, sha256_file(wpath)
+    ref = reference_entropy(task, model, val_loader, probe_cfg, entropy_batches)
+    classes = spec.get("classes", getattr(task, "classes", ()))
+    extra = {k: v for k, v in spec.items() if k not in ("inputs", "outputs", "features", "classes")}
+    card = ModelCard(name=name, task=task.name, file=onnx_path.name, sha256=sha256_file(onnx_path),
+                     inputs=dict(spec["inputs"]), outputs=tuple(spec["outputs"]), features=tuple(spec["features"]),
+                     classes=tuple(str(c) for c in classes), metrics={k: float(v) for k, v in metrics.items()},
+                     training=dict(training), entropy_reference=ref, weights_file=weights_file,
+                     weights_sha256=weights_sha, parity_max_abs_diff=max(diffs.values()), extra=extra,
+                     created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     glassbox_version=glassbox.__version__)
+    return save_card(card, out_dir / f"{name}.card.yaml")
