@@ -43,7 +43,7 @@ class ArrayFactoryMixin:
     def seq(self, values: np.ndarray, kind: str) -> Any:
         code, dtype = _ARRAY_CODES[kind]
         out = array.array(code)
-        out.frombytes(np.ascontiguousarray(values, dtype=dtype).data)
+        out.frombytes(np.ascontiguousarray(values, dtype=dtype).reshape(-1).view(np.uint8).data)
         return out
 
 
@@ -130,6 +130,7 @@ def pointcloud2_to_xyz(msg: Any, *, fields: Sequence[str] = ("x", "y", "z"), ski
     Missing ``x``/``y``/``z`` raise :class:`ConversionError`; any other missing field (e.g. intensity) is filled
     with zeros. With ``skip_nans`` (default) points whose x, y or z is not finite are dropped; otherwise every
     point is kept in row-major order, so an organised cloud maps back to its (height, width) grid.
+    When the message holds exactly these float32 fields back to back, the result shares the message's memory.
     """
     cloud = pointcloud2_to_array(msg)
     names = cloud.dtype.names or ()
@@ -138,19 +139,46 @@ def pointcloud2_to_xyz(msg: Any, *, fields: Sequence[str] = ("x", "y", "z"), ski
             raise ConversionError(f"PointCloud2 has no '{axis}' field (fields: {', '.join(names) or 'none'})")
     n = cloud.size
     flat = cloud.reshape(-1)
-    out = np.empty((n, len(fields)), dtype=dtype)
-    for j, name in enumerate(fields):
-        if name in names:
-            col = flat[name]
-            out[:, j] = col if col.ndim == 1 else col[:, 0]
-        else:
-            out[:, j] = 0
+    packed = _packed_view(flat, fields)
+    if packed is not None and np.dtype(dtype) == packed.dtype:
+        out = np.ascontiguousarray(packed)          # the common layout: one block copy
+    else:
+        out = np.empty((n, len(fields)), dtype=dtype)
+        for j, name in enumerate(fields):
+            if name in names:
+                col = flat[name]
+                out[:, j] = col if col.ndim == 1 else col[:, 0]
+            else:
+                out[:, j] = 0
     if skip_nans and n:
         xyz_cols = [fields.index(a) for a in ("x", "y", "z") if a in fields]
-        keep = np.isfinite(out[:, xyz_cols]).all(axis=1)
-        if not keep.all():
+        # One BLAS dot product is finite when every value is (and huge values merely take the exact path),
+        # so the per-point mask is only built for clouds that do hold NaN/inf.
+        flat_out = out.reshape(-1)
+        if not np.isfinite(np.dot(flat_out, flat_out)):
+            keep = np.isfinite(out[:, xyz_cols]).all(axis=1)
             out = out[keep]
     return out
+
+
+def _packed_view(flat: np.ndarray, fields: Sequence[str]) -> np.ndarray | None:
+    """(N, k) float32 array when ``fields`` are consecutive native float32 scalars in a 1-D cloud, else None."""
+    names = flat.dtype.names or ()
+    if not all(f in names for f in fields) or flat.ndim != 1 or flat.strides[0] != flat.dtype.itemsize:
+        return None
+    first = flat.dtype.fields[fields[0]][1]
+    for j, name in enumerate(fields):
+        sub, offset = flat.dtype.fields[name][:2]
+        if sub != np.dtype("=f4") or offset != first + 4 * j:
+            return None
+    base = flat.view(np.uint8).reshape(-1)
+    if flat.dtype.itemsize == 4 * len(fields):
+        return np.ndarray(shape=(flat.size, len(fields)), dtype=np.float32, buffer=base)
+    # Copy each point's run of fields as one opaque block: an order of magnitude faster than a strided
+    # float32 gather, and as fast as memcpy.
+    blocks = np.ndarray(shape=(flat.size,), dtype=np.dtype((np.void, 4 * len(fields))), buffer=base, offset=first,
+                        strides=(flat.dtype.itemsize,))
+    return np.ascontiguousarray(blocks).view(np.float32).reshape(flat.size, len(fields))
 
 
 def pointcloud2_to_xyzi(msg: Any, *, skip_nans: bool = True, intensity_field: str = "intensity") -> np.ndarray:

@@ -1,0 +1,60 @@
+"""Launch files against reality: every node they start exists in the built workspace, every parameter file
+exists, and every parameter in those files is declared by its node (checked on a running node process)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import REPO, find_executable
+
+LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
+
+
+def launch_nodes(path: Path) -> list[dict]:
+    """The static NODES table of a launch file (read with ast: the `launch` package is not needed)."""
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "NODES" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{path.name} has no NODES table")
+
+
+def test_there_are_launch_files():
+    assert LAUNCH_FILES, "launch/ is empty"
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_nodes_and_parameter_files_exist(path):
+    nodes = launch_nodes(path)
+    assert nodes, f"{path.name} starts no node"
+    for spec in nodes:
+        find_executable(spec["package"], spec["executable"])     # raises when missing
+        config = REPO / "config" / spec["config"]
+        assert config.is_file(), f"{path.name}: parameter file {config} missing"
+        data = yaml.safe_load(config.read_text())
+        assert "ros__parameters" in next(iter(data.values())), f"{config} is not a ROS 2 parameter file"
+        installed = Path(find_executable(spec["package"], spec["executable"])).parents[3]
+        assert installed.exists()
+
+
+def _declared_parameters(ros_client, node_fqn: str) -> set[str]:
+    from rcl_interfaces.srv import ListParameters
+    client = ros_client.node.create_client(ListParameters, f"{node_fqn}/list_parameters")
+    ros_client.spin_until(lambda: client.service_is_ready(), 30, f"{node_fqn}/list_parameters")
+    future = client.call_async(ListParameters.Request())
+    ros_client.spin_until(future.done, 10, "list_parameters reply")
+    return set(future.result().result.names)
+
+
+@pytest.mark.ros
+def test_every_config_parameter_is_declared_by_its_node(ros_client, start_node):
+    specs = {(s["package"], s["executable"], s["name"], s["config"]) for p in LAUNCH_FILES for s in launch_nodes(p)}
+    for package, executable, name, config in sorted(specs):
+        start_node(executable, package=package, params_file=REPO / "config" / config, namespace="/lt", name=name)
+        declared = _declared_parameters(ros_client, f"/lt/{name}")
+        params = next(iter(yaml.safe_load((REPO / "config" / config).read_text()).values()))["ros__parameters"]
+        undeclared = sorted(set(params) - declared)
+        assert not undeclared, f"config/{config} sets parameters {executable} does not declare: {undeclared}"
