@@ -11,6 +11,11 @@ ROOT=$PWD
 VENV=$ROOT/.venv
 PY=$VENV/bin/python
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+# pip install, quiet, without the index-location warnings some machines print for every package
+pip_install() {
+  "$PY" -m pip install -q "$@" 2>&1 | { grep -v 'is neither a file nor a directory' || true; }
+  return "${PIPESTATUS[0]}"
+}
 
 # 1. System library for Open3D.
 if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
@@ -28,9 +33,9 @@ req_hash=$(cat requirements.txt ros2_ws/src/glassbox/setup.py ros2_ws/src/glassb
 if [ "$(cat "$VENV/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
   log "installing pinned dependencies (first run: a few minutes)"
   # torch first, alone, so that no other package can pull a CUDA build of it.
-  "$PY" -m pip install -q "setuptools==79.0.1" "torch==2.13.0"
-  "$PY" -m pip install -q -r requirements.txt
-  "$PY" -m pip install -q --no-deps -e ros2_ws/src/glassbox -e ros2_ws/src/glassbox_trainer
+  pip_install "setuptools==79.0.1" "torch==2.13.0"
+  pip_install -r requirements.txt
+  pip_install --no-deps -e ros2_ws/src/glassbox -e ros2_ws/src/glassbox_trainer
   echo "$req_hash" > "$VENV/.requirements-hash"
 fi
 
