@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from glassbox.models.card import EntropyReference, ModelCard, save_card
 from glassbox.monitor import EntropyMonitor, LayerReference, Level, MonitorConfig, ReferenceError, load_references
 
 REF = {"m": {"a": LayerReference(100.0, 2.0), "b": LayerReference(50.0, 1.0)}}
@@ -56,7 +57,8 @@ def test_reference_files_table_and_card(tmp_path):
     table = tmp_path / "ref.yaml"
     table.write_text("models:\n  m:\n    layers:\n      a: {mean: 1.0, std: 0.5}\n")
     card = tmp_path / "card.yaml"
-    card.write_text("name: n\nreference_entropy:\n  x: {mean: 2.0, std: 0.1}\n")
+    save_card(ModelCard(name="n", task="toy", file="n.onnx", sha256="0" * 64,
+                        entropy_reference=EntropyReference("knn", {"k": "1"}, ("x",), (2.0,), (0.1,), 10)), card)
     refs = load_references([table, card])
     assert refs["m"]["a"] == LayerReference(1.0, 0.5) and refs["n"]["x"].std == 0.1
     bad = tmp_path / "bad.yaml"

@@ -14,7 +14,8 @@ Reference files are YAML, either a table of models::
         layers:
           backbone.stage1.0: {mean: 812.4, std: 3.1}
 
-or a model card with ``name`` and ``reference_entropy: {layer: {mean, std}}``.
+or a model card (``glassbox.models.card``) whose ``entropy_reference`` lists layer names with their mean and
+std.
 """
 from __future__ import annotations
 
@@ -81,6 +82,19 @@ def _parse_layers(layers: object, source: str, model: str) -> dict[str, LayerRef
     return out
 
 
+def _card_reference(path: Path) -> tuple[str, dict[str, LayerReference]]:
+    from glassbox.models.card import ModelCardError, load_card
+    try:
+        card = load_card(path)
+    except ModelCardError as exc:
+        raise ReferenceError(str(exc)) from None
+    ref = card.entropy_reference
+    if ref is None:
+        raise ReferenceError(f"{path}: model card '{card.name}' has no entropy_reference")
+    table = {n: {"mean": m, "std": s} for n, m, s in zip(ref.layer_names, ref.mean_nats, ref.std_nats)}
+    return card.name, _parse_layers(table, str(path), card.name)
+
+
 def load_references(paths: Sequence[str | Path]) -> dict[str, dict[str, LayerReference]]:
     """Read reference profiles (model -> layer -> mean/std) from YAML tables or model cards."""
     refs: dict[str, dict[str, LayerReference]] = {}
@@ -96,11 +110,11 @@ def load_references(paths: Sequence[str | Path]) -> dict[str, dict[str, LayerRef
             for model, entry in data["models"].items():
                 layers = entry.get("layers") if isinstance(entry, Mapping) else None
                 refs[str(model)] = _parse_layers(layers, str(path), str(model))
-        elif isinstance(data, Mapping) and "reference_entropy" in data and "name" in data:
-            refs[str(data["name"])] = _parse_layers(data["reference_entropy"], str(path), str(data["name"]))
+        elif isinstance(data, Mapping) and "entropy_reference" in data:
+            card = _card_reference(path)
+            refs[card[0]] = card[1]
         else:
-            raise ReferenceError(f"{path}: expected a 'models:' table or a model card with 'name' and "
-                                 f"'reference_entropy'")
+            raise ReferenceError(f"{path}: expected a 'models:' table or a model card with an 'entropy_reference'")
     return refs
 
 
