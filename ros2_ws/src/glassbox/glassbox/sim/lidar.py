@@ -1,0 +1,173 @@
+"""A spinning multi-beam LiDAR: beam tables of real sensors, range noise, dropout and intensity.
+
+The LiDAR frame is x forward, y left, z up, at ``mount_xyz`` on the ego base frame (no rotation). Each beam has
+a fixed elevation; the head sweeps ``azimuth_steps`` columns per revolution, starting behind the sensor and
+turning clockwise seen from above (as Velodyne heads do), so a point's ``time`` (seconds from the start of the
+sweep) follows its column. ``ring`` is the beam index in order of increasing elevation (ring 0 = lowest beam,
+the Velodyne driver's convention); a range-image row is ``num_beams - 1 - ring``.
+
+Differences from a real sensor, on purpose: the scene is frozen during one sweep (no motion distortion), beams
+share one optical centre, and intensity is a simple model: material reflectivity times the cosine of the
+incidence angle, times a mild range fall-off, in [0, 1] (KITTI-style float intensity).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from glassbox.sim.materials import MAT_REFLECTIVITY
+from glassbox.sim.scene import Boxes3D, Scene, SceneError, rotate
+from glassbox.sim.texture import surface_reflectivity
+
+
+class LidarError(ValueError):
+    """A LiDAR configuration is invalid."""
+
+
+@dataclass(frozen=True)
+class LidarConfig:
+    """Beam table (elevations in degrees, any order), head resolution and noise model."""
+
+    name: str = "hdl64"
+    elevations_deg: tuple[float, ...] = ()
+    azimuth_steps: int = 2048
+    max_range_m: float = 120.0
+    min_range_m: float = 1.0
+    range_noise_m: float = 0.02
+    dropout: float = 0.02                     # random loss of returns
+    grazing_dropout: float = 0.3              # extra loss at grazing incidence (scaled by 1 - cos)
+    min_intensity: float = 0.005             # returns weaker than this are lost
+    rate_hz: float = 10.0
+    mount_xyz: tuple[float, float, float] = (0.0, 0.0, 1.73)
+    min_box_points: int = 1                   # boxes with fewer LiDAR points are left out of the scan's labels
+    frame_id: str = "lidar"
+
+    def __post_init__(self) -> None:
+        if len(self.elevations_deg) == 0:
+            raise LidarError("LidarConfig: elevations_deg is empty (use lidar_preset(...) for a real beam table)")
+        if self.azimuth_steps < 8 or self.max_range_m <= self.min_range_m or self.rate_hz <= 0:
+            raise LidarError(f"LidarConfig: invalid azimuth_steps={self.azimuth_steps}, ranges "
+                             f"({self.min_range_m}, {self.max_range_m}) or rate_hz={self.rate_hz}")
+        if not 0 <= self.dropout < 1 or not 0 <= self.grazing_dropout < 1:
+            raise LidarError("LidarConfig: dropout probabilities must lie in [0, 1)")
+
+    @property
+    def num_beams(self) -> int:
+        return len(self.elevations_deg)
+
+    def base_T_lidar(self) -> np.ndarray:
+        t = np.eye(4)
+        t[:3, 3] = self.mount_xyz
+        return t
+
+
+def _hdl64_elevations() -> tuple[float, ...]:
+    upper = np.linspace(2.0, -8.33, 32)           # upper block, about 1/3 degree apart
+    lower = np.linspace(-8.83, -24.33, 32)        # lower block, about 1/2 degree apart
+    return tuple(np.round(np.concatenate([upper, lower]), 3).tolist())
+
+
+_PRESETS: dict[str, dict] = {
+    "vlp16": {"elevations_deg": tuple(float(a) for a in range(-15, 16, 2)), "azimuth_steps": 1800,
+              "max_range_m": 100.0},
+    "hdl32": {"elevations_deg": tuple(np.round(np.linspace(-30.67, 10.67, 32), 3).tolist()), "azimuth_steps": 2048,
+              "max_range_m": 100.0},
+    "hdl64": {"elevations_deg": _hdl64_elevations(), "azimuth_steps": 2048, "max_range_m": 120.0},
+    "os1_128": {"elevations_deg": tuple(np.round(np.linspace(-22.5, 22.5, 128), 4).tolist()), "azimuth_steps": 1024,
+                "max_range_m": 120.0},
+}
+LIDAR_PRESETS = tuple(_PRESETS)
+
+
+def lidar_preset(name: str, **overrides) -> LidarConfig:
+    """Beam table of a real sensor: ``vlp16`` (Velodyne VLP-16, +-15 deg), ``hdl32`` (HDL-32E, -30.67..+10.67),
+    ``hdl64`` (HDL-64E-like, +2..-24.33 in two blocks), ``os1_128`` (Ouster OS1-128-like, +-22.5)."""
+    if name not in _PRESETS:
+        raise LidarError(f"unknown LiDAR preset '{name}' (known: {', '.join(_PRESETS)})")
+    return LidarConfig(name=name, **{**_PRESETS[name], **overrides})
+
+
+@dataclass(frozen=True)
+class LidarScan:
+    """One sweep in the LiDAR frame. ``points`` (N,4) float32 x, y, z, intensity; ``ring`` (N,) uint16;
+    ``time`` (N,) float32 seconds from the sweep start; ``label`` (N,) uint8 semantic id; ``instance`` (N,) int32
+    (0 = stuff); ``boxes``: the objects with at least ``min_box_points`` points, in the LiDAR frame;
+    ``box_points`` (M,) their point counts; ``world_T_lidar`` the sensor pose; ``column`` (N,) azimuth step."""
+
+    points: np.ndarray
+    ring: np.ndarray
+    time: np.ndarray
+    label: np.ndarray
+    instance: np.ndarray
+    boxes: Boxes3D
+    box_points: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    world_T_lidar: np.ndarray = field(default_factory=lambda: np.eye(4))
+    column: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint16))
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+
+def beam_directions(cfg: LidarConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit ray directions (B*A, 3) in the LiDAR frame, with the ring and column of each ray."""
+    elev = np.deg2rad(np.asarray(cfg.elevations_deg, np.float64))
+    order = np.argsort(elev, kind="stable")                       # ring 0 = lowest beam
+    elev = elev[order]
+    cols = np.arange(cfg.azimuth_steps)
+    az = np.pi - 2 * np.pi * (cols + 0.5) / cfg.azimuth_steps     # from behind, clockwise seen from above
+    ce, se = np.cos(elev)[:, None], np.sin(elev)[:, None]
+    d = np.stack([ce * np.cos(az)[None], ce * np.sin(az)[None], np.broadcast_to(se, (len(elev), len(az)))], -1)
+    ring = np.repeat(np.arange(len(elev), dtype=np.uint16), len(az))
+    column = np.tile(cols.astype(np.uint16), len(elev))
+    return d.reshape(-1, 3), ring, column
+
+
+def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, t: float = 0.0) -> LidarScan:
+    """Cast one sweep from the LiDAR mounted on the ego base at ``ego_pose`` (world_T_base, 4x4) in the scene
+    at time ``t``. ``seed`` drives the noise and dropout (the same seed gives identical bytes)."""
+    ego_pose = np.asarray(ego_pose, np.float64)
+    if ego_pose.shape != (4, 4):
+        raise SceneError(f"scan_lidar: ego_pose must be a 4x4 matrix, got shape {ego_pose.shape}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x11DA2]))
+    world_T_lidar = ego_pose @ cfg.base_T_lidar()
+    d_local, ring, column = beam_directions(cfg)
+    rot = world_T_lidar[:3, :3]
+    d_world = rotate(d_local, rot)
+    rays = np.empty((len(d_world), 6), np.float32)
+    rays[:, :3] = world_T_lidar[:3, 3]
+    rays[:, 3:] = d_world
+    hit = scene.cast(rays, t)
+    r = hit["t_hit"].astype(np.float64)
+    tri = hit["tri"]
+    valid = np.isfinite(r) & (r >= cfg.min_range_m) & (r <= cfg.max_range_m)
+    idx = np.nonzero(valid)[0]
+    r, tri = r[idx], tri[idx]
+    d_sel, n_sel = d_world[idx], hit["normal"][idx].astype(np.float64)
+    cos_inc = np.clip(-np.einsum("ij,ij->i", d_sel, n_sel), 0.0, 1.0)
+    mat = scene.tri_material[tri]
+    p_world = rays[idx, :3].astype(np.float64) + d_sel * r[:, None]
+    refl = MAT_REFLECTIVITY[mat] * surface_reflectivity(scene, mat, p_world)
+    intensity = refl * (0.2 + 0.8 * cos_inc) * np.exp(-r / 250.0)
+    u = rng.random(len(r))
+    noise = rng.normal(0.0, cfg.range_noise_m, len(r))
+    keep = (u >= cfg.dropout + cfg.grazing_dropout * (1 - cos_inc) ** 4) & (intensity >= cfg.min_intensity)
+    r_noisy = r + noise
+    pts = d_local[idx] * r_noisy[:, None]
+    points = np.concatenate([pts, np.clip(intensity, 0, 1)[:, None]], 1)[keep].astype(np.float32)
+    tri = tri[keep]
+    label = scene.tri_semantic[tri]
+    instance = scene.tri_instance[tri]
+    col = column[idx][keep]
+    time = (col.astype(np.float64) / cfg.azimuth_steps / cfg.rate_hz).astype(np.float32)
+
+    lidar_T_world = np.linalg.inv(world_T_lidar)
+    boxes = scene.boxes_at(t).transform(lidar_T_world)
+    counts = np.bincount(instance, minlength=int(boxes.ids.max(initial=0)) + 1)
+    box_points = counts[boxes.ids].astype(np.int32) if len(boxes) else np.zeros(0, np.int32)
+    sel = box_points >= max(cfg.min_box_points, 0)
+    if cfg.min_box_points <= 0:
+        dist = np.linalg.norm(boxes.centers[:, :2], axis=1) if len(boxes) else np.zeros(0)
+        sel = dist <= cfg.max_range_m
+    return LidarScan(points=points, ring=ring[idx][keep], time=time, label=label, instance=instance,
+                     boxes=boxes.subset(sel), box_points=box_points[sel], world_T_lidar=world_T_lidar, column=col)
