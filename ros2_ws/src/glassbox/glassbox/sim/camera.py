@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from glassbox.sim.materials import (MAT_EMISSIVITY, MAT_SPECULAR, MAT_TEMP_DAY_C, MAT_TEMP_NIGHT_C,
                                     MATERIAL_ID)
-from glassbox.sim.scene import Boxes3D, Scene, SceneError, rotate, rpy_matrix
+from glassbox.sim.scene import Boxes3D, Scene, SceneError, _open3d, rotate, rpy_matrix
 from glassbox.sim.texture import albedo as texture_albedo
 from glassbox.sim.texture import window_lit
 
@@ -362,8 +362,7 @@ def _spot(p: np.ndarray, nrm: np.ndarray, pos: np.ndarray, axis: np.ndarray, pow
 
 
 def _o3d_tensor(a: np.ndarray):
-    import open3d as o3d
-    return o3d.core.Tensor(np.ascontiguousarray(a, dtype=np.float32))
+    return _open3d().core.Tensor(np.ascontiguousarray(a, dtype=np.float32))
 
 
 def _shade_thermal(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, world_T_base: np.ndarray,

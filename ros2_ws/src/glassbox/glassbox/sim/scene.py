@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import open3d as o3d
 
 from glassbox.classes import DETECTION_ID, SEMANTIC_ID
 from glassbox.sim.materials import MAT_RGB, MATERIAL_ID
+
+if TYPE_CHECKING:
+    import open3d as o3d
 
 SEM_FOR_CLASS = np.array([SEMANTIC_ID["car"], SEMANTIC_ID["pedestrian"], SEMANTIC_ID["cyclist"]], dtype=np.uint8)
 INVALID_TRI = -1
@@ -28,6 +32,15 @@ INVALID_TRI = -1
 
 class SceneError(ValueError):
     """A scene configuration or a query on a scene is invalid."""
+
+
+def _open3d():
+    """Open3D, imported on first use (boxes and poses work without it, e.g. when only reading datasets)."""
+    try:
+        import open3d
+    except ImportError as exc:
+        raise SceneError(f"ray casting needs open3d (pip install open3d): {exc}") from None
+    return open3d
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -135,14 +148,32 @@ _BOX_T = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5,
 
 
 def _cylinder(n: int = 12) -> tuple[np.ndarray, np.ndarray]:
-    """Unit cylinder (diameter 1, height 1) along z."""
-    m = o3d.geometry.TriangleMesh.create_cylinder(0.5, 1.0, n, 1)
-    return np.asarray(m.vertices, np.float64), np.asarray(m.triangles, np.int64)
+    """Unit cylinder (diameter 1, height 1, centred) along z with ``n`` sides."""
+    ang = 2 * np.pi * np.arange(n) / n
+    ring = np.stack([0.5 * np.cos(ang), 0.5 * np.sin(ang)], 1)
+    v = np.concatenate([np.c_[ring, np.full(n, -0.5)], np.c_[ring, np.full(n, 0.5)], [[0, 0, -0.5], [0, 0, 0.5]]])
+    i, j = np.arange(n), (np.arange(n) + 1) % n
+    side = np.concatenate([np.stack([i, j, j + n], 1), np.stack([i, j + n, i + n], 1)])
+    caps = np.concatenate([np.stack([np.full(n, 2 * n), j, i], 1), np.stack([np.full(n, 2 * n + 1), i + n, j + n], 1)])
+    return v.astype(np.float64), np.concatenate([side, caps]).astype(np.int64)
 
 
-def _sphere(res: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    m = o3d.geometry.TriangleMesh.create_sphere(0.5, res)
-    return np.asarray(m.vertices, np.float64), np.asarray(m.triangles, np.int64)
+def _sphere(rings: int = 6, sectors: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-diameter UV sphere centred at the origin."""
+    theta = np.pi * np.arange(1, rings) / rings                      # polar angles of the inner rings
+    phi = 2 * np.pi * np.arange(sectors) / sectors
+    st, ct = np.sin(theta)[:, None], np.cos(theta)[:, None]
+    ring_v = np.stack([st * np.cos(phi)[None], st * np.sin(phi)[None], np.broadcast_to(ct, (rings - 1, sectors))], -1)
+    v = np.concatenate([[[0, 0, 1.0]], ring_v.reshape(-1, 3), [[0, 0, -1.0]]]) * 0.5
+    south = len(v) - 1
+    j, jn = np.arange(sectors), (np.arange(sectors) + 1) % sectors
+    tris = [np.stack([np.zeros(sectors, np.int64), 1 + j, 1 + jn], 1)]
+    for r in range(rings - 2):
+        a, b = 1 + r * sectors, 1 + (r + 1) * sectors
+        tris += [np.stack([a + j, b + j, b + jn], 1), np.stack([a + j, b + jn, a + jn], 1)]
+    last = 1 + (rings - 2) * sectors
+    tris.append(np.stack([last + j, np.full(sectors, south), last + jn], 1))
+    return v, np.concatenate(tris).astype(np.int64)
 
 
 _CYL_V, _CYL_T = _cylinder()
@@ -401,7 +432,7 @@ class Scene:
         self.tri_instance = np.concatenate([static["inst"], self._obj_inst])
         self.tri_material = np.concatenate([static["mat"], self._obj_mat])
         self.tri_surface = np.concatenate([static["surf"], self._obj_surf])
-        self._cache: tuple[float, o3d.t.geometry.RaycastingScene, np.ndarray] | None = None
+        self._cache: tuple[float, o3d.t.geometry.RaycastingScene] | None = None
         self._things_cache: tuple[float, o3d.t.geometry.RaycastingScene] | None = None
 
     # -- objects --------------------------------------------------------------------------------------------
@@ -443,19 +474,21 @@ class Scene:
         """Open3D scene of the world at time ``t`` (geometry 0 = static, geometry 1 = objects); cached."""
         if self._cache is not None and self._cache[0] == t:
             return self._cache[1]
+        o3d = _open3d()
         rc = o3d.t.geometry.RaycastingScene()
         rc.add_triangles(o3d.core.Tensor(self.static["v"].astype(np.float32)),
                          o3d.core.Tensor(self.static["t"].astype(np.uint32)))
         if self.objects:
             rc.add_triangles(o3d.core.Tensor(self._object_vertices(t).astype(np.float32)),
                              o3d.core.Tensor(self._obj_t.astype(np.uint32)))
-        self._cache = (t, rc, np.zeros(0))
+        self._cache = (t, rc)
         return rc
 
     def things_raycaster(self, t: float = 0.0) -> o3d.t.geometry.RaycastingScene:
         """Open3D scene holding only the objects (used to measure how much of each object is occluded)."""
         if self._things_cache is not None and self._things_cache[0] == t:
             return self._things_cache[1]
+        o3d = _open3d()
         rc = o3d.t.geometry.RaycastingScene()
         if self.objects:
             rc.add_triangles(o3d.core.Tensor(self._object_vertices(t).astype(np.float32)),
@@ -467,7 +500,7 @@ class Scene:
         """Cast (N, 6) float32 rays [origin, unit direction]; returns ``t_hit`` (inf on a miss), ``tri``
         (global triangle index into the ``tri_*`` tables, -1 on a miss) and ``normal`` (unit, facing the ray)."""
         rc = self.things_raycaster(t) if things_only else self.raycaster(t)
-        ans = rc.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays, dtype=np.float32)))
+        ans = rc.cast_rays(_open3d().core.Tensor(np.ascontiguousarray(rays, dtype=np.float32)))
         t_hit = ans["t_hit"].numpy()
         gid = ans["geometry_ids"].numpy().astype(np.int64)
         pid = ans["primitive_ids"].numpy().astype(np.int64)
