@@ -42,6 +42,10 @@ def _as_tensor(values: Tensor | np.ndarray | Sequence[float]) -> Tensor:
     return t
 
 
+def _item(value: Tensor | float) -> float:
+    return float(value.detach()) if isinstance(value, Tensor) else float(value)
+
+
 def entropy_deltas(entropies: Tensor | np.ndarray | Sequence[float]) -> Tensor:
     """Changes between consecutive layers: (L,) -> (L - 1,), ``delta[l] = H[l+1] - H[l]``."""
     h = _as_tensor(entropies)
@@ -53,7 +57,7 @@ def eloss_variance(deltas: Tensor | np.ndarray | Sequence[float], unbiased: bool
     d = _as_tensor(deltas)
     n = d.shape[0]
     if n < 2:
-        return d.sum() * 0.0
+        return d.sum() * 0.0 + 0.0
     centred = d - d.mean()
     return (centred * centred).sum() / (n - 1 if unbiased else n)
 
@@ -70,7 +74,7 @@ def eloss_direction_bounded(deltas: Tensor | np.ndarray | Sequence[float], tau: 
         raise ElossError(f"tau must be > 0, got {tau}")
     d = _as_tensor(deltas)
     if d.shape[0] == 0:
-        return d.sum() * 0.0
+        return d.sum() * 0.0 + 0.0
     return torch.tanh(d / tau).mean()
 
 
@@ -128,7 +132,8 @@ class ElossLoss(nn.Module):
             else:
                 dir_total = dir_total + eloss_direction_bounded(deltas, self.tau)
         total = self.variance_weight * var_total + self.direction_weight * dir_total
-        terms = {"eloss_variance": float(var_total), "eloss_direction": float(dir_total), "eloss": float(total)}
+        terms = {"eloss_variance": _item(var_total), "eloss_direction": _item(dir_total),
+                 "eloss": _item(total)}
         return total, terms
 
     def extra_repr(self) -> str:

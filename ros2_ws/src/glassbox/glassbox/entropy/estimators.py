@@ -46,6 +46,7 @@ computation precision (e.g. ``torch.float64`` to accumulate in double); the resu
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -65,6 +66,7 @@ def log_unit_ball_volume(d: int) -> float:
     return 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1.0)
 
 
+@lru_cache(maxsize=1024)
 def _digamma(x: int) -> float:
     return float(torch.special.digamma(torch.tensor(float(x), dtype=torch.float64)))
 

@@ -125,14 +125,14 @@ class GuidanceLoss(nn.Module):
             w = mod.weight
             logdet = dense_entropy_change(w)
             total = total + lam * guidance_penalty(logdet, self.mode, self.a, self.log_floor, dim=min(w.shape))
-            terms[f"dH/{name}"] = float(logdet)
+            terms[f"dH/{name}"] = float(logdet.detach())
         for name, mod, lam in self._conv:
             log_c11 = conv_entropy_change(mod.weight)                      # (C_out, C_in)
             pen = guidance_penalty(log_c11, self.mode, self.a, self.log_floor).sum(1)   # (C_out,)
             weights = lam.to(pen) if isinstance(lam, Tensor) else lam
             total = total + (weights * pen).sum()
-            terms[f"dH/{name}"] = float(log_c11.mean())
-        terms["guidance"] = float(total)
+            terms[f"dH/{name}"] = float(log_c11.detach().mean())
+        terms["guidance"] = float(total.detach())
         return total, terms
 
 
