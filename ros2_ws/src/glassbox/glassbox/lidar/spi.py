@@ -55,8 +55,8 @@ class SpiConfig:
     stage_channels: tuple[int, ...] = (16, 32, 64)
     stage_blocks: tuple[int, ...] = (2, 3, 3)
     stage_strides: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 2))
-    neck_channels: int = 16
-    head_channels: int = 32
+    neck_channels: int = 12
+    head_channels: int = 24
     heatmap_prior: float = 0.1
 
     def __post_init__(self) -> None:
@@ -138,9 +138,10 @@ class Spi(nn.Module):
     def forward_features(self, x: Tensor) -> dict[str, Tensor]:
         """Named post-ReLU maps: ``stem``, every ``s<i>_b<j>`` block and the concatenated ``neck``."""
         sr, sc = self.cfg.total_stride
-        if x.dim() != 4 or x.shape[1] != self.cfg.in_channels:
+        tracing = torch.jit.is_tracing()  # shapes are checked on eager calls only (the graph keeps H, W dynamic)
+        if not tracing and (x.dim() != 4 or x.shape[1] != self.cfg.in_channels):
             raise SpiError(f"expected input (B, {self.cfg.in_channels}, H, W), got {tuple(x.shape)}")
-        if x.shape[2] % sr or x.shape[3] % sc:
+        if not tracing and (x.shape[2] % sr or x.shape[3] % sc):
             raise SpiError(f"input height and width must be multiples of {sr} and {sc}, got {tuple(x.shape[2:])}")
         feats: dict[str, Tensor] = OrderedDict()
         h = self.stem(x)                                   # (B, C0, H, W)

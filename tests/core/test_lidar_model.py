@@ -1,0 +1,173 @@
+"""SPI network, targets, decoding and NMS on hand-made scans (a small ray caster against boxes and a ground plane)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from glassbox.lidar import (MODELS, DecodeConfig, ProjectionConfig, SpiConfig, TargetConfig, build_model,
+                            build_targets, decode, project_points, rotated_nms, spi_config, spi_loss)
+from glassbox.lidar.decode import binary_entropy
+from glassbox.lidar.iou import bev_iou
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The CI machine is small and shared: one intra-op thread avoids spin-waiting between busy cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+CFG = ProjectionConfig(height=32, width=512, fov_up_deg=4.0, fov_down_deg=-20.0)
+
+
+def cast(boxes: np.ndarray, cfg: ProjectionConfig = CFG, ground_z: float = -1.7) -> np.ndarray:
+    """Points (N, 4) where rays through every pixel centre first hit a box (x, y, z, l, w, h, yaw) or the ground."""
+    theta = cfg.row_elevations_rad()
+    phi = cfg.col_azimuths_rad()
+    t_, p_ = np.meshgrid(theta, phi, indexing="ij")
+    d = np.stack([np.cos(t_) * np.cos(p_), np.cos(t_) * np.sin(p_), np.sin(t_)], -1).reshape(-1, 3)   # (R, 3)
+    best = np.where(d[:, 2] < 0, ground_z / np.minimum(d[:, 2], -1e-9), np.inf)
+    for b in np.asarray(boxes).reshape(-1, 7):
+        c, s = math.cos(b[6]), math.sin(b[6])
+        rot = np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]])       # world -> box
+        o = rot @ (-b[:3])
+        dl = d @ rot.T
+        half = b[3:6] / 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t1 = (-half - o) / dl
+            t2 = (half - o) / dl
+        tmin = np.nanmax(np.minimum(t1, t2), axis=1)
+        tmax = np.nanmin(np.maximum(t1, t2), axis=1)
+        hit = (tmax >= tmin) & (tmin > 0)
+        best = np.where(hit & (tmin < best), tmin, best)
+    ok = np.isfinite(best) & (best < 80)
+    pts = d[ok] * best[ok, None]
+    return np.column_stack([pts, np.full(len(pts), 0.5)]).astype(np.float32)
+
+
+SCENE = np.array([[12.0, 3.0, -0.95, 4.2, 1.8, 1.5, 0.4],       # car, front left
+                  [-15.0, -6.0, -0.85, 4.5, 1.9, 1.7, 2.0],     # car, behind right
+                  [8.0, -4.0, -0.85, 0.6, 0.6, 1.7, -1.0]])     # pedestrian
+CLASSES = np.array([0, 0, 1])
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("size", ["default", "teacher"])
+def test_every_model_runs_forward(name, size):
+    torch.manual_seed(0)
+    model = build_model(name, spi_config(size)).eval()
+    x = torch.randn(2, 5, 16, 64)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        out = model.forward_head(feats)
+    assert out["heatmap"].shape == (2, 3, 16, 64)
+    assert out["offset"].shape == out["size"].shape == (2, 3, 16, 64) and out["yaw"].shape == (2, 2, 16, 64)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    names = list(feats)
+    assert names[0] == "stem" and names[-1] == "neck"
+    for group in model.eloss_groups():
+        assert len(group) >= 2 and all(g in feats for g in group)
+        assert len({feats[g].shape for g in group}) == 1             # repeated blocks keep their shape
+    with pytest.raises(ValueError):
+        model(torch.randn(1, 5, 16, 66))                              # width not a multiple of the stride
+
+
+def test_targets_peaks_spreads_and_empty_boxes():
+    img = project_points(cast(SCENE), CFG)
+    far_away = np.array([[60.0, 60.0, -0.9, 4.0, 1.8, 1.5, 0.0]])    # beyond the cast range: no points
+    boxes = np.vstack([SCENE, far_away])
+    t = build_targets(img, boxes[:, :3], boxes[:, 3:6], boxes[:, 6], np.array([0, 0, 1, 0]), TargetConfig())
+    hm = t["heatmap"]
+    assert hm.min() >= 0 and hm.max() == 1.0
+    assert t["stats"] == {"objects": 4, "no_points": 1}
+    assert t["centre_pixel"][3].tolist() == [-1, -1]
+    for k, cls in enumerate([0, 0, 1]):
+        r, c = t["centre_pixel"][k]
+        assert hm[cls, r, c] == 1.0 and img.mask[r, c]
+        assert t["object_id"][r, c] == k
+    assert (hm == 1.0).sum() == 3
+    # the same car seen from the same angle nearer spans a larger projected box: its Gaussian is wider
+    spans = []
+    for dist in (10.0, 30.0):
+        car = np.array([[dist, 0.0, -0.95, 4.2, 1.8, 1.5, 0.3]])
+        im = project_points(cast(car), CFG)
+        tt = build_targets(im, car[:, :3], car[:, 3:6], car[:, 6], np.array([0]))
+        spans.append(((tt["heatmap"][0] > 0.5).sum(axis=1).max(), (tt["heatmap"][0] > 0.5).sum(axis=0).max()))
+    assert spans[0][0] > spans[1][0] and spans[0][1] >= spans[1][1]
+    # regression targets exist exactly on object pixels
+    assert ((t["reg_weight"] > 0) == (t["object_id"] >= 0)).all()
+
+
+def _perfect_outputs(t: dict) -> dict:
+    hm = np.clip(t["heatmap"], 1e-6, 1 - 1e-6)
+    return {"heatmap": np.log(hm / (1 - hm)), "offset": t["offset"], "size": t["size"], "yaw": t["yaw"]}
+
+
+def test_decode_round_trip_reproduces_boxes():
+    img = project_points(cast(SCENE), CFG)
+    t = build_targets(img, SCENE[:, :3], SCENE[:, 3:6], SCENE[:, 6], CLASSES)
+    det = decode(_perfect_outputs(t), img.xyz, img.mask, DecodeConfig(score_threshold=0.99))
+    assert len(det) == 3
+    order = np.argsort(det.pixels[:, 1])
+    want = np.argsort(t["centre_pixel"][:, 1])
+    np.testing.assert_allclose(det.centers[order], SCENE[want, :3], atol=1e-5)
+    np.testing.assert_allclose(det.sizes[order], SCENE[want, 3:6], rtol=1e-5)
+    dyaw = (det.yaw[order] - SCENE[want, 6] + np.pi) % (2 * np.pi) - np.pi
+    np.testing.assert_allclose(dyaw, 0, atol=1e-5)
+    np.testing.assert_array_equal(det.classes[order], CLASSES[want])
+    # uncertainty: a perfect map decodes the same box at every object pixel, so the spread is ~0
+    assert det.centre_spread_m.max() < 1e-4 and det.yaw_spread_rad.max() < 1e-3
+    np.testing.assert_allclose(det.score_entropy, binary_entropy(det.scores), rtol=1e-6)
+
+
+def test_decode_spread_grows_with_disagreeing_pixels():
+    img = project_points(cast(SCENE[:1]), CFG)
+    t = build_targets(img, SCENE[:1, :3], SCENE[:1, 3:6], SCENE[:1, 6], CLASSES[:1])
+    out = _perfect_outputs(t)
+    noisy = dict(out, offset=out["offset"] + np.random.default_rng(0).normal(0, 0.5, out["offset"].shape)
+                 .astype(np.float32))
+    clean = decode(out, img.xyz, img.mask, DecodeConfig(score_threshold=0.5))
+    rough = decode(noisy, img.xyz, img.mask, DecodeConfig(score_threshold=0.5))
+    assert len(clean) == len(rough) == 1
+    assert rough.centre_spread_m[0] > 0.2 > clean.centre_spread_m[0]
+
+
+def test_rotated_nms_by_hand():
+    boxes = np.array([[0, 0, 0, 4, 2, 1.5, 0.0],
+                      [0.3, 0, 0, 4, 2, 1.5, 0.1],      # overlaps box 0 heavily
+                      [0, 0, 0, 4, 2, 1.5, math.pi / 2],  # IoU 1/3 with box 0
+                      [20, 0, 0, 4, 2, 1.5, 0.0]])
+    scores = np.array([0.9, 0.95, 0.5, 0.3])
+    keep = rotated_nms(boxes, scores, iou_threshold=0.4)
+    assert keep.tolist() == [1, 2, 3]
+    keep = rotated_nms(boxes, scores, iou_threshold=0.2)
+    assert keep.tolist() == [1, 3]
+    # other classes are never suppressed
+    keep = rotated_nms(boxes, scores, 0.2, classes=np.array([0, 0, 1, 0]))
+    assert keep.tolist() == [1, 2, 3]
+    assert bev_iou(boxes[:1], boxes[2:3])[0, 0] == pytest.approx(1 / 3)
+
+
+def test_loss_falls_when_fitting_one_scan():
+    torch.manual_seed(0)
+    small = ProjectionConfig(height=16, width=256, fov_up_deg=4.0, fov_down_deg=-20.0)
+    img = project_points(cast(SCENE, small), small)
+    t = build_targets(img, SCENE[:, :3], SCENE[:, 3:6], SCENE[:, 6], CLASSES)
+    x = torch.from_numpy(np.stack([img.range, *img.xyz.transpose(2, 0, 1), img.intensity]))[None] / 10.0
+    tgt = {k: torch.from_numpy(t[k])[None] for k in ("heatmap", "offset", "size", "yaw", "reg_weight")}
+    model = build_model("spi", SpiConfig(stage_channels=(8, 16, 16), stage_blocks=(1, 2, 2), stem_channels=8,
+                                         neck_channels=8, head_channels=16))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss, terms = spi_loss(model(x), tgt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        assert set(terms) == {"heatmap", "offset", "size", "yaw"}
+    assert losses[-1] < 0.5 * losses[0]
