@@ -10,17 +10,18 @@ Three estimators, from accurate and costly to crude and cheap:
 
     ``r_k(x_i)`` is the Euclidean distance from sample i to its k-th nearest *other* sample, ``V_d`` the volume
     of the unit d-ball. ``log V_d = (d/2) log(pi) - lgamma(d/2 + 1)`` is computed in log space (``V_d`` itself
-    underflows for d of a few hundred). Neighbours are *selected* with brute-force squared distances from
-    matrix products (``|x|^2 + |y|^2 - 2 x.y``) in row chunks, so memory stays at ``chunk_rows * n`` per set
-    whatever n and d; self-matches are masked with +inf on the diagonal (never "drop the first index", which
-    breaks on duplicates). The selected distance is then *recomputed* as ``|x_i - x_j|`` from the samples, which
-    is exact (no cancellation in the matrix-product form) and is what autograd differentiates; the neighbour
-    indices are constants (a subgradient, as for any kNN statistic). Samples are centred per set first, which
-    leaves every distance unchanged and makes ``H(aX + b) = H(X) + d log|a|`` hold to rounding.
+    underflows for d of a few hundred). Neighbours are *selected* by brute force from matrix products
+    (ranking ``|x_j|^2 - 2 x_i.x_j`` per row i; ``|x_i|^2`` cannot change a row's order) in chunks of rows, so
+    memory stays at ``chunk_rows * n`` per set whatever n and d. Self-matches are masked with +inf on the
+    diagonal (never "drop the first index", which breaks on duplicates). The selection runs on centred samples
+    (distances unchanged, ranking accurate under large offsets). The selected distance is then *recomputed* as
+    ``|x_i - x_j|`` from the samples: exact (no cancellation as in the product form) and what autograd
+    differentiates, the neighbour indices being constants (a subgradient, as for any kNN statistic). So
+    ``H(aX + b) = H(X) + d log|a|`` holds to rounding.
 
-    Duplicates: a zero distance would give ``log 0 = -inf``. Squared distances are clamped from below at
-    ``eps`` (default 1e-12, i.e. distances of 1e-6), so duplicated rows and dead (all-zero) channels give a
-    finite, very low entropy and a zero (not NaN) gradient through the clamped pairs.
+    Duplicates: a zero distance would give ``log 0 = -inf``. Distances are clamped from below at ``sqrt(eps)``
+    (default eps 1e-12 on squared distances, i.e. distances of 1e-6), so duplicated rows and dead (all-zero)
+    channels give a finite, very low entropy and a zero (not NaN) gradient through the clamped pairs.
 
     Bias: consistent as n grows at fixed d; at fixed n the bias grows with d (about +0.5 nats at d = 20,
     n = 10,000 for a Gaussian), and for d >> n all distances concentrate and the estimate exceeds the truth by
@@ -85,21 +86,24 @@ def _as_batch(samples: Tensor, dtype: torch.dtype | None, name: str) -> tuple[Te
 
 
 def _kth_neighbour_index(x: Tensor, k: int, max_chunk_elements: int) -> Tensor:
-    """Index of the k-th nearest other sample of every sample; x (b, n, d) -> (b, n) int64 (no grad)."""
+    """Index of the k-th nearest other sample of every sample; x (b, n, d) -> (b, n) int64 (no grad).
+
+    Ranks ``|x_j|^2 - 2 x_i.x_j`` per row i: the row's own ``|x_i|^2`` does not change the order, so it is
+    never added. One ``baddbmm`` per chunk of rows, the diagonal masked with +inf in place.
+    """
     b, n, _ = x.shape
-    sq = (x * x).sum(-1)                                                   # (b, n)
+    sq = (x * x).sum(-1)[:, None, :]                                       # (b, 1, n)
+    xt = x.transpose(1, 2)                                                 # (b, d, n)
     rows = max(1, min(n, max_chunk_elements // max(1, b * n)))
     out = torch.empty(b, n, dtype=torch.long, device=x.device)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        xc = x[:, start:stop]                                              # (b, m, d)
-        d2 = sq[:, start:stop, None] + sq[:, None, :] - 2.0 * torch.bmm(xc, x.transpose(1, 2))  # (b, m, n)
-        diag = torch.arange(start, stop, device=x.device)
-        d2[:, diag - start, diag] = float("inf")
+        score = torch.baddbmm(sq, x[:, start:stop], xt, alpha=-2.0)       # (b, m, n)
+        score.diagonal(offset=start, dim1=1, dim2=2).fill_(float("inf"))
         if k == 1:
-            out[:, start:stop] = d2.argmin(-1)
+            out[:, start:stop] = score.argmin(-1)
         else:
-            out[:, start:stop] = d2.topk(k, dim=-1, largest=False, sorted=True).indices[..., k - 1]
+            out[:, start:stop] = score.topk(k, dim=-1, largest=False, sorted=True).indices[..., k - 1]
     return out
 
 
@@ -124,12 +128,14 @@ def knn_entropy(samples: Tensor, k: int = 1, variant: str = "eq4", eps: float = 
         raise EntropyError(f"knn_entropy: need more samples than k (n={n}, k={k})")
     if eps <= 0.0:
         raise EntropyError(f"knn_entropy: eps must be > 0, got {eps}")
-    x = x - x.mean(dim=1, keepdim=True)                                    # distances unchanged
     with torch.no_grad():
-        idx = _kth_neighbour_index(x.detach(), k, max_chunk_elements)      # (b, n)
-    neighbour = torch.gather(x, 1, idx[..., None].expand(b, n, d))         # (b, n, d)
-    r2 = ((x - neighbour) ** 2).sum(-1).clamp_min(eps)                     # (b, n)
-    mean_log_r = 0.5 * torch.log(r2).mean(-1)                              # (b,)
+        xs = x.detach()
+        idx = _kth_neighbour_index(xs - xs.mean(dim=1, keepdim=True), k, max_chunk_elements)   # (b, n)
+        if b > 1:
+            idx += torch.arange(b, device=x.device)[:, None] * n
+    neighbour = x.reshape(b * n, d).index_select(0, idx.reshape(-1)).reshape(b, n, d)
+    r = torch.linalg.vector_norm(x - neighbour, dim=-1)                    # (b, n), exact differences
+    mean_log_r = torch.log(r.clamp_min(math.sqrt(eps))).mean(-1)           # (b,)
     if variant == "eq3":
         const = math.log(n - 1) + EULER_GAMMA
     else:

@@ -10,6 +10,10 @@ the default; ``batch="pooled"`` instead merges the examples' samples into one se
 single set whose samples are the batch rows. ``delta[0] = 0``, ``delta[i] = H[i] - H[i-1]``, and the Eloss terms
 of a profile are taken over ``delta[1:]`` (the N - 1 changes between N probed layers).
 
+Hooks only take the (subsampled) sample sets; the estimates run once the last probed layer of a forward has
+run, with sets of equal shape estimated in one batched call (fewer fixed per-call costs). Sets that alias a
+layer's output are copied, so in-place operations after the layer (``ReLU(inplace=True)``) cannot change them.
+
 The default :class:`ProbeConfig` is sized for per-frame use: the kNN estimator on channels as samples with at
 most 128 samples of at most 256 coordinates per layer (fixed-seed subsampling), which costs well under a
 millisecond per layer on one CPU core (see ``bench/bench_entropy.py`` for the measured overhead).
@@ -27,7 +31,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .eloss import eloss_direction, eloss_variance
 from .estimators import ESTIMATORS, EntropyError
 from .sampling import SAMPLE_MODES, feature_samples
 
@@ -122,34 +125,56 @@ class EntropyProfile:
         return cls(**kwargs)
 
 
-def layer_entropy(fmap: Tensor, cfg: ProbeConfig) -> tuple[Tensor, int, int]:
-    """Batch-averaged entropy (nats, 0-dim tensor keeping grad) of one feature map, with its sample n and d."""
-    x = feature_samples(fmap, cfg.sample_mode, cfg.max_samples, cfg.max_dim, cfg.seed)   # (B, n, d)
+def layer_samples(fmap: Tensor, cfg: ProbeConfig) -> Tensor:
+    """The sample sets a probe estimates for one feature map: (B, n, d), or (1, B*n, d) when pooled."""
+    x = feature_samples(fmap, cfg.sample_mode, cfg.max_samples, cfg.max_dim, cfg.seed)     # (B, n, d)
     if cfg.batch == "pooled" and x.shape[0] > 1:
         x = x.reshape(1, -1, x.shape[2])
-    n, d = x.shape[1], x.shape[2]
-    try:
-        if cfg.estimator == "knn":
-            h = ESTIMATORS["knn"](x, k=cfg.k)
-        else:
-            h = ESTIMATORS[cfg.estimator](x)
-    except EntropyError as exc:
-        raise ProbeError(f"feature map of shape {tuple(fmap.shape)}: {exc}") from exc
-    return h.mean(), n, d
+    return x
+
+
+def estimate_layers(samples: Sequence[Tensor], cfg: ProbeConfig) -> list[Tensor]:
+    """Batch-averaged entropy (0-dim tensor, keeping grad) of each sample set.
+
+    Sets of equal (n, d, dtype, device) are concatenated and estimated in one call, which saves the fixed
+    per-call cost when several probed layers have the same shape; the values are those of separate calls.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, x in enumerate(samples):
+        groups.setdefault((x.shape[1], x.shape[2], x.dtype, x.device), []).append(i)
+    fn = ESTIMATORS[cfg.estimator]
+    kwargs = {"k": cfg.k} if cfg.estimator == "knn" else {}
+    out: list[Tensor | None] = [None] * len(samples)
+    for (n, d, _, _), members in groups.items():
+        batch = torch.cat([samples[i] for i in members]) if len(members) > 1 else samples[members[0]]
+        try:
+            h = fn(batch, **kwargs)                                                         # (sum B,)
+        except EntropyError as exc:
+            raise ProbeError(f"sample sets of n={n}, d={d}: {exc}") from exc
+        for i, part in zip(members, h.split([samples[i].shape[0] for i in members])):
+            out[i] = part.mean()
+    return out
+
+
+def layer_entropy(fmap: Tensor, cfg: ProbeConfig) -> tuple[Tensor, int, int]:
+    """Batch-averaged entropy (nats, 0-dim tensor keeping grad) of one feature map, with its sample n and d."""
+    x = layer_samples(fmap, cfg)
+    return estimate_layers([x], cfg)[0], x.shape[1], x.shape[2]
 
 
 def _assemble(entropies: Sequence[Tensor], names: Sequence[str], ns: Sequence[int], ds: Sequence[int],
               cfg: ProbeConfig, model_name: str, elapsed_s: float, start: float) -> EntropyProfile:
-    h = torch.stack([e.detach().to(torch.float64) for e in entropies]).cpu().numpy() if entropies else \
+    h = torch.stack([e.detach() for e in entropies]).to(torch.float64).cpu().numpy() if entropies else \
         np.zeros(0, dtype=np.float64)
     delta = np.zeros_like(h)
     delta[1:] = np.diff(h)
-    tail = torch.from_numpy(delta[1:])
+    tail = delta[1:]
     return EntropyProfile(
         model_name=model_name, estimator=cfg.estimator, estimator_params=cfg.params(),
         layer_names=list(names), entropy_nats=h, delta_nats=delta,
         samples_per_layer=np.asarray(ns, dtype=np.uint32), sample_dim_per_layer=np.asarray(ds, dtype=np.uint32),
-        eloss_variance=float(eloss_variance(tail)), eloss_direction=float(eloss_direction(tail)),
+        eloss_variance=float(np.var(tail)) if tail.size > 1 else 0.0,       # same as eloss_variance
+        eloss_direction=float(-np.sum(tail * tail)),                         # same as eloss_direction
         compute_time_ms=1e3 * (elapsed_s + time.perf_counter() - start))
 
 
@@ -161,7 +186,7 @@ def profile_from_features(features: Mapping[str, Tensor | np.ndarray], cfg: Prob
     numpy (float64 entropies and deltas, uint32 sample counts and dimensions).
     """
     start = time.perf_counter()
-    names, hs, ns, ds = [], [], [], []
+    names, sets = [], []
     with torch.no_grad():
         for name, fmap in features.items():
             if isinstance(fmap, np.ndarray):
@@ -170,12 +195,18 @@ def profile_from_features(features: Mapping[str, Tensor | np.ndarray], cfg: Prob
             elif not isinstance(fmap, Tensor):
                 raise ProbeError(f"feature '{name}': expected a torch.Tensor or numpy array, "
                                  f"got {type(fmap).__name__}")
-            h, n, d = layer_entropy(fmap, cfg)
             names.append(name)
-            hs.append(h)
-            ns.append(n)
-            ds.append(d)
-    return _assemble(hs, names, ns, ds, cfg, model_name, 0.0, start)
+            sets.append(_checked_samples(name, fmap, cfg))
+        hs = estimate_layers(sets, cfg)
+    return _assemble(hs, names, [x.shape[1] for x in sets], [x.shape[2] for x in sets], cfg, model_name,
+                     0.0, start)
+
+
+def _checked_samples(name: str, fmap: Tensor, cfg: ProbeConfig) -> Tensor:
+    try:
+        return layer_samples(fmap, cfg)
+    except EntropyError as exc:
+        raise ProbeError(f"layer '{name}' (shape {tuple(fmap.shape)}): {exc}") from exc
 
 
 class EntropyProbe:
@@ -206,7 +237,7 @@ class EntropyProbe:
         self.forward_count = 0
         self._handles: list = []
         self._seen: set[str] = set()
-        self._pending: dict[str, tuple[Tensor, int, int]] = {}
+        self._pending: dict[str, Tensor] = {}
         self._active = False
         self._requested = False
         self._elapsed_s = 0.0
@@ -241,7 +272,10 @@ class EntropyProbe:
                 fmap = output[0] if isinstance(output, (tuple, list)) else output
                 if not isinstance(fmap, Tensor):
                     raise ProbeError(f"layer '{name}' returned {type(fmap).__name__}, not a tensor")
-                self._pending[name] = layer_entropy(fmap, self.cfg)
+                x = _checked_samples(name, fmap, self.cfg)
+                if x.untyped_storage().data_ptr() == fmap.untyped_storage().data_ptr():
+                    x = x.clone()                      # later in-place ops on the output must not reach it
+                self._pending[name] = x
                 self._elapsed_s += time.perf_counter() - start
                 if len(self._pending) == len(self.layers):
                     self._finish()
@@ -249,9 +283,10 @@ class EntropyProbe:
 
     def _finish(self) -> None:
         start = time.perf_counter()
-        hs = [self._pending[n][0] for n in self.layers]
-        ns = [self._pending[n][1] for n in self.layers]
-        ds = [self._pending[n][2] for n in self.layers]
+        sets = [self._pending[n] for n in self.layers]
+        hs = estimate_layers(sets, self.cfg)
+        ns = [x.shape[1] for x in sets]
+        ds = [x.shape[2] for x in sets]
         self.entropies = dict(zip(self.layers, hs))
         self.sample_dims = dict(zip(self.layers, ds))
         self.profile = _assemble(hs, self.layers, ns, ds, self.cfg, self.model_name, self._elapsed_s, start)
