@@ -6,8 +6,8 @@ the LiDAR frame (x forward, y left, z up) sits at ``LidarConfig.mount_xyz`` on t
 frames (x right, y down, z forward). 3D boxes: ``Boxes3D`` (centre, length/width/height, yaw about +z).
 """
 from glassbox.sim.camera import (LIGHTINGS, CameraConfig, CameraError, CameraFrame, Lighting,
-                                 homography_thermal_to_rgb, lighting_preset, render_cameras, rgb_camera,
-                                 thermal_agc, thermal_camera)
+                                 ThermalFrame, homography_thermal_to_rgb, lighting_preset, render_cameras,
+                                 render_thermal, rgb_camera, thermal_agc, thermal_camera)
 from glassbox.sim.lidar import (LIDAR_PRESETS, LidarConfig, LidarError, LidarScan, beam_directions, lidar_preset,
                                 scan_lidar)
 from glassbox.sim.scene import Boxes3D, Scene, SceneConfig, SceneError, make_scene, pose_matrix
@@ -16,5 +16,5 @@ __all__ = [
     "Boxes3D", "CameraConfig", "CameraError", "CameraFrame", "LIDAR_PRESETS", "LIGHTINGS", "LidarConfig",
     "LidarError", "LidarScan", "Lighting", "Scene", "SceneConfig", "SceneError", "beam_directions",
     "homography_thermal_to_rgb", "lidar_preset", "lighting_preset", "make_scene", "pose_matrix",
-    "render_cameras", "rgb_camera", "scan_lidar", "thermal_agc", "thermal_camera",
+    "render_cameras", "render_thermal", "rgb_camera", "ThermalFrame", "scan_lidar", "thermal_agc", "thermal_camera",
 ]

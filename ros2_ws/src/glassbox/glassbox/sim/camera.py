@@ -256,10 +256,12 @@ def _project(k: np.ndarray, p_cam: np.ndarray) -> np.ndarray:
     return np.stack([k[0, 0] * p_cam[..., 0] / z + k[0, 2], k[1, 1] * p_cam[..., 1] / z + k[1, 2]], -1)
 
 
-def _truncation(boxes: Boxes3D, world_T_cam: np.ndarray, k: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Fraction of each box's projected rectangle outside the image (1 when the box is behind the camera)."""
+def _truncation(boxes: Boxes3D, world_T_cam: np.ndarray, k: np.ndarray, w: int, h: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Fraction of each box's projected rectangle outside the image (1 when a corner is behind the camera), and
+    the rectangles clipped to the image (int x0, y0, x1, y1; the whole image when a corner is behind)."""
     if len(boxes) == 0:
-        return np.zeros(0, np.float32)
+        return np.zeros(0, np.float32), np.zeros((0, 4), np.int64)
     corners = boxes.corners()                                     # world (M, 8, 3)
     cam_T_world = np.linalg.inv(world_T_cam)
     pc = corners @ cam_T_world[:3, :3].T + cam_T_world[:3, 3]
@@ -268,7 +270,10 @@ def _truncation(boxes: Boxes3D, world_T_cam: np.ndarray, k: np.ndarray, w: int, 
     area = np.prod(np.maximum(hi - lo, 1e-6), 1)
     inside = np.prod(np.maximum(np.minimum(hi, [w, h]) - np.maximum(lo, 0), 0), 1)
     trunc = 1.0 - inside / area
-    return np.where((pc[..., 2] > 0.05).all(1), trunc, 1.0).astype(np.float32)
+    front = (pc[..., 2] > 0.05).all(1)
+    rects = np.concatenate([np.floor(np.clip(lo, 0, [w, h])), np.ceil(np.clip(hi, 0, [w, h]))], 1).astype(np.int64)
+    rects[~front] = (0, 0, w, h)
+    return np.where(front, trunc, 1.0).astype(np.float32), rects
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -319,13 +324,17 @@ def _shade_rgb(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, world_T
     if lighting.street_lights and len(scene.lights):
         cam = world_T_cam[:3, 3]
         dist = np.linalg.norm(scene.lights - cam, axis=1)
-        for pos in scene.lights[np.argsort(dist)[:12]]:
+        for pos in scene.lights[np.argsort(dist)[:8]]:
             light += _spot(p, nrm, pos, np.array([0, 0, -1.0]), 12.0, 75.0, 55.0) * np.array([1.0, 0.8, 0.55],
                                                                                           np.float32)
-    refl = dv - 2 * np.einsum("ij,ij->i", dv, nrm)[:, None] * nrm
-    env = _sky(refl, lighting, sun) * np.clip(refl[:, 2:3] + 0.2, 0, 1)
-    fresnel = spec_w * (0.08 + 0.6 * (1 + np.einsum("ij,ij->i", dv, nrm)) ** 5)
-    rad = alb * light + fresnel[:, None] * env + spec[:, None]
+    rad = alb * light + spec[:, None]
+    shiny = np.nonzero(spec_w > 0)[0]
+    if len(shiny):
+        ds, ns = dv[shiny], nrm[shiny]
+        cos_v = np.einsum("ij,ij->i", ds, ns)
+        refl = ds - 2 * cos_v[:, None] * ns
+        env = _sky(refl, lighting, sun) * np.clip(refl[:, 2:3] + 0.2, 0, 1)
+        rad[shiny] += (spec_w[shiny] * (0.08 + 0.6 * (1 + cos_v) ** 5))[:, None] * env
     if lighting.daylight < 0.6:
         night = 1.0 - lighting.daylight / 0.6
         emissive = np.zeros(len(idx), np.float32)
@@ -338,14 +347,26 @@ def _shade_rgb(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, world_T
     img = colour.reshape(h, w, 3) * lighting.exposure
     if lighting.glare:
         img = img + _glare_overlay(h, w, cfg.intrinsics(), world_T_cam[:3, :3].T, sun, lighting)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / ((w / 2) ** 2 + (h / 2) ** 2)
-    img *= (1.0 - 0.25 * r2)[..., None]
+    img *= _vignette(h, w)[..., None]
     img = 1.0 - np.exp(-1.8 * np.clip(img, 0, None))                # soft shoulder: saturates smoothly
     read = max(lighting.read_noise, cfg.noise_std)
-    img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.sqrt(lighting.shot_noise * img + read ** 2)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * np.sqrt(lighting.shot_noise * img + read ** 2)
     img = _gaussian_blur(np.clip(img, 0, 1).astype(np.float32), cfg.blur_sigma_px)
-    return (np.power(img, 1 / 2.2) * 255.0 + 0.5).astype(np.uint8)
+    return _GAMMA_LUT[(img * (_GAMMA_LEVELS - 1) + 0.5).astype(np.int32)]
+
+
+_GAMMA_LEVELS = 4096
+_GAMMA_LUT = (np.power(np.arange(_GAMMA_LEVELS) / (_GAMMA_LEVELS - 1), 1 / 2.2) * 255.0 + 0.5).astype(np.uint8)
+
+
+@lru_cache(maxsize=8)
+def _vignette(h: int, w: int) -> np.ndarray:
+    """Radial fall-off to 75 % in the corners."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / ((w / 2) ** 2 + (h / 2) ** 2)
+    out = (1.0 - 0.25 * r2).astype(np.float32)
+    out.setflags(write=False)
+    return out
 
 
 def _spot(p: np.ndarray, nrm: np.ndarray, pos: np.ndarray, axis: np.ndarray, power: float, outer_deg: float,
@@ -453,6 +474,44 @@ def _render_labels(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, t: 
     return d_world, scene.cast(rays, t), rays
 
 
+@dataclass(frozen=True)
+class ThermalFrame:
+    """A thermal image alone: raw counts (kelvin x 100), 8-bit AGC, masks and tight 2D boxes."""
+
+    thermal16: np.ndarray
+    thermal8: np.ndarray
+    semantic: np.ndarray
+    instance: np.ndarray
+    boxes2d: np.ndarray
+    box_classes: np.ndarray
+    box_ids: np.ndarray
+    K: np.ndarray
+    base_T_cam: np.ndarray
+
+
+def _instance_classes(scene: Scene) -> np.ndarray:
+    inst_cls = np.full(max((o.instance for o in scene.objects), default=0) + 1, -1, np.int64)
+    for o in scene.objects:
+        inst_cls[o.instance] = o.cls
+    return inst_cls
+
+
+def render_thermal(scene: Scene, cfg: CameraConfig, ego_pose: np.ndarray, lighting: Lighting | str = "day",
+                   seed: int = 0, t: float = 0.0) -> ThermalFrame:
+    """Render the thermal camera alone (e.g. at its own time stamps); same output as in ``render_cameras``."""
+    if isinstance(lighting, str):
+        lighting = lighting_preset(lighting)
+    world_T_base = np.asarray(ego_pose, np.float64)
+    world_T_th = world_T_base @ cfg.base_T_cam()
+    dth, hth, _ = _render_labels(scene, cfg, world_T_th, t)
+    sem, inst = _labels(scene, hth, cfg.height * cfg.width)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7E11]))
+    raw, t8 = _shade_thermal(scene, cfg, world_T_th, world_T_base, dth, hth, t, lighting, rng)
+    sem, inst = sem.reshape(cfg.height, cfg.width), inst.reshape(cfg.height, cfg.width)
+    boxes, classes, ids, _ = _boxes_from_mask(inst, cfg.min_box_pixels, _instance_classes(scene))
+    return ThermalFrame(raw, t8, sem, inst, boxes, classes, ids, cfg.intrinsics(), cfg.base_T_cam())
+
+
 def render_cameras(scene: Scene, rgb_cfg: CameraConfig, thermal_cfg: CameraConfig | None,
                    ego_pose: np.ndarray, lighting: Lighting | str = "day", seed: int = 0,
                    t: float = 0.0, homography_depth_m: float = 20.0) -> CameraFrame:
@@ -463,9 +522,7 @@ def render_cameras(scene: Scene, rgb_cfg: CameraConfig, thermal_cfg: CameraConfi
     world_T_base = np.asarray(ego_pose, np.float64)
     if world_T_base.shape != (4, 4):
         raise SceneError(f"render_cameras: ego_pose must be a 4x4 matrix, got shape {world_T_base.shape}")
-    inst_cls = np.full(max((o.instance for o in scene.objects), default=0) + 1, -1, np.int64)
-    for o in scene.objects:
-        inst_cls[o.instance] = o.cls
+    inst_cls = _instance_classes(scene)
     h, w = rgb_cfg.height, rgb_cfg.width
 
     world_T_rgb = world_T_base @ rgb_cfg.base_T_cam()
@@ -478,27 +535,28 @@ def render_cameras(scene: Scene, rgb_cfg: CameraConfig, thermal_cfg: CameraConfi
     semantic, instance = semantic.reshape(h, w), instance.reshape(h, w)
     boxes2d, classes, ids, counts = _boxes_from_mask(instance, rgb_cfg.min_box_pixels, inst_cls)
     # Occlusion by static scenery: compare with the same rays cast against the objects alone.
-    things = scene.cast(rays, t, things_only=True)
-    t_inst = np.zeros(h * w, np.int32)
-    okt = things["tri"] >= 0
-    t_inst[okt] = scene.tri_instance[things["tri"][okt]]
-    full = np.bincount(t_inst, minlength=len(inst_cls))[ids]
-    occlusion = (1.0 - counts / np.maximum(full, 1)).clip(0, 1).astype(np.float32)
     world_boxes = scene.boxes_at(t)
     order = np.searchsorted(world_boxes.ids, ids) if len(world_boxes) else np.zeros(0, np.int64)
     sel_world = world_boxes.subset(order)
-    truncation = _truncation(sel_world, world_T_rgb, rgb_cfg.intrinsics(), w, h)
+    truncation, rects = _truncation(sel_world, world_T_rgb, rgb_cfg.intrinsics(), w, h)
+    # Occlusion by static scenery: the same rays cast against the objects alone, inside the objects' rectangles.
+    region = np.zeros((h, w), bool)
+    for x0, y0, x1, y1 in rects:
+        region[y0:y1, x0:x1] = True
+    sel = np.nonzero(region.ravel())[0]
+    t_inst = np.zeros(len(sel), np.int32)
+    if len(sel):
+        things = scene.cast(rays[sel], t, things_only=True)
+        okt = things["tri"] >= 0
+        t_inst[okt] = scene.tri_instance[things["tri"][okt]]
+    full = np.bincount(t_inst, minlength=len(inst_cls))[ids]
+    occlusion = (1.0 - counts / np.maximum(full, 1)).clip(0, 1).astype(np.float32)
     boxes3d = sel_world.transform(np.linalg.inv(world_T_base))
 
     if thermal_cfg is not None:
-        world_T_th = world_T_base @ thermal_cfg.base_T_cam()
-        dth, hth, _ = _render_labels(scene, thermal_cfg, world_T_th, t)
-        th_sem, th_inst = _labels(scene, hth, thermal_cfg.height * thermal_cfg.width)
-        trng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7E11]))
-        raw, t8 = _shade_thermal(scene, thermal_cfg, world_T_th, world_T_base, dth, hth, t, lighting, trng)
-        th_sem = th_sem.reshape(thermal_cfg.height, thermal_cfg.width)
-        th_inst = th_inst.reshape(thermal_cfg.height, thermal_cfg.width)
-        tb, tc, tid, _ = _boxes_from_mask(th_inst, thermal_cfg.min_box_pixels, inst_cls)
+        th = render_thermal(scene, thermal_cfg, world_T_base, lighting, seed, t)
+        raw, t8, th_sem, th_inst = th.thermal16, th.thermal8, th.semantic, th.instance
+        tb, tc, tid = th.boxes2d, th.box_classes, th.box_ids
         hom = homography_thermal_to_rgb(rgb_cfg, thermal_cfg, homography_depth_m)
         k_th, b_th = thermal_cfg.intrinsics(), thermal_cfg.base_T_cam()
     else:

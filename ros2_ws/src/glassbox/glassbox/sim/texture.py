@@ -45,20 +45,25 @@ def value_noise(p: np.ndarray, scale: float, seed: int = 0) -> np.ndarray:
     repeats every 64 cells, and each ``seed`` offsets it so that octaves are decorrelated."""
     table = _noise_table(0)
     off = _hash3(np.array([seed]), np.array([1]), np.array([2]), 7)[0] * 1000.0
-    q = p.astype(np.float64) / scale + off
+    q = p.astype(np.float32) * np.float32(1.0 / scale) + np.float32(off)
     i = np.floor(q)
-    f = (q - i).astype(np.float32)
+    f = q - i
     f = f * f * (3 - 2 * f)
-    i = i.astype(np.int64)
+    i = i.astype(np.int32)
     m = _TABLE_N - 1
     ix0, iy0, iz0 = i[:, 0] & m, i[:, 1] & m, i[:, 2] & m
-    ix1, iy1, iz1 = (ix0 + 1) & m, (iy0 + 1) & m, (iz0 + 1) & m
+    ix0 <<= 2 * _TABLE_BITS
+    iy0 <<= _TABLE_BITS
+    ix1 = (ix0 + (1 << 2 * _TABLE_BITS)) & (m << 2 * _TABLE_BITS)
+    iy1 = (iy0 + (1 << _TABLE_BITS)) & (m << _TABLE_BITS)
+    iz1 = (iz0 + 1) & m
+    fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
+    gz = 1 - fz
     out = np.zeros(len(p), np.float32)
-    for ix, wx in ((ix0, 1 - f[:, 0]), (ix1, f[:, 0])):
-        for iy, wy in ((iy0, 1 - f[:, 1]), (iy1, f[:, 1])):
-            base = (ix << (2 * _TABLE_BITS)) + (iy << _TABLE_BITS)
-            wxy = wx * wy
-            out += wxy * ((1 - f[:, 2]) * table[base + iz0] + f[:, 2] * table[base + iz1])
+    for ix, wx in ((ix0, 1 - fx), (ix1, fx)):
+        for iy, wy in ((iy0, 1 - fy), (iy1, fy)):
+            base = ix + iy
+            out += (wx * wy) * (gz * table[base + iz0] + fz * table[base + iz1])
     return out
 
 
