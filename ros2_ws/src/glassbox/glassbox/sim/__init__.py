@@ -10,11 +10,11 @@ from glassbox.sim.camera import (LIGHTINGS, CameraConfig, CameraError, CameraFra
                                  render_thermal, rgb_camera, thermal_agc, thermal_camera)
 from glassbox.sim.lidar import (LIDAR_PRESETS, LidarConfig, LidarError, LidarScan, beam_directions, lidar_preset,
                                 scan_lidar)
-from glassbox.sim.scene import Boxes3D, Scene, SceneConfig, SceneError, make_scene, pose_matrix
+from glassbox.sim.scene import Boxes3D, Scene, SceneConfig, SceneError, make_box_scene, make_scene, pose_matrix
 
 __all__ = [
     "Boxes3D", "CameraConfig", "CameraError", "CameraFrame", "LIDAR_PRESETS", "LIGHTINGS", "LidarConfig",
     "LidarError", "LidarScan", "Lighting", "Scene", "SceneConfig", "SceneError", "beam_directions",
-    "homography_thermal_to_rgb", "lidar_preset", "lighting_preset", "make_scene", "pose_matrix",
+    "homography_thermal_to_rgb", "lidar_preset", "lighting_preset", "make_box_scene", "make_scene", "pose_matrix",
     "render_cameras", "render_thermal", "rgb_camera", "ThermalFrame", "scan_lidar", "thermal_agc", "thermal_camera",
 ]

@@ -25,18 +25,19 @@ class CorruptionError(ValueError):
 
 
 def _to_float(img: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Working copy: uint8 images stay on their 0..255 scale in float64 (exact products), floats in float32."""
     if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0, True
+        return img.astype(np.float64), True
     if np.issubdtype(img.dtype, np.floating):
         return img.astype(np.float32), False
     raise CorruptionError(f"images must be uint8 or float in [0, 1], got {img.dtype}")
 
 
 def _back(x: np.ndarray, was_uint8: bool, dtype: np.dtype) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
+    """Clip to the valid range; uint8 rounds half up."""
     if was_uint8:
-        return (x * 255.0 + 0.5).astype(np.uint8)
-    return x.astype(dtype)
+        return np.floor(np.clip(x, 0.0, 255.0) + 0.5).astype(np.uint8)
+    return np.clip(x, 0.0, 1.0).astype(dtype)
 
 
 def adjust_brightness(img: np.ndarray, factor: float) -> np.ndarray:
@@ -68,9 +69,10 @@ def adjust_hue(img: np.ndarray, shift: float) -> np.ndarray:
     if img.ndim != 3 or img.shape[-1] != 3:
         raise CorruptionError(f"hue needs an (H, W, 3) RGB image, got shape {img.shape}")
     x, u8 = _to_float(img)
-    hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
+    scale = 255.0 if u8 else 1.0
+    hsv = cv2.cvtColor((x / scale).astype(np.float32), cv2.COLOR_RGB2HSV)
     hsv[..., 0] = np.mod(hsv[..., 0] + shift * 360.0, 360.0)
-    return _back(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), u8, img.dtype)
+    return _back(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * scale, u8, img.dtype)
 
 
 # The refiner seed's deterministic test corruptions (name -> sequence of operations).
@@ -210,7 +212,7 @@ def apply_rsh(img: np.ndarray, params: RshParams) -> np.ndarray:
     """Shadow (multiply by ``params.shadow``) inside the polygon, highlight outside; clipped."""
     x, u8 = _to_float(img)
     mask = rsh_mask(img.shape[0], img.shape[1], params.polygon)
-    factor = np.where(mask, np.float32(params.shadow), np.float32(params.highlight))
+    factor = np.where(mask, params.shadow, params.highlight).astype(x.dtype)
     if x.ndim == 3:
         factor = factor[..., None]
     return _back(x * factor, u8, img.dtype)

@@ -108,7 +108,7 @@ def schedule(cfg: DriveConfig) -> list[Capture]:
     caps = []
     for kind, hz, offset in (("lidar", cfg.lidar_hz, 0.0), ("rgb", cfg.rgb_hz, cfg.rgb_offset_s),
                              ("thermal", cfg.thermal_hz, cfg.thermal_offset_s)):
-        n = int(np.floor(cfg.seconds * hz + 1e-9))
+        n = int(np.ceil(cfg.seconds * hz)) + 1                  # then keep those before the end
         jitter = rng.normal(0.0, cfg.jitter_s, n) if kind != "lidar" else np.zeros(n)
         times = np.arange(n) / hz + offset + np.clip(jitter, -3 * cfg.jitter_s, 3 * cfg.jitter_s)
         caps += [Capture(kind, i, float(t), lighting_at(cfg, float(t))) for i, t in enumerate(times)

@@ -662,3 +662,33 @@ def make_scene(seed: int, cfg: SceneConfig | None = None) -> Scene:
     markings = {"lane_width_m": cfg.lane_width_m, "road_half_width_m": rw}
     return Scene(cfg, int(seed), st.arrays(), objects, surfaces, np.asarray(lights, np.float64).reshape(-1, 3),
                  markings)
+
+
+_CLASS_MATERIAL = ("paint", "cloth", "bike")
+
+
+def make_box_scene(boxes: Boxes3D, ground: bool = True, ground_half_size_m: float = 300.0) -> Scene:
+    """A scene of plain cuboids (one object per box, its class's material) on an optional flat road at z = 0:
+    exact, hand-checkable geometry for tests and sensor studies. Instance ids are ``boxes.ids`` when set
+    (non-zero), else 1..M."""
+    surfaces = _Surfaces()
+    st = _MeshBuilder()
+    if ground:
+        g = ground_half_size_m
+        s_road = surfaces.new(MAT_RGB[MATERIAL_ID["asphalt"]])
+        st.add_quad(np.array([[-g, -g, 0.0], [g, -g, 0.0], [g, g, 0.0], [-g, g, 0.0]]), s_road, "asphalt", "road")
+    ids = boxes.ids if len(boxes) and np.all(boxes.ids > 0) else np.arange(1, len(boxes) + 1, dtype=np.int32)
+    objects = []
+    for i in range(len(boxes)):
+        cls = int(boxes.classes[i])
+        b = _MeshBuilder()
+        surf = surfaces.new((0.6, 0.2, 0.2), 10.0)
+        sem = ("car", "pedestrian", "cyclist")[cls]
+        b.add("box", (0, 0, 0), boxes.sizes[i].astype(np.float64), surf, _CLASS_MATERIAL[cls], sem, int(ids[i]))
+        mesh = b.arrays()
+        objects.append(_Object(cls, int(ids[i]), mesh, boxes.sizes[i].astype(np.float64),
+                               boxes.centers[i].astype(np.float64), float(boxes.yaw[i]), 0.0))
+    order = np.argsort([o.instance for o in objects], kind="stable")
+    objects = [objects[k] for k in order]
+    return Scene(SceneConfig(), 0, st.arrays(), objects, surfaces, np.zeros((0, 3)),
+                 {"lane_width_m": 3.4, "road_half_width_m": 5.7})
