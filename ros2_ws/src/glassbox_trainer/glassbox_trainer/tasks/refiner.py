@@ -4,7 +4,7 @@ Each training item is a clean random crop; ``loss`` corrupts it with one random 
 (brightness, contrast or hue; ``glassbox.vision.corruptions``) and takes the pixel MSE between the refiner's
 output and the clean crop. No downstream model is in the loss. Sources: colour photographs bundled with
 scikit-image (``astronaut``, ``chelsea`` and ``rocket`` are held out for testing) and, when ``synthetic_frames``
-> 0, RGB frames of the synthetic world (day lighting). Validation = PSNR over the held-out photographs under
+> 0, day-lit RGB frames of the synthetic world's training split (the frame cache of ``tasks/segmentation.py``). Validation = PSNR over the held-out photographs under
 every deterministic test corruption.
 
 Run directly for a short stand-alone training run (the documented command for the shipped model):
@@ -29,6 +29,7 @@ from glassbox.metrics.image_quality import psnr, ssim
 from glassbox.vision.corruptions import BASELINES, EVAL_CORRUPTIONS, random_corruption
 from glassbox.vision.export import export_with_features
 from glassbox.vision.refiner import Refiner, RefinerConfig
+from glassbox_trainer.tasks.segmentation import CameraDataConfig, render_frame
 
 TRAIN_PHOTOS = ("coffee", "hubble_deep_field", "immunohistochemistry", "retina", "stereo_motorcycle",
                 "colorwheel", "camera", "clock", "coins", "grass", "gravel", "brick")
@@ -54,7 +55,7 @@ class RefinerTaskConfig:
     crop: int = 128
     train_items: int = 4096
     synthetic_frames: int = 0
-    synthetic_size: tuple[int, int] = (256, 160)   # (width, height)
+    data: CameraDataConfig = CameraDataConfig()
     seed: int = 0
 
 
@@ -93,15 +94,15 @@ class PhotoDataset(Dataset):
         return torch.from_numpy(self.images[i]).permute(2, 0, 1).float() / 255.0
 
 
-def synthetic_rgb_frames(n: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
-    """Day-lit RGB frames of the synthetic world (empty list when the world is not installed)."""
-    if n <= 0:
-        return []
-    from glassbox.datasets import SyntheticCameraDataset
-
-    ds = SyntheticCameraDataset(split="train", num_frames=n, width=size[0], height=size[1], seed=seed,
-                                lighting=("day",))
-    return [ds.frame(i).rgb for i in range(n)]
+def synthetic_rgb_frames(n: int, data: CameraDataConfig) -> list[np.ndarray]:
+    """RGB images of the first ``n`` day-lit training frames of the synthetic world (rendered or cached)."""
+    frames, index = [], 0
+    while len(frames) < n:
+        frame = render_frame(data, "train", index)
+        if str(frame["lighting"]) == "day":
+            frames.append(frame["rgb"])
+        index += 1
+    return frames
 
 
 class RefinerTask:
@@ -118,7 +119,7 @@ class RefinerTask:
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         images = [load_photo(n) for n in TRAIN_PHOTOS]
-        images += synthetic_rgb_frames(self.cfg.synthetic_frames, self.cfg.synthetic_size, self.cfg.seed)
+        images += synthetic_rgb_frames(self.cfg.synthetic_frames, self.cfg.data)
         return CropDataset(images, self.cfg.crop, self.cfg.train_items, self.cfg.seed), PhotoDataset(TEST_PHOTOS)
 
     def collate(self, items: list) -> dict:
@@ -204,8 +205,6 @@ def train(task: RefinerTask, iterations: int, batch_size: int, lr: float, lr_dro
 
 def main() -> None:
     import yaml
-
-    from glassbox.config import load_config  # noqa: F401  (kept for symmetry with the other tasks)
 
     parser = argparse.ArgumentParser(description="Train the refiner and write models/refiner.{pt,onnx}.")
     parser.add_argument("--config", default="config/train/refiner.yaml")

@@ -1,0 +1,176 @@
+"""BiSeNet v1 (Yu et al., ECCV 2018) with the lightweight VGG-like context path of Tzelepi et al. (D4.2 §2.4).
+
+Structure: a spatial path (three 3x3 stride-2 conv-BN-ReLU, 1/8 resolution); a context path (VGG-like: five
+blocks of two conv-BN-ReLU and a 2x2 max-pool; or a ResNet-18-style path) whose 1/16 and 1/32 outputs pass
+through attention refinement modules (ARM: global pool, 1x1 conv, BN, sigmoid, channel product), the 1/32 one
+also multiplied by its global-average "tail"; a feature fusion module (FFM: concatenation, conv-BN-ReLU, channel
+attention, residual add); a 1x1 classifier at 1/8 upsampled x8; two auxiliary 1x1 heads on the context features
+for training.
+
+Differences from the papers, and why: the VGG channel widths exist only in a figure of the paper, so they are a
+configuration (default 16-32-64-128-128, sized for embedded CPUs); the ResNet-18 option's widths are
+configurable too (64-128-256-512 is the standard). The FFM outputs ``fuse_channels`` features and a separate 1x1
+classifier produces the class scores (the reference code makes the FFM output the classes directly), so the
+fused map is a class-agnostic feature seam for probes and distillation. Inputs must have H and W divisible by
+32 (the pipeline resizes to such a size).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+class BiSeNetError(ValueError):
+    """A BiSeNet input or configuration is invalid."""
+
+
+@dataclass(frozen=True)
+class BiSeNetConfig:
+    num_classes: int = 2
+    in_channels: int = 3
+    context: str = "vgg"                                           # "vgg" or "resnet18"
+    vgg_widths: tuple[int, ...] = (16, 32, 64, 128, 128)
+    resnet_widths: tuple[int, ...] = (64, 128, 256, 512)
+    spatial_channels: tuple[int, ...] = (32, 64, 64)
+    fuse_channels: int = 64
+
+    def __post_init__(self) -> None:
+        if self.context not in ("vgg", "resnet18"):
+            raise ValueError(f"context must be 'vgg' or 'resnet18', got {self.context!r}")
+        if self.context == "vgg" and len(self.vgg_widths) != 5:
+            raise ValueError(f"vgg_widths needs 5 entries, got {self.vgg_widths}")
+        if self.context == "resnet18" and len(self.resnet_widths) != 4:
+            raise ValueError(f"resnet_widths needs 4 entries, got {self.resnet_widths}")
+        if len(self.spatial_channels) != 3 or self.num_classes < 2:
+            raise ValueError("spatial_channels needs 3 entries and num_classes must be >= 2")
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class VggContext(nn.Module):
+    """Five [conv-BN-ReLU, conv-BN-ReLU, max-pool] blocks; returns the 1/16 and 1/32 outputs (after pooling)."""
+
+    def __init__(self, cin: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        blocks, c = [], cin
+        for w in widths:
+            blocks.append(nn.Sequential(conv_bn_relu(c, w), conv_bn_relu(w, w), nn.MaxPool2d(2)))
+            c = w
+        self.blocks = nn.ModuleList(blocks)
+        self.out_channels = (widths[3], widths[4])
+
+    def forward(self, x: Tensor, feats: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            feats[f"context{i + 1}"] = x
+        return feats["context4"], feats["context5"]
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv_bn_relu(cin, cout, 3, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.skip = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.body(x) + self.skip(x))
+
+
+class ResNet18Context(nn.Module):
+    """ResNet-18 layout: 7x7/2 stem, max-pool, four stages of two basic blocks; returns the 1/16 and 1/32 maps."""
+
+    def __init__(self, cin: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(conv_bn_relu(cin, widths[0], 7, 2), nn.MaxPool2d(3, 2, 1))
+        stages, c = [], widths[0]
+        for i, w in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            stages.append(nn.Sequential(BasicBlock(c, w, stride), BasicBlock(w, w, 1)))
+            c = w
+        self.stages = nn.ModuleList(stages)
+        self.out_channels = (widths[2], widths[3])
+
+    def forward(self, x: Tensor, feats: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        x = self.stem(x)
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            feats[f"context{i + 2}"] = x
+        return feats["context4"], feats["context5"]
+
+
+class AttentionRefinement(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.attn = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels),
+                                  nn.Sigmoid())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.attn(x.mean(dim=(2, 3), keepdim=True))
+
+
+class FeatureFusion(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.fuse = conv_bn_relu(cin, cout, 1)
+        self.attn = nn.Sequential(nn.Conv2d(cout, max(cout // 4, 4), 1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(max(cout // 4, 4), cout, 1), nn.Sigmoid())
+
+    def forward(self, parts: list[Tensor]) -> Tensor:
+        f = self.fuse(torch.cat(parts, dim=1))
+        return f + f * self.attn(f.mean(dim=(2, 3), keepdim=True))
+
+
+class BiSeNet(nn.Module):
+    """``forward(x) -> logits (B, K, H, W)``; ``forward_aux(features)`` gives the two auxiliary logits."""
+
+    def __init__(self, cfg: BiSeNetConfig = BiSeNetConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        s1, s2, s3 = cfg.spatial_channels
+        self.spatial = nn.Sequential(conv_bn_relu(cfg.in_channels, s1, 3, 2), conv_bn_relu(s1, s2, 3, 2),
+                                     conv_bn_relu(s2, s3, 3, 2))
+        self.context = VggContext(cfg.in_channels, cfg.vgg_widths) if cfg.context == "vgg" else \
+            ResNet18Context(cfg.in_channels, cfg.resnet_widths)
+        c16, c32 = self.context.out_channels
+        self.arm16 = AttentionRefinement(c16)
+        self.arm32 = AttentionRefinement(c32)
+        self.ffm = FeatureFusion(s3 + c16 + c32, cfg.fuse_channels)
+        self.classifier = nn.Conv2d(cfg.fuse_channels, cfg.num_classes, 1)
+        self.aux16 = nn.Conv2d(c16, cfg.num_classes, 1)
+        self.aux32 = nn.Conv2d(c32, cfg.num_classes, 1)
+
+    def forward_features(self, x: Tensor) -> dict[str, Tensor]:
+        if x.dim() != 4 or x.shape[1] != self.cfg.in_channels:
+            raise BiSeNetError(f"expected (B, {self.cfg.in_channels}, H, W), got {tuple(x.shape)}")
+        if not torch.jit.is_tracing() and (x.shape[2] % 32 or x.shape[3] % 32):
+            raise BiSeNetError(f"H and W must be divisible by 32, got {tuple(x.shape[2:])}")
+        feats: dict[str, Tensor] = {}
+        sp = self.spatial(x)                                                     # (B, s3, H/8, W/8)
+        feats["spatial"] = sp
+        c16, c32 = self.context(x, feats)                                        # (B, c16, H/16, W/16), (B, c32, H/32, W/32)
+        a32 = self.arm32(c32) * c32.mean(dim=(2, 3), keepdim=True)
+        a16 = self.arm16(c16)
+        size = sp.shape[2:]
+        feats["arm16"] = F.interpolate(a16, size=size, mode="bilinear", align_corners=False)
+        feats["arm32"] = F.interpolate(a32, size=size, mode="bilinear", align_corners=False)
+        feats["fused"] = self.ffm([sp, feats["arm16"], feats["arm32"]])         # (B, F, H/8, W/8)
+        return feats
+
+    def forward_head(self, features: dict[str, Tensor]) -> Tensor:
+        return F.interpolate(self.classifier(features["fused"]), scale_factor=8.0, mode="bilinear",
+                             align_corners=False)
+
+    def forward_aux(self, features: dict[str, Tensor]) -> list[Tensor]:
+        return [F.interpolate(head(features[name]), scale_factor=8.0, mode="bilinear", align_corners=False)
+                for head, name in ((self.aux16, "arm16"), (self.aux32, "arm32"))]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
