@@ -117,6 +117,8 @@ class LidarTask:
     name = "lidar"
     metric = "car/bev@0.5"
     classes = DETECTION_CLASSES
+    #: one group per backbone stage of the default size (instances recompute it for their own model)
+    eloss_groups = [[f"s{i + 1}_b{j}" for j in range(n)] for i, n in enumerate(spi_config().stage_blocks) if n >= 2]
 
     def __init__(self, cfg: dict):
         self.cfg: LidarTaskConfig = from_dict(LidarTaskConfig, dict(cfg or {}), "task lidar")

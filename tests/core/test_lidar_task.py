@@ -1,0 +1,78 @@
+"""The lidar trainer task end to end on two synthetic scans: targets -> perfect outputs -> decode -> AP."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from glassbox.lidar import DecodeConfig, decode
+
+pytest.importorskip("glassbox_trainer")
+from glassbox_trainer.tasks.lidar import LidarTask  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    return LidarTask({"train_frames": 2, "val_frames": 2, "crop_width": 0,
+                      "cache_dir": str(tmp_path_factory.mktemp("lidar_cache"))})
+
+
+class PerfectModel(nn.Module):
+    """Returns the targets of the batch it was given as if it had predicted them."""
+
+    def __init__(self, batch: dict):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        hm = batch["heatmap"].clamp(1e-6, 1 - 1e-6)
+        self.out = {"heatmap": torch.log(hm / (1 - hm)), "offset": batch["offset"], "size": batch["size"],
+                    "yaw": batch["yaw"]}
+
+    def forward(self, x):
+        return self.out
+
+
+def test_perfect_outputs_score_full_car_ap(task):
+    _, val = task.datasets()
+    batch = task.collate([val[0], val[1]])
+    assert batch["input"].shape == (2, 5, 64, 512)
+    res = task.evaluate(PerfectModel(batch), [batch])
+    assert res["car/num_gt"] >= 5
+    # every car with >= 10 points has an object pixel and therefore an exact peak; overlapping boxes may lose one
+    assert res["car/bev@0.7"] >= 0.9 and res["car/3d@0.7"] >= 0.9
+    assert res[task.metric] >= res["car/bev@0.7"]
+
+
+def test_augmented_item_targets_match_its_boxes(task):
+    train, _ = task.datasets()
+    np.random.seed(5)
+    item = train[0]
+    boxes = item["boxes"].numpy()
+    out = {k: item[k].numpy() for k in ("offset", "size", "yaw")}
+    hm = np.clip(item["heatmap"].numpy(), 1e-6, 1 - 1e-6)
+    out["heatmap"] = np.log(hm / (1 - hm))
+    det = decode(out, item["xyz"].numpy(), item["mask"].numpy(), DecodeConfig(score_threshold=0.99,
+                                                                             max_detections=200))
+    assert len(det) >= 5
+    # every decoded box is one of the (augmented) ground-truth boxes, to float precision
+    d = np.linalg.norm(det.centers[:, None, :] - boxes[None, :, :3], axis=-1)
+    assert np.all(d.min(axis=1) < 1e-3)
+
+
+def test_loss_outputs_and_groups(task):
+    train, _ = task.datasets()
+    batch = task.collate([train[0], train[1]])
+    model = task.build_model()
+    total, terms, outputs = task.loss(model, batch)
+    assert torch.isfinite(total) and set(terms) == {"heatmap", "offset", "size", "yaw"}
+    assert outputs["logits"].shape == (2, 3, 64, 512)
+    for group in task.eloss_groups:
+        assert all(name in outputs["features"] for name in group)
+    teacher = task.build_model("teacher")
+    assert sum(p.numel() for p in teacher.parameters()) > 3 * sum(p.numel() for p in model.parameters())
