@@ -4,7 +4,10 @@
    against (a) a loop-per-sample implementation of the same formula (one distance row per sample, torch,
    same dtype) and (b) scipy's ``cKDTree`` (float64, the same formula); all three results are compared.
 2. Overhead of an ``EntropyProbe`` with the default ``ProbeConfig`` on a small CNN's forward pass (no grad),
-   measured by interleaving forwards with and without the probe, plus ``every_n = 4``.
+   measured by interleaving forwards with and without the probe, plus ``every_n = 4``, on an image-sized and
+   a LiDAR-range-image-sized input.
+
+Times are medians of the thread's CPU time with one torch thread (see ``timed``).
 
 Prints a table and writes ``bench/results/entropy.json``. Run: ``python bench/bench_entropy.py [--quick]``.
 """
@@ -26,7 +29,7 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 from torch import nn
 
-from glassbox.entropy import EntropyProbe, ProbeConfig, knn_entropy
+from glassbox.entropy import EntropyProbe, ProbeConfig, knn_entropy, profile_from_features
 
 SIZES = [(128, 4096), (1024, 64), (1024, 256), (4096, 256)]
 
@@ -51,12 +54,16 @@ def kdtree_knn_entropy(x: np.ndarray, k: int = 1) -> float:
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
-    """Median wall time (ms) over ``repeats`` calls, and the last result."""
+    """Median CPU time of this thread (ms) over ``repeats`` calls, and the last result.
+
+    Thread CPU time, not wall time: the benchmark runs with one torch thread (all work on the calling thread),
+    and on a shared machine wall time mostly measures the other processes.
+    """
     times, out = [], None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.thread_time()
         out = fn()
-        times.append(1e3 * (time.perf_counter() - start))
+        times.append(1e3 * (time.thread_time() - start))
     return statistics.median(times), out
 
 
@@ -81,11 +88,11 @@ def bench_estimator(quick: bool) -> list[dict]:
 
 
 class SmallCnn(nn.Module):
-    """A small conv net on a 3 x 128 x 256 image (about 0.1 M parameters, 7 conv layers)."""
+    """A small conv net (about 0.15 M parameters, 7 conv + BN + ReLU layers, 8x total stride)."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
-        chans = [3, 16, 32, 32, 64, 64, 64, 64]
+        chans = [in_channels, 16, 32, 32, 64, 64, 64, 64]
         strides = [2, 1, 2, 1, 2, 1, 1]
         self.layers = nn.ModuleList(
             nn.Sequential(nn.Conv2d(a, b, 3, stride=s, padding=1), nn.BatchNorm2d(b), nn.ReLU())
@@ -98,44 +105,73 @@ class SmallCnn(nn.Module):
         return self.head(x)
 
 
+INPUTS = {"image_3x128x256": (3, 128, 256), "range_image_5x64x1024": (5, 64, 1024)}
+
+
 def bench_probe(quick: bool) -> dict:
-    model = SmallCnn().eval()
-    x = torch.randn(1, 3, 128, 256, generator=torch.Generator().manual_seed(0))
-    layers = [f"layers.{i}" for i in range(1, 7)]
-    params = sum(p.numel() for p in model.parameters())
+    """Per-frame cost of the probe next to the bare forward, both as thread CPU time, interleaved."""
+    result: dict = {}
     iters = 15 if quick else 40
-    result = {"model_params": params, "input_shape": list(x.shape), "probed_layers": len(layers),
-              "iterations": iters}
-    for label, cfg in (("default", ProbeConfig()), ("default_every_4", ProbeConfig(every_n=4))):
-        probe = EntropyProbe(model, layers, cfg)
-        probe.remove()
-        bare, probed, probe_ms = [], [], []
-        with torch.no_grad():
-            for _ in range(3):
-                model(x)
-            for _ in range(iters):                  # interleaved, so load changes hit both alike
-                start = time.perf_counter()
-                model(x)
-                bare.append(1e3 * (time.perf_counter() - start))
-                probe = EntropyProbe(model, layers, cfg)
-                probe.forward_count = len(probed)
-                start = time.perf_counter()
-                model(x)
-                probed.append(1e3 * (time.perf_counter() - start))
-                if probe.profile is not None:
-                    probe_ms.append(probe.profile.compute_time_ms)
-                probe.remove()
-        bare_ms, probed_ms = statistics.median(bare), statistics.median(probed)
-        result[label] = {
-            "config": {k: getattr(cfg, k) for k in ("estimator", "k", "sample_mode", "max_samples", "max_dim",
-                                                    "every_n")},
-            "forward_ms": bare_ms, "forward_with_probe_ms": probed_ms,
-            "overhead_pct": 100.0 * (probed_ms - bare_ms) / bare_ms,
-            "mean_overhead_pct": 100.0 * (statistics.mean(probed) - statistics.mean(bare)) / statistics.mean(bare),
-            "profile_compute_ms": statistics.median(probe_ms) if probe_ms else 0.0,
-            "profile_compute_pct_of_forward": 100.0 * sum(probe_ms) / len(probed) / bare_ms,
-        }
+    layers = [f"layers.{i}" for i in range(1, 7)]
+    for input_name, shape in INPUTS.items():
+        model = SmallCnn(shape[0]).eval()
+        x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
+        entry: dict = {"model_params": sum(p.numel() for p in model.parameters()), "input_shape": list(x.shape),
+                       "probed_layers": len(layers), "iterations": iters}
+        for label, cfg in (("default", ProbeConfig()), ("default_every_4", ProbeConfig(every_n=4))):
+            bare, probed, probe_ms = [], [], []
+            with torch.no_grad():
+                for _ in range(3):
+                    model(x)
+                for i in range(iters):              # interleaved, so load changes hit both alike
+                    start = time.thread_time()
+                    model(x)
+                    bare.append(1e3 * (time.thread_time() - start))
+                    probe = EntropyProbe(model, layers, cfg)
+                    probe.forward_count = i
+                    start = time.thread_time()
+                    model(x)
+                    probed.append(1e3 * (time.thread_time() - start))
+                    if probe.profile is not None:
+                        probe_ms.append(probe.profile.compute_time_ms)
+                    probe.remove()
+            bare_ms, probed_ms = statistics.median(bare), statistics.median(probed)
+            entry[label] = {
+                "config": {k: getattr(cfg, k) for k in ("estimator", "k", "sample_mode", "max_samples",
+                                                        "max_dim", "every_n")},
+                "forward_cpu_ms": bare_ms, "forward_with_probe_cpu_ms": probed_ms,
+                "overhead_pct_median": 100.0 * (probed_ms - bare_ms) / bare_ms,
+                "overhead_pct_mean": 100.0 * (statistics.mean(probed) - statistics.mean(bare))
+                / statistics.mean(bare),
+                "profile_wall_ms_median": statistics.median(probe_ms) if probe_ms else 0.0,
+            }
+        result[input_name] = entry
     return result
+
+
+def bench_project_model(quick: bool) -> dict:
+    """The LiDAR detector (SPI, default size) on a 5 x 64 x 1024 range image: every feature map profiled with
+    ``profile_from_features``, as the detection pipeline does, against the network's own forward."""
+    from glassbox.lidar.spi import build_model as build_spi, spi_config
+
+    model = build_spi("spi", spi_config("default")).eval()
+    x = torch.randn(1, 5, 64, 1024, generator=torch.Generator().manual_seed(0))
+    iters = 8 if quick else 20
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        fwd, prof = [], []
+        for _ in range(iters):                      # interleaved
+            start = time.thread_time()
+            model(x)
+            fwd.append(1e3 * (time.thread_time() - start))
+            start = time.thread_time()
+            profile_from_features(feats, ProbeConfig())
+            prof.append(1e3 * (time.thread_time() - start))
+    return {"model": "spi default", "params": sum(p.numel() for p in model.parameters()),
+            "input_shape": list(x.shape), "feature_maps": len(feats),
+            "feature_shapes": {k: list(v.shape) for k, v in feats.items()},
+            "forward_cpu_ms": statistics.median(fwd), "profile_cpu_ms": statistics.median(prof),
+            "overhead_pct": 100.0 * statistics.median(prof) / statistics.median(fwd)}
 
 
 def main() -> None:
@@ -146,6 +182,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = bench_estimator(args.quick)
     probe = bench_probe(args.quick)
+    project = bench_project_model(args.quick)
 
     print(f"kNN entropy (k=1), one layer, torch threads={args.threads}")
     print(f"{'n':>5} {'d':>5} | {'ours f32':>9} {'ours f64':>9} {'loop':>9} {'cKDTree':>9} | "
@@ -155,13 +192,17 @@ def main() -> None:
               f"{r['loop_ms']:>7.1f}ms {r['kdtree_ms']:>7.1f}ms | {r['speedup_vs_loop']:>6.1f}x "
               f"{r['speedup_vs_kdtree']:>6.1f}x {r['speedup64_vs_kdtree']:>7.1f}x | "
               f"{r['rel_diff_float64_vs_kdtree']:>12.1e}")
-    print(f"\nEntropyProbe on a small CNN ({probe['model_params']} params, input {probe['input_shape']}, "
-          f"{probe['probed_layers']} probed layers, median of {probe['iterations']})")
-    for label in ("default", "default_every_4"):
-        p = probe[label]
-        print(f"  {label:<16} forward {p['forward_ms']:7.2f} ms, with probe {p['forward_with_probe_ms']:7.2f} ms, "
-              f"overhead {p['overhead_pct']:+5.1f}% (mean {p['mean_overhead_pct']:+5.1f}%), profile "
-              f"{p['profile_compute_ms']:.2f} ms = {p['profile_compute_pct_of_forward']:.1f}% of forward per frame")
+    print("\nEntropyProbe (6 probed layers) on a small CNN, thread CPU time per frame, medians")
+    for input_name, entry in probe.items():
+        for label in ("default", "default_every_4"):
+            p = entry[label]
+            print(f"  {input_name:<22} {label:<16} forward {p['forward_cpu_ms']:7.2f} ms, with probe "
+                  f"{p['forward_with_probe_cpu_ms']:7.2f} ms, overhead {p['overhead_pct_median']:+5.1f}% "
+                  f"(mean {p['overhead_pct_mean']:+5.1f}%), profile wall {p['profile_wall_ms_median']:.2f} ms")
+
+    print(f"  LiDAR detector (SPI default, {project['params']} params) on {project['input_shape']}: forward "
+          f"{project['forward_cpu_ms']:.2f} ms, profile of its {project['feature_maps']} feature maps "
+          f"{project['profile_cpu_ms']:.2f} ms = {project['overhead_pct']:.1f}%")
 
     out = {
         "benchmark": "entropy",
@@ -169,10 +210,11 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "cpu_count": os.cpu_count(),
                     "torch": torch.__version__, "torch_threads": args.threads},
-        "units": {"*_ms": "milliseconds (median wall time)", "speedup_*": "ratio of times in the same run",
+        "units": {"*_ms": "milliseconds (median thread CPU time unless named wall)", "speedup_*": "ratio of times in the same run",
                   "*_pct": "percent of the bare forward time", "rel_diff_*": "relative difference of entropies"},
         "knn_entropy": rows,
         "probe_overhead": probe,
+        "project_model_overhead": project,
     }
     path = Path(__file__).resolve().parent / "results" / "entropy.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,13 +28,28 @@ SAMPLE_MODES = ("channels", "positions")
 
 
 @lru_cache(maxsize=256)
-def _subset(size: int, limit: int | None, seed: int, salt: int, device: str) -> Tensor | None:
+def _subset(size: int, limit: int | None, seed: int, salt: int) -> Tensor | None:
     """Sorted random subset of range(size) of length ``limit`` (None when no subsampling is needed)."""
     if limit is None or limit >= size:
         return None
     gen = torch.Generator().manual_seed(seed * 1_000_003 + salt)
-    idx = torch.randperm(size, generator=gen)[:limit].sort().values
-    return idx.to(device)
+    return torch.randperm(size, generator=gen)[:limit].sort().values
+
+
+@lru_cache(maxsize=256)
+def _flat_index(shape: tuple[int, int, int], strides: tuple[int, int, int], max_samples: int | None,
+                max_dim: int | None, seed: int, device: str) -> Tensor | None:
+    """Offsets into the flat storage of the subsampled (B, n', d') sample sets (None: no subsampling)."""
+    b, n, d = shape
+    rows = _subset(n, max_samples, seed, 1)
+    cols = _subset(d, max_dim, seed, 2)
+    if rows is None and cols is None:
+        return None
+    rows = torch.arange(n) if rows is None else rows
+    cols = torch.arange(d) if cols is None else cols
+    offsets = (torch.arange(b)[:, None, None] * strides[0] + rows[None, :, None] * strides[1]
+               + cols[None, None, :] * strides[2])
+    return offsets.reshape(-1).to(device)
 
 
 def feature_samples(fmap: Tensor, mode: str = "channels", max_samples: int | None = None,
@@ -42,7 +57,8 @@ def feature_samples(fmap: Tensor, mode: str = "channels", max_samples: int | Non
     """Sample sets of a feature map: (B, C, *spatial) -> (B, n, d); (B, F) -> (1, B, F).
 
     ``max_samples`` / ``max_dim`` cap n / d by seeded random subsampling (``None``: keep all). The result is a
-    view or an index-select of ``fmap``, so gradients flow back to the feature map.
+    view of ``fmap`` or a gather from it (one 1-D ``index_select`` on its storage with cached offsets), so
+    gradients flow back to the feature map.
     """
     if not isinstance(fmap, Tensor):
         raise EntropyError(f"feature_samples: expected a torch.Tensor, got {type(fmap).__name__}")
@@ -53,19 +69,18 @@ def feature_samples(fmap: Tensor, mode: str = "channels", max_samples: int | Non
             raise EntropyError(f"feature_samples: {name} must be >= 1 or None, got {value}")
     if fmap.dim() < 2:
         raise EntropyError(f"feature_samples: need a (B, F) or (B, C, ...) tensor, got {tuple(fmap.shape)}")
-    if fmap.dim() == 2:
-        x = fmap.unsqueeze(0)                                              # (1, B, F)
+    base = fmap.contiguous()
+    if base.dim() == 2:
+        x = base.unsqueeze(0)                                              # (1, B, F)
     else:
-        b, c = fmap.shape[:2]
-        x = fmap.reshape(b, c, -1)                                         # (B, C, S)
+        b, c = base.shape[:2]
+        x = base.reshape(b, c, -1)                                         # (B, C, S)
         if mode == "positions":
             x = x.transpose(1, 2)                                          # (B, S, C)
-    n, d = x.shape[1], x.shape[2]
-    dev = str(x.device)
-    rows = _subset(n, max_samples, seed, 1, dev)
-    cols = _subset(d, max_dim, seed, 2, dev)
-    if rows is not None:
-        x = x.index_select(1, rows)
-    if cols is not None:
-        x = x.index_select(2, cols)
-    return x
+    shape = tuple(x.shape)
+    idx = _flat_index(shape, tuple(x.stride()), max_samples, max_dim, seed, str(x.device))
+    if idx is None:
+        return x
+    n = shape[1] if max_samples is None else min(shape[1], max_samples)
+    d = shape[2] if max_dim is None else min(shape[2], max_dim)
+    return base.reshape(-1).index_select(0, idx).reshape(shape[0], n, d)
