@@ -345,13 +345,16 @@ def epoch_loader(task: Task, dataset, cfg: TrainConfig, env: DistEnv, epoch: int
                                  drop_last=True)
     sampler.set_epoch(epoch)
     indices = list(sampler)[skip_batches * cfg.batch_size:]
+    # A generator of its own: creating the iterator must not draw from the global RNG (resume mid-epoch).
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=indices, collate_fn=task.collate,
-                      num_workers=cfg.num_workers, drop_last=True)
+                      num_workers=cfg.num_workers, drop_last=True, generator=gen)
 
 
 def eval_loader(task: Task, dataset, cfg: TrainConfig) -> DataLoader:
     return DataLoader(dataset, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False,
-                      collate_fn=task.collate, num_workers=cfg.num_workers)
+                      collate_fn=task.collate, num_workers=cfg.num_workers,
+                      generator=torch.Generator().manual_seed(cfg.seed))
 
 
 def _mean_over_ranks(values: dict[str, float], env: DistEnv) -> dict[str, float]:
@@ -670,6 +673,8 @@ def _build_srm(task: Task, model: nn.Module, teacher: nn.Module, train_set, cfg:
     return srm
 
 
-def command_line() -> str:
+def command_line(program: str = "glassbox-train") -> str:
     """The command that started this process, quoted for a shell (for the model card)."""
-    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    prefix = f"torchrun --nproc_per_node={world} -m glassbox_trainer.cli" if world > 1 else program
+    return " ".join([prefix, *(shlex.quote(a) for a in sys.argv[1:])])
