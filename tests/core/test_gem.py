@@ -1,0 +1,141 @@
+"""GEM fusion: shapes per mode, Eq. 1 stop-gradient, dead-sensor algebra, symmetry, masks, Gumbel-Softmax,
+and the CenterNet encode/decode round trip."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from glassbox.vision.centernet import centernet_loss, decode, encode_targets, focal_loss, score_entropy
+from glassbox.vision.gem import FUSIONS, Gem, GemConfig, GemError, ReliabilityWeight, display_share, gumbel_softmax
+
+H, W = 64, 96
+
+
+def _inputs(b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, H, W, generator=g), torch.rand(b, 1, H, W, generator=g)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_every_fusion_mode_runs(fusion):
+    model = Gem(GemConfig(fusion=fusion, width_mult=0.25)).eval()
+    feats = model.forward_features(*_inputs())
+    f = model.feat_channels
+    expected = 2 * f if fusion in ("scalar_concat", "mask_concat", "gumbel") else f
+    assert feats["fused"].shape == (2, expected, H // 8, W // 8)
+    heat, size, offset, w_r, w_t = model.forward_head(feats)
+    assert heat.shape == (2, 3, H // 8, W // 8) and size.shape == offset.shape == (2, 2, H // 8, W // 8)
+    assert w_r.shape == w_t.shape == (2,)
+    assert all(torch.isfinite(t).all() for t in (heat, size, offset, w_r, w_t))
+
+
+def test_input_checks():
+    model = Gem(GemConfig(width_mult=0.25))
+    rgb, th = _inputs()
+    with pytest.raises(GemError):
+        model(rgb, th[:, :, :32])
+    with pytest.raises(GemError):
+        model(rgb[:, :, :60], th[:, :, :60])
+    with pytest.raises(ValueError):
+        GemConfig(fusion="sum")
+
+
+def test_reliability_weight_mean_has_no_gradient():
+    torch.manual_seed(0)
+    rw = ReliabilityWeight(24, k=16)
+    s = torch.rand(3, 24, 5, 6, requires_grad=True)
+    w = rw(s)
+    (g_w,) = torch.autograd.grad(w.sum(), s)
+    level = s.detach()[:, :16].mean(dim=(1, 2, 3))
+    s2 = s.detach().clone().requires_grad_(True)
+    f = nn.functional.softplus(rw.fc(nn.functional.relu(rw.conv(s2)).mean(dim=(2, 3))))[:, 0]
+    (g_f,) = torch.autograd.grad((f * level).sum(), s2)
+    torch.testing.assert_close(g_w, g_f)          # only f's path carries gradient into s
+    torch.testing.assert_close(w, f.detach() * level)
+
+
+def test_dead_thermal_sensor_zero_weight_and_exact_half_rgb():
+    torch.manual_seed(1)
+    model = Gem(GemConfig(width_mult=0.25)).eval()
+
+    class Dead(nn.Module):
+        def forward(self, x):
+            return torch.zeros(x.shape[0], model.feat_channels, x.shape[2] // 8, x.shape[3] // 8)
+
+    model.backbone_thermal = Dead()
+    feats = model.forward_features(*_inputs())
+    assert torch.all(feats["w_thermal"] == 0)
+    expected = 0.5 * feats["w_rgb"][:, None, None, None] * feats["rgb"]
+    torch.testing.assert_close(feats["fused"], expected)
+    share = display_share(feats["w_rgb"], feats["w_thermal"])
+    torch.testing.assert_close(share, torch.ones(2))
+
+
+def test_swapping_identical_streams_swaps_weights():
+    torch.manual_seed(2)
+    model = Gem(GemConfig(width_mult=0.25, rgb_channels=1, thermal_channels=1)).eval()
+    model.backbone_thermal.load_state_dict(model.backbone_rgb.state_dict())
+    model.weight_thermal.load_state_dict(model.weight_rgb.state_dict())
+    a, b = torch.rand(2, 1, H, W), torch.rand(2, 1, H, W) * 0.3
+    f1, f2 = model.forward_features(a, b), model.forward_features(b, a)
+    torch.testing.assert_close(f1["w_rgb"], f2["w_thermal"])
+    torch.testing.assert_close(f1["w_thermal"], f2["w_rgb"])
+    torch.testing.assert_close(f1["fused"], f2["fused"])           # g_sa is symmetric
+
+
+def test_mask_fusion_is_channel_broadcast_mean():
+    torch.manual_seed(3)
+    model = Gem(GemConfig(fusion="mask_avg", width_mult=0.25)).eval()
+    feats = model.forward_features(*_inputs())
+    m_r, m_t = feats["mask_rgb"], feats["mask_thermal"]
+    assert m_r.shape == (2, 1, H // 8, W // 8) and bool(((m_r > 0) & (m_r < 1)).all())
+    torch.testing.assert_close(feats["fused"], 0.5 * (m_r * feats["rgb"] + m_t * feats["thermal"]))
+
+
+def test_gumbel_softmax_properties():
+    logits = torch.randn(2, 4, 3, 7)
+    g1 = torch.Generator().manual_seed(5)
+    g2 = torch.Generator().manual_seed(5)
+    a = gumbel_softmax(logits, 1.0, 3, True, g1)
+    b = gumbel_softmax(logits, 1.0, 3, True, g2)
+    assert a.shape == logits.shape
+    torch.testing.assert_close(a, b)                                # seeded: reproducible
+    torch.testing.assert_close(a.sum(dim=3), torch.ones(2, 4, 3))   # one distribution per (channel, row)
+    warm = gumbel_softmax(logits, 1.0, 3, True, torch.Generator().manual_seed(6))
+    cold = gumbel_softmax(logits, 1e-4, 3, True, torch.Generator().manual_seed(6))
+    assert cold.max(dim=3).values.min() > 0.99                      # tau -> 0: one-hot ...
+    torch.testing.assert_close(cold.argmax(dim=3), warm.argmax(dim=3))  # ... at the same Gumbel-max sample
+    assert warm.max(dim=3).values.mean() < cold.max(dim=3).values.mean()
+    clean = gumbel_softmax(logits, 1.0, 3, False)
+    torch.testing.assert_close(clean, torch.softmax(logits, dim=3))
+
+
+def test_centernet_round_trip_recovers_boxes():
+    boxes = np.array([[10.0, 12.0, 50.0, 40.0], [60.0, 8.0, 72.0, 44.0], [30.0, 30.0, 34.0, 60.0]], np.float32)
+    classes = np.array([0, 1, 2])
+    t = encode_targets(boxes, classes, (H // 8, W // 8), 8, 3)
+    assert t["heatmap"].max() == 1.0 and t["mask"].sum() == 3
+    assert np.all((t["heatmap"] >= 0) & (t["heatmap"] <= 1))
+    logits = np.where(t["heatmap"] == 1.0, 10.0, -10.0 + 5.0 * t["heatmap"]).astype(np.float32)
+    got, scores, cls = decode(logits, t["size"], t["offset"], 8, score_threshold=0.5)
+    order = np.argsort(cls)
+    np.testing.assert_allclose(got[order], boxes, atol=1e-4)
+    np.testing.assert_array_equal(cls[order], classes)
+
+
+def test_focal_loss_prefers_correct_peaks_and_centernet_terms():
+    t = encode_targets(np.array([[8.0, 8.0, 40.0, 40.0]], np.float32), np.array([1]), (8, 12), 8, 3)
+    target = {k: torch.from_numpy(v)[None] for k, v in t.items()}
+    good = torch.from_numpy(np.where(t["heatmap"] == 1, 8.0, -8.0)).float()[None]
+    bad = -good
+    assert focal_loss(good, target["heatmap"]) < 0.01 < focal_loss(bad, target["heatmap"])
+    total, terms = centernet_loss(good, target["size"], target["offset"], target)
+    assert terms["size_l1"] == 0.0 and terms["offset_l1"] == 0.0
+    assert total.item() == pytest.approx(terms["focal"], rel=1e-6)
+
+
+def test_score_entropy():
+    e = score_entropy(np.array([0.5, 0.999999, 1e-7]))
+    assert e[0] == pytest.approx(np.log(2)) and e[1] < 1e-4 and e[2] < 1e-4

@@ -1,0 +1,60 @@
+"""Approximate-time pairing: slop, queue limits, monotonic pairs, no reuse, offline mutual-nearest matching."""
+import numpy as np
+import pytest
+
+from glassbox.sync import ApproximateTimeSync, SyncConfig, SyncError, pair_offline
+
+MS = 1_000_000
+
+
+def test_pairs_within_slop_only():
+    sync = ApproximateTimeSync(SyncConfig(slop_s=0.010, queue_size=5))
+    assert sync.add(0, 100 * MS, "a0") is None
+    assert sync.add(1, 125 * MS, "b0") is None            # 25 ms away: too far
+    pair = sync.add(1, 108 * MS, "b1")
+    assert pair is not None and (pair.first, pair.second) == ("a0", "b1") and pair.skew_ns == 8 * MS
+    # b0 (125 ms) is newer than the pair and still waits; a 130 ms RGB frame pairs with it.
+    pair = sync.add(0, 130 * MS, "a1")
+    assert (pair.first, pair.second, pair.stamp_second_ns) == ("a1", "b0", 125 * MS)
+
+
+def test_nearest_partner_wins_and_older_items_are_dropped():
+    sync = ApproximateTimeSync(SyncConfig(slop_s=0.02, queue_size=10))
+    for t in (0, 10, 20):
+        sync.add(1, t * MS, f"b{t}")
+    pair = sync.add(0, 12 * MS, "a")
+    assert pair.second == "b10"
+    assert sync.dropped[1] == 1 and [s for s, _ in sync.queues[1]] == [20 * MS]
+    assert sync.add(1, 5 * MS, "late") is None and sync.dropped[1] == 2   # older than the last pair
+
+
+def test_queue_size_bounds_memory():
+    sync = ApproximateTimeSync(SyncConfig(slop_s=0.001, queue_size=3))
+    for i in range(10):
+        sync.add(0, i * 100 * MS, i)
+    assert len(sync.queues[0]) == 3 and sync.dropped[0] == 7
+    assert sync.add(1, 900 * MS, "b").first == 9
+
+
+def test_stream_of_jittered_pairs_all_match_in_order():
+    rng = np.random.default_rng(0)
+    sync = ApproximateTimeSync(SyncConfig(slop_s=0.01, queue_size=4))
+    stamps = np.arange(50) * 100 * MS
+    jitter = rng.integers(-4 * MS, 4 * MS, size=50)
+    events = [(s, 0, i) for i, s in enumerate(stamps)] + [(s + j, 1, i) for i, (s, j) in enumerate(zip(stamps, jitter))]
+    events.sort()
+    pairs = [p for p in (sync.add(st, t, i) for t, st, i in events) if p is not None]
+    assert [(p.first, p.second) for p in pairs] == [(i, i) for i in range(50)]
+    assert sync.dropped == [0, 0]
+
+
+def test_offline_pairs_mutual_nearest():
+    a = np.array([0, 100, 200, 300]) * MS
+    b = np.array([5, 95, 150, 290, 1000]) * MS
+    i, j = pair_offline(a, b, slop_s=0.02)
+    np.testing.assert_array_equal(i, [0, 1, 3])
+    np.testing.assert_array_equal(j, [0, 1, 3])
+    with pytest.raises(SyncError):
+        pair_offline(a[::-1], b, 0.01)
+    with pytest.raises(SyncError):
+        SyncConfig(slop_s=-1.0)
