@@ -65,6 +65,25 @@ def test_feature_samples_subsampling_is_seeded_sorted_and_shared_by_examples():
         feature_samples(f, "pixels")
 
 
+@pytest.mark.parametrize("mode", ["channels", "positions"])
+def test_feature_samples_subset_structure(mode):
+    b, c, h, w = 3, 10, 4, 6
+    s_ = h * w
+    f = torch.arange(b * c * s_, dtype=torch.float64).reshape(b, c, h, w)     # value = offset in memory
+    x = feature_samples(f, mode, max_samples=5, max_dim=4, seed=7)
+    assert x.shape == (b, 5, 4)
+    v = x.long() - torch.arange(b)[:, None, None] * c * s_                   # remove the example offset
+    chan, pos = v // s_, v % s_
+    sample_idx, coord_idx = (chan, pos) if mode == "channels" else (pos, chan)
+    rows, cols = sample_idx[0, :, 0], coord_idx[0, 0, :]
+    assert torch.equal(sample_idx, rows[None, :, None].expand(b, 5, 4))      # same samples in every example
+    assert torch.equal(coord_idx, cols[None, None, :].expand(b, 5, 4))
+    for idx in (rows, cols):
+        assert torch.equal(idx, idx.unique())                                # distinct and increasing
+    n_full, d_full = (c, s_) if mode == "channels" else (s_, c)
+    assert int(rows.max()) < n_full and int(cols.max()) < d_full
+
+
 def test_feature_samples_keeps_gradient():
     f = torch.randn(1, 4, 5, 5, requires_grad=True)
     feature_samples(f, "positions", max_samples=7, max_dim=3).sum().backward()

@@ -151,8 +151,13 @@ def estimate_layers(samples: Sequence[Tensor], cfg: ProbeConfig) -> list[Tensor]
             h = fn(batch, **kwargs)                                                         # (sum B,)
         except EntropyError as exc:
             raise ProbeError(f"sample sets of n={n}, d={d}: {exc}") from exc
-        for i, part in zip(members, h.split([samples[i].shape[0] for i in members])):
-            out[i] = part.mean()
+        sizes = [samples[i].shape[0] for i in members]
+        if min(sizes) == max(sizes):                       # the usual case: one batch, one mean kernel
+            means = h.reshape(len(members), sizes[0]).mean(1).unbind(0)
+        else:
+            means = [part.mean() for part in h.split(sizes)]
+        for i, mean in zip(members, means):
+            out[i] = mean
     return out
 
 
