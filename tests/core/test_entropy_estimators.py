@@ -147,6 +147,16 @@ def test_log_unit_ball_volume():
         log_unit_ball_volume(0)
 
 
+def test_half_precision_and_integer_inputs_are_estimated_in_float32():
+    x = torch.randn(300, 4, generator=gen(14))
+    for low in (x.half(), x.bfloat16()):
+        h = knn_entropy(low)
+        assert h.dtype == torch.float32
+        assert float(h) == pytest.approx(float(knn_entropy(low.float())), rel=1e-6)
+    xi = (x * 100).round().to(torch.int32)
+    assert float(channel_entropy(xi)) == pytest.approx(float(channel_entropy(xi.float())), rel=1e-6)
+
+
 def test_knn_rejects_bad_input():
     with pytest.raises(EntropyError):
         knn_entropy(torch.randn(3, 2), k=3)          # k must be < n

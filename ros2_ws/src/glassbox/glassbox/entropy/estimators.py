@@ -42,7 +42,8 @@ Three estimators, from accurate and costly to crude and cheap:
     dimensions, ignores every correlation (so it upper-bounds the Gaussian estimate). O(n d); the cheapest.
 
 All three take samples of shape (n, d), returning a scalar, or (b, n, d), returning (b,). ``dtype`` selects the
-computation precision (e.g. ``torch.float64`` to accumulate in double); the result has that dtype.
+computation precision (e.g. ``torch.float64`` to accumulate in double); the result has that dtype. Without it,
+float32 and float64 inputs are used as they are, and integer or 16-bit float inputs are computed in float32.
 """
 from __future__ import annotations
 
@@ -77,8 +78,8 @@ def _as_batch(samples: Tensor, dtype: torch.dtype | None, name: str) -> tuple[Te
         raise EntropyError(f"{name}: samples must be a torch.Tensor, got {type(samples).__name__}")
     if samples.dim() not in (2, 3):
         raise EntropyError(f"{name}: samples must have shape (n, d) or (b, n, d), got {tuple(samples.shape)}")
-    if not samples.is_floating_point():
-        samples = samples.float()
+    if not samples.is_floating_point() or (dtype is None and samples.element_size() < 4):
+        samples = samples.float()                  # integers and 16-bit floats are estimated in float32
     if dtype is not None:
         samples = samples.to(dtype)
     squeeze = samples.dim() == 2
