@@ -208,6 +208,37 @@ def test_probe_errors():
         profile_from_features({"a": torch.randn(1, 1, 4, 4)}, ProbeConfig())
 
 
+class FeatureOutputs(nn.Module):
+    """Returns the logits and every probed feature map, as the ONNX exports of glassbox models do."""
+
+    def __init__(self, model: SmallCnn) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        feats = self.model.forward_features(x)
+        return self.model.head(feats["conv3"].mean((2, 3))), feats["act1"], feats["act2"], feats["conv3"]
+
+
+def test_profile_from_onnx_runtime_outputs_matches_torch(tmp_path):
+    from glassbox.export.onnx import OrtSession, export_onnx
+
+    torch.manual_seed(0)
+    model = SmallCnn().eval()
+    x = torch.randn(2, 3, 16, 16, generator=gen(7))
+    names = ["logits", "act1", "act2", "conv3"]
+    path = export_onnx(FeatureOutputs(model), (x,), tmp_path / "cnn.onnx", input_names=["image"],
+                       output_names=names)
+    outputs = OrtSession(path, providers=("cpu",)).run({"image": x.numpy()})
+    cfg = ProbeConfig(max_samples=None, max_dim=64)
+    ort_profile = profile_from_features({n: outputs[n] for n in names[1:]}, cfg, model_name="cnn")
+    with torch.no_grad():
+        torch_profile = profile_from_features(model.forward_features(x), cfg, model_name="cnn")
+    assert ort_profile.layer_names == names[1:]
+    assert ort_profile.entropy_nats.dtype == np.float64
+    np.testing.assert_allclose(ort_profile.entropy_nats, torch_profile.entropy_nats, rtol=1e-4)
+
+
 @pytest.mark.parametrize("estimator", ["knn", "gaussian", "channel"])
 def test_profile_dict_round_trip(estimator):
     cfg = ProbeConfig(estimator=estimator, sample_mode="positions")
