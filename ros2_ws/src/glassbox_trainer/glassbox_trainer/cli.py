@@ -1,6 +1,7 @@
 """``glassbox-train``: train, resume, distil and export one task from its YAML config.
 
-    glassbox-train --config config/train/<task>.yaml [--out runs/<name>] [--resume] [--export models/]
+    glassbox-train --config config/train/<task>.yaml [--section NAME] [--out runs/<name>] [--resume]
+                   [--export models/]
 
 Multi-process: ``torchrun --nproc_per_node=N -m glassbox_trainer.cli --config ...`` (or the console script
 under torchrun); only rank 0 writes files and exports.
@@ -22,7 +23,8 @@ from glassbox_trainer.train import _probe_config, command_line, eval_loader, loa
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="glassbox-train", description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="training config, e.g. config/train/lidar.yaml")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<task>)")
+    p.add_argument("--section", default=None, help="top-level section of the config file (files with several runs)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<task>[_<section>])")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if it exists")
     p.add_argument("--export", default=None, metavar="DIR", help="after training, write ONNX + model card to DIR")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -50,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = load_train_config(args.config)
-    out = Path(args.out or f"runs/{cfg.task.replace(':', '_')}")
+    cfg = load_train_config(args.config, args.section)
+    name = cfg.task.replace(":", "_") + (f"_{args.section}" if args.section else "")
+    out = Path(args.out or f"runs/{name}")
     command = command_line()
     result = train(cfg, out, resume=args.resume, command=command)
     if int(os.environ.get("RANK", "0")) != 0:

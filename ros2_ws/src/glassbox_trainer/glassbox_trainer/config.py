@@ -15,7 +15,9 @@ Layout of ``config/train/<task>.yaml``::
     export: {name: lidar_spi, data: "synthetic, 2000 frames, seed 0"}
 
 A task section written as ``task: {...}`` (a mapping, the task name taken from ``task.name`` or the file name)
-is accepted too. Unknown keys and wrong types are errors (``glassbox.config.from_dict``).
+is accepted too. A file may hold several runs as top-level sections (``binary: {task: ..., steps: ...}``),
+selected with ``glassbox-train --section binary``. Unknown keys and wrong types are errors
+(``glassbox.config.from_dict``).
 """
 from __future__ import annotations
 
@@ -194,8 +196,8 @@ def train_config_from_dict(data: dict, source: str = "<dict>") -> TrainConfig:
     return from_dict(TrainConfig, {"task": name, "task_cfg": section, **data}, source)
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
-    """Read ``config/train/<task>.yaml`` into a :class:`TrainConfig`."""
+def load_train_config(path: str | Path, section: str | None = None) -> TrainConfig:
+    """Read ``config/train/<task>.yaml`` (or its top-level ``section``, for files holding several runs)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -203,4 +205,9 @@ def load_train_config(path: str | Path) -> TrainConfig:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if section is not None:
+        if not isinstance(data, dict) or section not in data:
+            known = ", ".join(data) if isinstance(data, dict) else "none"
+            raise ConfigError(f"{path}: no section '{section}' (sections: {known})")
+        data = data[section]
     return train_config_from_dict(data, source=str(path))

@@ -112,6 +112,7 @@ def check_parity(model: nn.Module, onnx_path: str | Path, inputs: Mapping[str, n
 def reference_entropy(task, model: nn.Module, loader: DataLoader, probe_cfg, max_batches: int) -> EntropyReference:
     """Per-layer entropy mean and std over validation inputs (one profile per input, all feature maps)."""
     from glassbox.entropy import profile_from_features
+    from glassbox_trainer.train import entropy_features
 
     per_input: list[np.ndarray] = []
     names: list[str] = []
@@ -121,7 +122,7 @@ def reference_entropy(task, model: nn.Module, loader: DataLoader, probe_cfg, max
             if i >= max_batches:
                 break
             _, _, out = task.loss(model, batch)
-            feats = {k: v.float() for k, v in out["features"].items()}
+            feats = entropy_features(out["features"])
             b = next(iter(feats.values())).shape[0]
             for j in range(b):
                 prof = profile_from_features({k: v[j:j + 1] for k, v in feats.items()}, probe_cfg)
@@ -136,12 +137,13 @@ def reference_entropy(task, model: nn.Module, loader: DataLoader, probe_cfg, max
 
 
 def _first_inputs(spec: Mapping[str, Any], batch: dict) -> dict[str, np.ndarray]:
-    """Parity inputs: batch entries named like the ONNX inputs, else seeded uniform noise of the spec shape."""
+    """Parity inputs: batch entries named like the ONNX inputs (cut to the spec's batch size), else seeded
+    uniform noise of the spec shape."""
     rng = np.random.default_rng(0)
     out = {}
     for name, s in spec["inputs"].items():
         if name in batch and isinstance(batch[name], Tensor):
-            out[name] = batch[name].detach().cpu().float().numpy()
+            out[name] = batch[name][:int(s["shape"][0])].detach().cpu().float().numpy()
         else:
             out[name] = rng.random([int(x) for x in s["shape"]], dtype=np.float32)
     return out

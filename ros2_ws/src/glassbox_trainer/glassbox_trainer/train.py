@@ -375,6 +375,11 @@ def _probe_config(cfg: TrainConfig):
                        max_dim=e.max_dim)
 
 
+def entropy_features(features: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The feature maps an entropy profile is taken over: every (B, F) or (B, C, ...) tensor, as float32."""
+    return {k: v.float() for k, v in features.items() if isinstance(v, Tensor) and v.dim() >= 2}
+
+
 def entropy_rows(task: Task, model: nn.Module, batch: dict, cfg: TrainConfig, step: int) -> list[dict[str, Any]]:
     """Per-layer entropy of every feature map on ``batch`` (eval mode, no grad) as log rows."""
     from glassbox.entropy import profile_from_features
@@ -383,7 +388,7 @@ def entropy_rows(task: Task, model: nn.Module, batch: dict, cfg: TrainConfig, st
     try:
         with torch.no_grad():
             _, _, out = task.loss(model, batch)
-        profile = profile_from_features({k: v.float() for k, v in _need(out, "features", "entropy logging").items()},
+        profile = profile_from_features(entropy_features(_need(out, "features", "entropy logging")),
                                         _probe_config(cfg))
     finally:
         model.train(was)
