@@ -16,15 +16,16 @@ from .estimators import (ESTIMATORS, EntropyError, channel_entropy, gaussian_ent
 from .fmcs import FmceNet, FmcsError, FmcsResult, cqi, fmcs, smooth_losses, stratified_split
 from .guidance import (GuidanceError, GuidanceLoss, conv_entropy_change, conv_entropy_statistics,
                        dense_entropy_change, guidance_penalty)
-from .probe import (EntropyProbe, EntropyProfile, ProbeConfig, ProbeError, estimate_layers, layer_entropy,
-                    layer_samples, profile_from_features)
+from .probe import (EntropyProbe, EntropyProfile, ProbeConfig, ProbeConfigError, ProbeError, estimate_layers,
+                    layer_entropy, layer_samples, profile_from_features)
 from .sampling import SAMPLE_MODES, feature_samples
 
 __all__ = [
     "ESTIMATORS", "SAMPLE_MODES", "ElossError", "ElossLoss", "EntropyError", "EntropyProbe", "EntropyProfile",
-    "FmceNet", "FmcsError", "FmcsResult", "GuidanceError", "GuidanceLoss", "ProbeConfig", "ProbeError",
-    "channel_entropy", "conv_entropy_change", "conv_entropy_statistics", "cqi", "dense_entropy_change",
-    "eloss_direction", "eloss_direction_bounded", "eloss_variance", "entropy_deltas", "estimate_layers",
-    "feature_samples", "fmcs", "gaussian_entropy", "guidance_penalty", "knn_entropy", "layer_entropy",
-    "layer_samples", "log_unit_ball_volume", "profile_from_features", "smooth_losses", "stratified_split",
+    "FmceNet", "FmcsError", "FmcsResult", "GuidanceError", "GuidanceLoss", "ProbeConfig", "ProbeConfigError",
+    "ProbeError", "channel_entropy", "conv_entropy_change", "conv_entropy_statistics", "cqi",
+    "dense_entropy_change", "eloss_direction", "eloss_direction_bounded", "eloss_variance", "entropy_deltas",
+    "estimate_layers", "feature_samples", "fmcs", "gaussian_entropy", "guidance_penalty", "knn_entropy",
+    "layer_entropy", "layer_samples", "log_unit_ball_volume", "profile_from_features", "smooth_losses",
+    "stratified_split",
 ]

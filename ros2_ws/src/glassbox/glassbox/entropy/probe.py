@@ -39,6 +39,10 @@ class ProbeError(RuntimeError):
     """An entropy probe cannot be attached or a profile cannot be built."""
 
 
+class ProbeConfigError(ValueError):
+    """A probe configuration value out of its range."""
+
+
 @dataclass(frozen=True)
 class ProbeConfig:
     """What an entropy probe estimates and how often.
@@ -61,19 +65,19 @@ class ProbeConfig:
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {self.estimator!r}")
+            raise ProbeConfigError(f"estimator must be one of {sorted(ESTIMATORS)}, got {self.estimator!r}")
         if self.sample_mode not in SAMPLE_MODES:
-            raise ValueError(f"sample_mode must be one of {SAMPLE_MODES}, got {self.sample_mode!r}")
+            raise ProbeConfigError(f"sample_mode must be one of {SAMPLE_MODES}, got {self.sample_mode!r}")
         if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+            raise ProbeConfigError(f"k must be >= 1, got {self.k}")
         for name in ("max_samples", "max_dim"):
             value = getattr(self, name)
             if value is not None and value < 2:
-                raise ValueError(f"{name} must be >= 2 or None, got {value}")
+                raise ProbeConfigError(f"{name} must be >= 2 or None, got {value}")
         if self.every_n < 1:
-            raise ValueError(f"every_n must be >= 1, got {self.every_n}")
+            raise ProbeConfigError(f"every_n must be >= 1, got {self.every_n}")
         if self.batch not in ("mean", "pooled"):
-            raise ValueError(f"batch must be 'mean' or 'pooled', got {self.batch!r}")
+            raise ProbeConfigError(f"batch must be 'mean' or 'pooled', got {self.batch!r}")
 
     def params(self) -> dict[str, str]:
         """Estimator parameters as strings (the message's key/value lists)."""
