@@ -133,6 +133,11 @@ class RosClient:
         self.spin_until(lambda: pub.get_subscription_count() >= count, timeout,
                         f"{count} subscriber(s) on {pub.topic_name}")
 
+    def wait_for_publishers(self, topics: Sequence[str], timeout: float = 30.0) -> None:
+        """Until every subscribed ``topic`` is matched with a publisher (discovery is not instantaneous)."""
+        self.spin_until(lambda: all(self._subs[t].get_publisher_count() > 0 for t in topics), timeout,
+                        f"publishers on {', '.join(topics)}")
+
     def wait_for_messages(self, topic: str, count: int = 1, timeout: float = 20.0,
                           predicate: Callable[[Any], bool] | None = None) -> list:
         msgs = self.received[topic]

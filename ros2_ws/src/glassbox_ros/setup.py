@@ -1,7 +1,7 @@
 """glassbox_ros: thin rclpy nodes around the glassbox core pipelines."""
 from setuptools import find_packages, setup
 
-NODES = ["entropy_monitor_node"]
+NODES = ["entropy_monitor_node", "lidar_detector_node"]
 
 setup(
     name="glassbox_ros",

@@ -536,8 +536,16 @@ def make_fusion_weights(factory: MessageFactory, sensor_names: Sequence[str], le
                         degraded_sensors=list(degraded_sensors))
 
 
+_PRIMITIVE_DTYPES = {"bool": np.bool_, "byte": np.uint8, "char": np.uint8, "int8": np.int8, "uint8": np.uint8,
+                     "int16": np.int16, "uint16": np.uint16, "int32": np.int32, "uint32": np.uint32,
+                     "int64": np.int64, "uint64": np.uint64, "float32": np.float32, "float64": np.float64}
+
+
 class RosbagsFactory(NumpyFactoryMixin):
-    """Builds rosbags message dataclasses from a rosbags typestore (which must know every type used)."""
+    """Builds rosbags message dataclasses from a rosbags typestore (which must know every type used).
+
+    Like rclpy constructors, fields not given take their default value (zero, empty, nested defaults).
+    """
 
     def __init__(self, typestore: Any):
         self.typestore = typestore
@@ -545,6 +553,43 @@ class RosbagsFactory(NumpyFactoryMixin):
     def make(self, typename: str, **fields: Any) -> Any:
         try:
             cls = self.typestore.types[typename]
+            fielddefs = self.typestore.fielddefs[typename][1]
         except KeyError:
             raise ConversionError(f"message type '{typename}' is not registered in the rosbags typestore") from None
+        for name, desc in fielddefs:
+            if name not in fields:
+                fields[name] = self._default(desc)
         return cls(**fields)
+
+    def _default(self, desc: Any) -> Any:
+        kind, spec = desc
+        kind = int(kind)
+        if kind == 1:                                  # BASE: (type, string bound)
+            t = spec[0]
+            return "" if t == "string" else (False if t == "bool" else (0.0 if t.startswith("float") else 0))
+        if kind == 2:                                  # NAME: nested message
+            return self.make(spec)
+        sub, count = spec                              # ARRAY (3, fixed) or SEQUENCE (4)
+        if int(sub[0]) == 1 and sub[1][0] in _PRIMITIVE_DTYPES:
+            return np.zeros(count if kind == 3 else 0, dtype=_PRIMITIVE_DTYPES[sub[1][0]])
+        return [self._default(sub) for _ in range(count)] if kind == 3 else []
+
+
+def make_box_markers(factory: MessageFactory, dets: Detections3D, header: Any, namespace: str = "detections",
+                     lifetime_s: float = 0.2, colors_rgba: Mapping[str, Sequence[float]] | None = None) -> Any:
+    """visualization_msgs/MarkerArray: a DELETEALL, then one CUBE per 3D box (coloured by class)."""
+    colors_rgba = colors_rgba or {}
+    quats = yaw_to_quaternion(dets.yaw)
+    sec, frac = divmod(lifetime_s, 1.0)
+    lifetime = factory.make("builtin_interfaces/msg/Duration", sec=int(sec), nanosec=int(frac * 1e9))
+    markers = [factory.make("visualization_msgs/msg/Marker", header=header, ns=namespace, id=0, action=3)]  # DELETEALL
+    for i in range(len(dets)):
+        r, g, b, a = colors_rgba.get(dets.class_names[i], (1.0, 0.8, 0.0, 0.5))
+        markers.append(factory.make(
+            "visualization_msgs/msg/Marker", header=header, ns=namespace, id=i + 1, type=1, action=0,  # CUBE, ADD
+            pose=_pose(factory, dets.centers[i], quats[i]),
+            scale=factory.make("geometry_msgs/msg/Vector3", x=float(dets.sizes[i, 0]), y=float(dets.sizes[i, 1]),
+                               z=float(dets.sizes[i, 2])),
+            color=factory.make("std_msgs/msg/ColorRGBA", r=float(r), g=float(g), b=float(b), a=float(a)),
+            lifetime=lifetime, text=f"{dets.class_names[i]} {float(dets.scores[i]):.2f}"))
+    return factory.make("visualization_msgs/msg/MarkerArray", markers=markers)

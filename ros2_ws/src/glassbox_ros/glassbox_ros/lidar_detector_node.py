@@ -1,0 +1,45 @@
+"""lidar_detector_node: PointCloud2 -> 3D detections, box markers, per-detection uncertainty, entropy profile.
+
+Subscribes ``points`` (sensor data QoS); publishes ``detections`` (vision_msgs/Detection3DArray), ``markers``
+(MarkerArray), ``uncertainty`` (glassbox_msgs/DetectionUncertaintyArray) and ``entropy``
+(glassbox_msgs/EntropyProfile), all with the input's header. The work is done by ``glassbox.stages.LidarStage``.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import PointCloud2
+
+from glassbox.pipelines.lidar import LidarDetectionPipeline
+from glassbox.stages import LidarStage, probe_config_for_card
+from glassbox_ros.converters import RCLPY
+from glassbox_ros.node_common import PerceptionNode, declare, run_node
+
+
+class LidarDetectorNode(PerceptionNode):
+    def __init__(self) -> None:
+        super().__init__("lidar_detector", default_card="spi_lidar.card.yaml")
+        score = declare(self, "score_threshold", 0.3, "minimum detection score", lo=0.0, hi=1.0, read_only=True)
+        nms = declare(self, "nms_iou", 0.1, "rotated BEV IoU above which the weaker box is suppressed",
+                      lo=0.0, hi=1.0, read_only=True)
+        lifetime = declare(self, "marker_lifetime_s", 0.2, "lifetime of the box markers, s", lo=0.0, hi=10.0)
+        pipeline = LidarDetectionPipeline.from_card(
+            self.card_file, backend=self.backend, providers=self.providers, device=self.device,
+            threads=self.threads,
+            probe=probe_config_for_card(self.card, enabled=self.entropy_enabled, every_n=self.entropy_every_n))
+        pipeline.cfg = replace(pipeline.cfg, decode=replace(pipeline.cfg.decode, score_threshold=score, nms_iou=nms))
+        self.start(LidarStage(pipeline, RCLPY, marker_lifetime_s=lifetime),
+                   {"providers": ",".join(getattr(pipeline.session, "providers", ["torch:" + self.device]))})
+        self.sub = self.create_subscription(PointCloud2, "points", self.on_points, qos_profile_sensor_data)
+
+    def on_points(self, msg: PointCloud2) -> None:
+        self.run_stage("points", lambda: self.stage(msg), msg.header)
+
+
+def main(args=None) -> None:
+    run_node(LidarDetectorNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""lidar_detector_node as a real process: every output topic with the input's header; malformed clouds are
+rejected with a reason, counted in diagnostics, and the node keeps serving; a tampered model stops it at start."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from glassbox_msgs.msg import DetectionUncertaintyArray, EntropyProfile
+from sensor_msgs.msg import PointCloud2, PointField
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection3DArray
+from visualization_msgs.msg import MarkerArray
+
+from glassbox.sim import SceneConfig, lidar_preset, make_scene, scan_lidar
+from glassbox_ros import converters as cv
+from harness import REPO
+
+pytestmark = pytest.mark.ros
+NS = "/glassbox/lidar"
+OUTPUTS = {"detections": Detection3DArray, "markers": MarkerArray, "entropy": EntropyProfile,
+           "uncertainty": DetectionUncertaintyArray}
+
+
+def _scan_msg(sec: int) -> PointCloud2:
+    scene = make_scene(3, SceneConfig())
+    scan = scan_lidar(scene, lidar_preset("hdl32"), np.eye(4), seed=3)
+    cloud = cv.xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16), "time": scan.time})
+    header = Header(frame_id="lidar")
+    header.stamp.sec = sec
+    return cv.array_to_pointcloud2(cloud, header)
+
+
+def _diag_value(msgs, key):
+    for m in reversed(msgs):
+        for s in m.status:
+            if s.name.endswith("lidar_detector"):
+                for kv in s.values:
+                    if kv.key == key:
+                        return kv.value
+    return None
+
+
+def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, start_node):
+    node = start_node("lidar_detector_node", params_file=REPO / "config/lidar_detector.yaml",
+                      params={"model_card": str(lidar_card), "diagnostics_period_s": 0.2}, namespace=NS)
+    for suffix, typ in OUTPUTS.items():
+        ros_client.subscribe(typ, f"{NS}/{suffix}")
+    diags = ros_client.subscribe(DiagnosticArray, "/diagnostics")
+    pub = ros_client.publisher(PointCloud2, f"{NS}/points")
+    ros_client.wait_for_subscribers(pub, timeout=60)
+    ros_client.wait_for_publishers([f"{NS}/{suffix}" for suffix in OUTPUTS], timeout=60)
+
+    good = _scan_msg(100)
+    pub.publish(good)
+    for suffix in OUTPUTS:
+        msgs = ros_client.wait_for_messages(f"{NS}/{suffix}", timeout=60)
+        header = msgs[0].header if hasattr(msgs[0], "header") else msgs[0].markers[0].header
+        assert (header.stamp.sec, header.frame_id) == (100, "lidar"), suffix
+    prof = ros_client.received[f"{NS}/entropy"][0]
+    assert len(prof.layer_names) == len(prof.entropy_nats) > 0 and np.isfinite(prof.entropy_nats).all()
+
+    # Malformed inputs, each with a later stamp so only the defect is wrong.
+    empty = PointCloud2(header=Header(frame_id="lidar"), height=1, width=0, point_step=16, row_step=0,
+                        fields=list(good.fields))
+    all_nan = cv.array_to_pointcloud2(cv.xyz_to_structured(np.full((50, 4), np.nan, np.float32)), Header())
+    no_x = _scan_msg(0)
+    no_x.fields = [f for f in no_x.fields if f.name != "x"]
+    short = _scan_msg(0)
+    short.data = bytes(short.data)[:-7]
+    bad = {"empty": empty, "all_nan": all_nan, "no_x": no_x, "short": short}
+    for i, msg in enumerate(bad.values()):
+        msg.header.stamp.sec = 101 + i
+        msg.header.frame_id = "lidar"
+        pub.publish(msg)
+        ros_client.spin_for(0.2)
+    backwards = _scan_msg(50)
+    pub.publish(backwards)
+
+    def rejected_total():
+        total = 0
+        for m in reversed(diags):
+            for s in m.status:
+                if s.name.endswith("lidar_detector"):
+                    return sum(int(kv.value) for kv in s.values if kv.key.startswith("rejected/"))
+        return total
+    ros_client.spin_until(lambda: rejected_total() >= 5, 30, "5 rejections in diagnostics")
+    assert _diag_value(diags, "rejected/stamp_backwards") == "1"
+    assert node.alive()
+
+    # The next valid message is answered.
+    n_before = len(ros_client.received[f"{NS}/detections"])
+    pub.publish(_scan_msg(200))
+    ros_client.wait_for_messages(f"{NS}/detections", count=n_before + 1, timeout=60)
+    assert ros_client.received[f"{NS}/detections"][-1].header.stamp.sec == 200
+    assert _diag_value(diags, "backend") == "onnxruntime"
+    assert node.stop() == 0, node.log()
+
+
+def test_tampered_model_stops_node_naming_file_and_hash(lidar_card, tmp_path, start_node):
+    import shutil
+    folder = tmp_path / "m"
+    shutil.copytree(lidar_card.parent, folder)
+    onnx = folder / "spi_test.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    node = start_node("lidar_detector_node", params={"model_card": str(folder / "spi_test.card.yaml")})
+    assert node.proc.wait(timeout=60) == 1
+    log = node.log()
+    assert "spi_test.onnx" in log and "expected sha256" in log
