@@ -65,7 +65,7 @@ def test_every_model_runs_forward(name, size):
         feats = model.forward_features(x)
         out = model.forward_head(feats)
     assert out["heatmap"].shape == (2, 3, 16, 64)
-    assert out["offset"].shape == out["size"].shape == (2, 3, 16, 64) and out["yaw"].shape == (2, 2, 16, 64)
+    assert out["offset"].shape == out["size"].shape == (2, 3, 16, 64) and out["yaw"].shape == (2, 3, 16, 64)
     assert all(torch.isfinite(v).all() for v in out.values())
     names = list(feats)
     assert names[0] == "stem" and names[-1] == "neck"
@@ -104,7 +104,9 @@ def test_targets_peaks_spreads_and_empty_boxes():
 
 def _perfect_outputs(t: dict) -> dict:
     hm = np.clip(t["heatmap"], 1e-6, 1 - 1e-6)
-    return {"heatmap": np.log(hm / (1 - hm)), "offset": t["offset"], "size": t["size"], "yaw": t["yaw"]}
+    yaw = t["yaw"].copy()
+    yaw[2] = np.where(yaw[2] > 0.5, 10.0, -10.0)                      # direction bit -> a confident logit
+    return {"heatmap": np.log(hm / (1 - hm)), "offset": t["offset"], "size": t["size"], "yaw": yaw}
 
 
 def test_decode_round_trip_reproduces_boxes():
@@ -169,5 +171,5 @@ def test_loss_falls_when_fitting_one_scan():
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-        assert set(terms) == {"heatmap", "offset", "size", "yaw"}
+        assert set(terms) == {"heatmap", "offset", "size", "yaw", "direction"}
     assert losses[-1] < 0.5 * losses[0]

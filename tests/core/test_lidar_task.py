@@ -31,8 +31,10 @@ class PerfectModel(nn.Module):
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros(1))
         hm = batch["heatmap"].clamp(1e-6, 1 - 1e-6)
+        yaw = batch["yaw"].clone()
+        yaw[:, 2] = torch.where(yaw[:, 2] > 0.5, 10.0, -10.0)
         self.out = {"heatmap": torch.log(hm / (1 - hm)), "offset": batch["offset"], "size": batch["size"],
-                    "yaw": batch["yaw"]}
+                    "yaw": yaw}
 
     def forward(self, x):
         return self.out
@@ -55,6 +57,7 @@ def test_augmented_item_targets_match_its_boxes(task):
     item = train[0]
     boxes = item["boxes"].numpy()
     out = {k: item[k].numpy() for k in ("offset", "size", "yaw")}
+    out["yaw"][2] = np.where(out["yaw"][2] > 0.5, 10.0, -10.0)
     hm = np.clip(item["heatmap"].numpy(), 1e-6, 1 - 1e-6)
     out["heatmap"] = np.log(hm / (1 - hm))
     det = decode(out, item["xyz"].numpy(), item["mask"].numpy(), DecodeConfig(score_threshold=0.99,
@@ -70,7 +73,7 @@ def test_loss_outputs_and_groups(task):
     batch = task.collate([train[0], train[1]])
     model = task.build_model()
     total, terms, outputs = task.loss(model, batch)
-    assert torch.isfinite(total) and set(terms) == {"heatmap", "offset", "size", "yaw"}
+    assert torch.isfinite(total) and set(terms) == {"heatmap", "offset", "size", "yaw", "direction"}
     assert outputs["logits"].shape == (2, 3, 64, 512)
     for group in task.eloss_groups:
         assert all(name in outputs["features"] for name in group)

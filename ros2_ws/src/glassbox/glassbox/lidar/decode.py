@@ -6,7 +6,8 @@ Works on numpy arrays of one scan (the outputs of either backend, torch or ONNX 
    ``peak_kernel`` x ``peak_kernel`` neighbourhood in its class map (columns wrap around 360 degrees) with a score
    of at least ``score_threshold``; the best ``max_peaks`` are kept;
 2. each peak's box: centre = the pixel's 3D point + the offset rotated from the point's viewing frame back into
-   the LiDAR frame, size = exp(log size), yaw = atan2(sin, cos) + the point's azimuth (see ``glassbox.lidar.spi``);
+   the LiDAR frame, size = exp(log size), yaw = the axis atan2(sin 2a, cos 2a) / 2, turned by pi when the direction logit is
+   negative, + the point's azimuth (see ``glassbox.lidar.spi``);
 3. class-wise greedy NMS on the exact rotated BEV IoU (``glassbox.lidar.iou``), at most ``max_detections`` kept;
 4. uncertainty of each detection: the binary entropy of its score (nats), and the spread of the boxes decoded at
    the ``spread_topk`` best-scoring filled pixels of its class in a (2 ``spread_radius`` + 1)^2 window around the
@@ -91,7 +92,7 @@ def boxes_at(rows: np.ndarray, cols: np.ndarray, outputs: dict[str, np.ndarray],
     centers = np.stack([p[:, 0] + c * off[0] - s * off[1], p[:, 1] + s * off[0] + c * off[1], p[:, 2] + off[2]], 1)
     sizes = np.exp(np.clip(outputs["size"][:, rows, cols].astype(np.float64), -5.0, 5.0)).T
     ys = outputs["yaw"][:, rows, cols].astype(np.float64)
-    yaw = np.arctan2(ys[0], ys[1]) + phi
+    yaw = 0.5 * np.arctan2(ys[0], ys[1]) + np.where(ys[2] >= 0, 0.0, np.pi) + phi
     yaw = (yaw + np.pi) % (2 * np.pi) - np.pi
     return centers, sizes, yaw
 
@@ -125,7 +126,7 @@ def rotated_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
 def decode(outputs: dict[str, np.ndarray], xyz: np.ndarray, mask: np.ndarray,
            cfg: DecodeConfig = DecodeConfig()) -> Detections3D:
     """Detections of one scan from head outputs (``heatmap`` (K, H, W) logits, ``offset``/``size`` (3, H, W),
-    ``yaw`` (2, H, W)), the range image's ``xyz`` (H, W, 3) and ``mask`` (H, W)."""
+    ``yaw`` (3, H, W)), the range image's ``xyz`` (H, W, 3) and ``mask`` (H, W)."""
     hm = np.asarray(outputs["heatmap"])
     if hm.ndim != 3:
         raise DecodeError(f"heatmap must be (K, H, W) for one scan, got {hm.shape}")

@@ -13,7 +13,12 @@ Where the seed is silent (or differs) and what this module does:
   upsampled back to full resolution with a transposed conv and the maps are concatenated (the SECOND/PointPillars
   neck), so the heads run at the resolution of the range image and every pixel owns one 3D point.
 - Heads: one shared conv3x3-BN-ReLU, then 1x1 convs: heatmap logits (K classes), offset (3), log size (3) and
-  (sin, cos) of the yaw. The heatmap bias starts at -2.19 (prior 0.1) as in CenterNet.
+  yaw (3). The heatmap bias starts at -2.19 (prior 0.1) as in CenterNet.
+- Yaw: the seed regresses "a rotation angle". A LiDAR sees the axis of a car far better than which end is its
+  front, and regressing (sin, cos) of an angle whose direction is a coin toss averages the two answers into
+  nothing (the training loss of that variant stays at its chance level). So the yaw head gives the *axis* as
+  (sin 2a, cos 2a), which is unambiguous, plus a direction logit that picks a or a + pi (SECOND's direction
+  classifier); box IoU depends on the axis only.
 - Frame of the regression: offset (dx, dy) and yaw are regressed in the *viewing frame* of the pixel's point
   (rotated by its azimuth phi = atan2(y, x)); dz and sizes are frame-free. A rotation of the scene about z shifts
   the range image along its columns, which a conv net follows for free, so targets that rotate with the point
@@ -94,7 +99,8 @@ class ConvBlock(nn.Sequential):
 
 
 class Spi(nn.Module):
-    """Range image (B, C, H, W) -> heatmap logits (B, K, H, W), offset, log size (B, 3, H, W), yaw (B, 2, H, W)."""
+    """Range image (B, C, H, W) -> heatmap logits (B, K, H, W), offset, log size (B, 3, H, W), yaw (B, 3, H, W)
+    (sin 2a, cos 2a, direction logit)."""
 
     def __init__(self, cfg: SpiConfig):
         super().__init__()
@@ -120,7 +126,7 @@ class Spi(nn.Module):
         self.heatmap = nn.Conv2d(cfg.head_channels, cfg.num_classes, 1)
         self.offset = nn.Conv2d(cfg.head_channels, 3, 1)
         self.size = nn.Conv2d(cfg.head_channels, 3, 1)
-        self.yaw = nn.Conv2d(cfg.head_channels, 2, 1)
+        self.yaw = nn.Conv2d(cfg.head_channels, 3, 1)
         nn.init.constant_(self.heatmap.bias, -math.log((1 - cfg.heatmap_prior) / cfg.heatmap_prior))
 
     @property
@@ -207,18 +213,22 @@ class SpiLossConfig:
     offset: float = 1.0
     size: float = 1.0
     yaw: float = 1.0
+    direction: float = 0.2
 
 
 def spi_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor],
              cfg: SpiLossConfig = SpiLossConfig()) -> tuple[Tensor, dict[str, float]]:
     """Total loss and its terms. ``targets``: ``heatmap`` (B, K, H, W), ``offset``/``size`` (B, 3, H, W),
-    ``yaw`` (B, 2, H, W) and ``reg_weight`` (B, H, W)."""
+    ``yaw`` (B, 3, H, W: sin 2a, cos 2a, direction in {0, 1}) and ``reg_weight`` (B, H, W). The direction term is
+    the binary cross-entropy of the direction logit, averaged over the same pixels as the regression."""
     w = targets["reg_weight"]
     terms = {
         "heatmap": focal_heatmap_loss(outputs["heatmap"], targets["heatmap"]),
         "offset": masked_smooth_l1(outputs["offset"], targets["offset"], w),
         "size": masked_smooth_l1(outputs["size"], targets["size"], w),
-        "yaw": masked_smooth_l1(outputs["yaw"], targets["yaw"], w),
+        "yaw": masked_smooth_l1(outputs["yaw"][:, :2], targets["yaw"][:, :2], w),
+        "direction": (F.binary_cross_entropy_with_logits(outputs["yaw"][:, 2], targets["yaw"][:, 2], reduction="none")
+                      * w).sum() / w.sum().clamp(min=1.0),
     }
     total = sum(getattr(cfg, k) * v for k, v in terms.items())
     return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -12,7 +12,8 @@ For every box (centre, size l/w/h, yaw, class) in the LiDAR frame:
   are a sixth of the extent of the projected box corners (at least ``min_sigma_px``); several objects of one
   class combine by element-wise max (the CenterNet/FairMOT convention);
 - regression targets are written at every object pixel: offset = centre - point, with (dx, dy) rotated into the
-  viewing frame of the point (by minus its azimuth), log of the size, and (sin, cos) of yaw - azimuth.
+  viewing frame of the point (by minus its azimuth), log of the size, and for a = yaw - azimuth the axis
+  (sin 2a, cos 2a) and the direction bit: 1 when a lies within 90 degrees of atan2(sin 2a, cos 2a) / 2.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def points_in_boxes(points: np.ndarray, centers: np.ndarray, sizes: np.ndarray, 
 
 def build_targets(image: RangeImage, centers: np.ndarray, sizes: np.ndarray, yaw: np.ndarray,
                   classes: np.ndarray, cfg: TargetConfig = TargetConfig()) -> dict[str, np.ndarray]:
-    """Targets for one scan: ``heatmap`` (K, H, W), ``offset``/``size`` (3, H, W), ``yaw`` (2, H, W),
+    """Targets for one scan: ``heatmap`` (K, H, W), ``offset``/``size`` (3, H, W), ``yaw`` (3, H, W),
     ``reg_weight`` (H, W), ``centre_pixel`` (M, 2) int (-1 when the box has no points), ``object_id`` (H, W)
     int (-1 for background) and ``stats`` counts."""
     h, w = image.shape
@@ -68,7 +69,7 @@ def build_targets(image: RangeImage, centers: np.ndarray, sizes: np.ndarray, yaw
     heatmap = np.zeros((cfg.num_classes, h, w), dtype=np.float32)
     offset = np.zeros((3, h, w), dtype=np.float32)
     size_t = np.zeros((3, h, w), dtype=np.float32)
-    yaw_t = np.zeros((2, h, w), dtype=np.float32)
+    yaw_t = np.zeros((3, h, w), dtype=np.float32)
     weight = np.zeros((h, w), dtype=np.float32)
     object_id = np.full((h, w), -1, dtype=np.int64)
     centre_px = np.full((m, 2), -1, dtype=np.int64)
@@ -95,8 +96,10 @@ def build_targets(image: RangeImage, centers: np.ndarray, sizes: np.ndarray, yaw
     offset[2, r_o, c_o] = d[:, 2]
     size_t[:, r_o, c_o] = np.log(sizes[b_o]).T
     alpha = yaw[b_o] - phi
-    yaw_t[0, r_o, c_o] = np.sin(alpha)
-    yaw_t[1, r_o, c_o] = np.cos(alpha)
+    yaw_t[0, r_o, c_o] = np.sin(2 * alpha)
+    yaw_t[1, r_o, c_o] = np.cos(2 * alpha)
+    axis = 0.5 * np.arctan2(np.sin(2 * alpha), np.cos(2 * alpha))
+    yaw_t[2, r_o, c_o] = (np.cos(alpha - axis) > 0).astype(np.float32)
     weight[r_o, c_o] = 1.0
     object_id[r_o, c_o] = b_o
 
