@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -13,7 +14,7 @@ import yaml
 from glassbox.config import ConfigError
 from glassbox_trainer.config import ScheduleConfig, load_train_config, train_config_from_dict
 from glassbox_trainer.task import TaskError, build_task
-from glassbox_trainer.train import get_lr, lr_factor, read_log, train, truncate_log
+from glassbox_trainer.train import TrainError, get_lr, lr_factor, read_log, train, truncate_log
 
 HERE = Path(__file__).resolve().parent
 LOSS_COLUMNS = ("lr", "task", "eloss_var", "total", "task/ce")
@@ -171,3 +172,60 @@ def test_torchrun_two_processes_match_one_process_with_double_batch(tmp_path):
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5)
     assert torch.load(tmp_path / "two" / "last.pt", weights_only=True)["world_size"] == 2
+
+
+# ------------------------------------------------------------------------------------------------ FMCS
+def test_fmcs_report_marks_phases_and_when_each_module_settles(tmp_path):
+    from glassbox.entropy import fmcs
+    from glassbox_trainer.train import fmcs_report
+
+    m = np.arange(1, 101)
+    loss = 2 * np.exp(-0.1 * m) + 0.05                                   # one value per 2-step block
+    with open(tmp_path / "train_log.csv", "w") as fh:
+        fh.write("step,task\n" + "".join(f"{2 * i + j + 1},{float(v)!r}\n" for i, v in enumerate(loss) for j in range(2)))
+    with open(tmp_path / "entropy.csv", "w") as fh:
+        fh.write("step,layer,entropy_nats,delta_nats\n")
+        for s in range(0, 201, 10):
+            fh.write(f"{s},early,{10.0 if s >= 20 else 5.0 + s / 4},0\n")     # flat from step 20
+            fh.write(f"{s},late,{-3.0 - s / 10 if s < 150 else -18.0},0\n")    # flat from step 150
+            fh.write(f"{s},never,{float(s % 20 == 0) * 5 + 1},0\n")            # keeps jumping
+    rep = fmcs_report(tmp_path, block_steps=2, mu=1e-3)
+    ref = fmcs(loss, mu=1e-3 * loss[0], window=3, on_no_convergence="argmin")    # EMA starts at loss[0]
+    assert rep["marker_steps"] == [int(x) * 2 for x in ref.markers]
+    assert rep["modules"]["never"] == {"settled_step": None, "phase": None}
+    early, late = rep["modules"]["early"], rep["modules"]["late"]
+    assert 20 <= early["settled_step"] <= 60 and 150 <= late["settled_step"] <= 200
+    assert early["phase"] < late["phase"]
+
+
+# --------------------------------------------------------------------------------- teacher -> student
+def test_distillation_run_trains_student_with_kd_srm_mosakd_and_leaves_teacher_untouched(tmp_path):
+    teacher_cfg = train_config_from_dict(tiny_config(steps=6, model_size="teacher", eloss={"weight": 0.0},
+                                                     entropy_log={"enabled": False}, eval_every=0, ckpt_every=6))
+    train(teacher_cfg, tmp_path / "teacher")
+    teacher_file = tmp_path / "teacher" / "model.pt"
+    before = torch.load(teacher_file, weights_only=True)
+    cfg = train_config_from_dict(tiny_config(
+        steps=4, model_size="student", eloss={"weight": 0.0}, entropy_log={"enabled": False}, eval_every=0,
+        ckpt_every=4, distill={"teacher": str(teacher_file), "kd_weight": 0.5, "temperature": 2.0,
+                               "srm_weight": 1.0, "srm_pairs": [["block3", "block3"]], "srm_mu": 2.0,
+                               "srm_sparsity": 0.1, "srm_dictionary_steps": 5,
+                               "mosakd_weight": 0.1, "mosakd_layers": ["block2"], "mosakd_k": 4,
+                               "mosakd_max_samples": 128}))
+    result = train(cfg, tmp_path / "student")
+    assert result["formula"] == "total = 1*task + 0.5*kd + 1*srm + 0.1*mosakd"
+    rows = read_log(tmp_path / "student" / "train_log.csv")
+    for r in rows:
+        assert r["kd"] > 0 and r["srm"] > 0 and r["mosakd"] >= 0
+        assert r["total"] == pytest.approx(r["task"] + 0.5 * r["kd"] + r["srm"] + 0.1 * r["mosakd"], rel=1e-5)
+    ckpt = torch.load(tmp_path / "student" / "last.pt", weights_only=True)
+    teacher_after = {k[len("teacher."):]: v for k, v in ckpt["step_module"].items() if k.startswith("teacher.")}
+    assert teacher_after.keys() == before.keys()
+    assert all(torch.equal(teacher_after[k], before[k]) for k in before)
+    assert ckpt["model"]["stem.weight"].shape[0] == 8                       # the student, not the teacher
+
+
+def test_distillation_without_teacher_is_a_clear_error():
+    cfg = train_config_from_dict(tiny_config(distill={"kd_weight": 1.0}))
+    with pytest.raises(TrainError, match="teacher"):
+        train(cfg, "/nonexistent/never-written")

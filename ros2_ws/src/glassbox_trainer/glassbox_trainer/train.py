@@ -23,6 +23,7 @@ values are averaged over processes; only rank 0 writes files. AMP (bfloat16 auto
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -190,7 +191,7 @@ class CsvLog:
             self._writer = csv.DictWriter(self._fh, fieldnames=header, extrasaction="ignore", restval="")
             if not exists:
                 self._writer.writeheader()
-        self._writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+        self._writer.writerow({k: (repr(float(v)) if isinstance(v, float) else v) for k, v in row.items()})
 
     def sync(self) -> None:
         if self._fh is not None:
@@ -423,13 +424,54 @@ def plot_entropy_curves(csv_path: Path, png_path: Path) -> None:
     os.replace(tmp, png_path)
 
 
-def fmcs_report(out_dir: Path) -> dict[str, Any] | None:
-    """Convergence of the training loss and of every module's entropy curve (seed 002), if available."""
+def fmcs_report(out_dir: Path, block_steps: int, num_phases: int = 10, mu: float = 1e-3,
+                module_mu: float = 1e-2) -> dict[str, Any]:
+    """FMCS phase markers of the run (seed 002) and the phase in which every module's entropy settled.
+
+    Where this differs from the paper: its runs are epoch-based and its per-module score comes from a trained
+    FMCE-Net classifier. Here one point of the loss curve is the mean task loss over ``block_steps`` steps,
+    ``mu`` is relative to the first smoothed loss (losses of different tasks have different scales), and a
+    module's score is the phase k (1..K) whose marker interval contains the first logged step at which the
+    module's entropy curve settles (CQI of the unsmoothed curve, normalised by its largest magnitude, at most
+    ``module_mu``); ``None`` when it has not settled. Written to ``fmcs.json``.
+    """
+    from glassbox.entropy import FmcsError, cqi, fmcs, smooth_losses
+
+    rows = read_log(out_dir / "train_log.csv")
+    task_loss = np.array([r["task"] for r in rows], dtype=np.float64)
+    n_blocks = task_loss.size // block_steps
+    report: dict[str, Any] = {"block_steps": block_steps, "num_phases": num_phases}
+    if n_blocks < 3:
+        report["error"] = f"{task_loss.size} steps give {n_blocks} loss points of {block_steps} steps; need 3"
+        return report
+    curve = task_loss[:n_blocks * block_steps].reshape(n_blocks, block_steps).mean(1)
     try:
-        from glassbox.entropy import fmcs
-    except ImportError:
-        return None
-    return fmcs.module_report(out_dir) if hasattr(fmcs, "module_report") else None
+        res = fmcs(curve, num_phases=num_phases, mu=mu * float(smooth_losses(curve)[0]), window=3,
+                   on_no_convergence="argmin")
+    except FmcsError as exc:
+        report["error"] = str(exc)
+        return report
+    marker_steps = (res.markers * block_steps).astype(np.int64)
+    report.update(converged=bool(res.converged), marker_steps=[int(m) for m in marker_steps])
+    modules: dict[str, Any] = {}
+    ent_path = out_dir / "entropy.csv"
+    if ent_path.exists():
+        with open(ent_path, newline="") as fh:
+            ent = list(csv.DictReader(fh))
+        for layer in dict.fromkeys(r["layer"] for r in ent):
+            pts = [(int(r["step"]), float(r["entropy_nats"])) for r in ent if r["layer"] == layer]
+            steps = np.array([p[0] for p in pts])
+            h = np.array([p[1] for p in pts])
+            # no EMA here: on a few logged points its warm-up lag would hide the early changes
+            settled = np.flatnonzero(cqi(h / max(np.abs(h).max(), 1e-12), window=3) <= module_mu)
+            if settled.size == 0:
+                modules[layer] = {"settled_step": None, "phase": None}
+                continue
+            step = int(steps[settled[0]])
+            modules[layer] = {"settled_step": step,
+                              "phase": int(min(num_phases, np.searchsorted(marker_steps, step) + 1))}
+    report["modules"] = modules
+    return report
 
 
 # ------------------------------------------------------------------------------------------------- train
@@ -615,7 +657,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, command: 
         rows = read_log(out / "eval.csv") if (out / "eval.csv").exists() else []
         metrics = {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
     result = {"steps": step, "metrics": metrics, "best_metric": best, "out_dir": str(out),
-              "formula": criterion.formula(), "fmcs": fmcs_report(out) if env.main else None}
+              "formula": criterion.formula()}
+    if env.main and _entropy_available():
+        result["fmcs"] = fmcs_report(out, block_steps=cfg.log_every)
+        (out / "fmcs.json").write_text(json.dumps(result["fmcs"], indent=1))
     if env.world > 1:
         dist.barrier()
         dist.destroy_process_group()
