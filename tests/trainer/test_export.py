@@ -1,7 +1,6 @@
 """Export: ONNX with feature outputs, ORT parity, model cards with sha256 and a reference entropy profile."""
 import hashlib
 import subprocess
-import sys
 
 import numpy as np
 import pytest

@@ -553,8 +553,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, command: 
         if command:
             (out / "command.txt").write_text(command + "\n")
     val_loader = eval_loader(task, val_set, cfg)
-    probe_batch = _to_device(next(iter(val_loader)), env.device) if env.main else None
     want_entropy = env.main and cfg.entropy_log.enabled and _entropy_available()
+    probe_batch = _to_device(next(iter(val_loader)), env.device) if want_entropy else None
 
     def save() -> None:
         rngs = [None] * env.world

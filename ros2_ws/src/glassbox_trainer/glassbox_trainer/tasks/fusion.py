@@ -150,7 +150,7 @@ class FusionTask:
     def export(self, model: nn.Module, path: str) -> dict:
         w, h = self.cfg.input_size
         example = (torch.rand(1, 3, h, w), torch.rand(1, 1, h, w))
-        feats = [n for n in ("rgb", "thermal", "fused", "neck") if n in model.forward_features(*example)]
+        feats = [n for n in ("feat_rgb", "feat_thermal", "fused", "neck") if n in model.forward_features(*example)]
         spec = export_with_features(model.eval(), example, path, ["rgb", "thermal"],
                                     ["heatmap", "size", "offset", "w_rgb", "w_thermal"], feats)
         spec["stride"] = Gem.STRIDE
