@@ -1,7 +1,10 @@
 """Session-wide test settings: DDS stays on loopback, with a domain id of this run's own."""
 import os
 import random
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 # Set before any rclpy import, in this process and (inherited) in every node process a test starts.
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")                    # Humble's name

@@ -80,11 +80,34 @@ def _cmd_sim_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_replay(p: argparse.ArgumentParser) -> None:
+    from glassbox.bag.commands import add_replay_args
+    add_replay_args(p)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from glassbox.bag.commands import run_replay
+    return run_replay(args)
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    from glassbox.bag.commands import add_demo_args
+    add_demo_args(p)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from glassbox.bag.commands import run_demo
+    return run_demo(args)
+
+
 # name -> (help, add-arguments, run)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "sim": ("render a synthetic drive (LiDAR, RGB, thermal, ground truth) into a ROS 2 bag", _add_sim, _cmd_sim),
     "sim-dataset": ("write synthetic frames as a KITTI, COCO RGB-thermal or segmentation-PNG dataset",
                     _add_sim_dataset, _cmd_sim_dataset),
+    "replay": ("replay a ROS 2 bag through the perception pipelines: output bag, metrics, report",
+               _add_replay, _cmd_replay),
+    "demo": ("synthetic drive -> the whole suite with the shipped models -> report", _add_demo, _cmd_demo),
 }
 
 

@@ -82,7 +82,7 @@ def _parse_layers(layers: object, source: str, model: str) -> dict[str, LayerRef
     return out
 
 
-def _card_reference(path: Path) -> tuple[str, dict[str, LayerReference]]:
+def _card_reference(path: Path) -> tuple[str, dict[str, LayerReference] | None]:
     from glassbox.models.card import ModelCardError, load_card
     try:
         card = load_card(path)
@@ -90,13 +90,16 @@ def _card_reference(path: Path) -> tuple[str, dict[str, LayerReference]]:
         raise ReferenceError(str(exc)) from None
     ref = card.entropy_reference
     if ref is None:
-        raise ReferenceError(f"{path}: model card '{card.name}' has no entropy_reference")
+        return card.name, None
     table = {n: {"mean": m, "std": s} for n, m, s in zip(ref.layer_names, ref.mean_nats, ref.std_nats)}
     return card.name, _parse_layers(table, str(path), card.name)
 
 
-def load_references(paths: Sequence[str | Path]) -> dict[str, dict[str, LayerReference]]:
-    """Read reference profiles (model -> layer -> mean/std) from YAML tables or model cards."""
+def load_references(paths: Sequence[str | Path], allow_missing: bool = False) -> dict[str, dict[str, LayerReference]]:
+    """Read reference profiles (model -> layer -> mean/std) from YAML tables or model cards.
+
+    A model card without a reference profile is an error, unless ``allow_missing`` (then it is left out).
+    """
     refs: dict[str, dict[str, LayerReference]] = {}
     for path in paths:
         path = Path(path)
@@ -111,8 +114,11 @@ def load_references(paths: Sequence[str | Path]) -> dict[str, dict[str, LayerRef
                 layers = entry.get("layers") if isinstance(entry, Mapping) else None
                 refs[str(model)] = _parse_layers(layers, str(path), str(model))
         elif isinstance(data, Mapping) and "entropy_reference" in data:
-            card = _card_reference(path)
-            refs[card[0]] = card[1]
+            name, layers = _card_reference(path)
+            if layers is None and not allow_missing:
+                raise ReferenceError(f"{path}: model card '{name}' has no entropy_reference")
+            if layers is not None:
+                refs[name] = layers
         else:
             raise ReferenceError(f"{path}: expected a 'models:' table or a model card with an 'entropy_reference'")
     return refs

@@ -11,8 +11,7 @@ from dataclasses import replace
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import PointCloud2
 
-from glassbox.pipelines.lidar import LidarDetectionPipeline
-from glassbox.stages import LidarStage, probe_config_for_card
+from glassbox.stages import LidarStage
 from glassbox_ros.converters import RCLPY
 from glassbox_ros.node_common import PerceptionNode, declare, run_node
 
@@ -24,10 +23,7 @@ class LidarDetectorNode(PerceptionNode):
         nms = declare(self, "nms_iou", 0.1, "rotated BEV IoU above which the weaker box is suppressed",
                       lo=0.0, hi=1.0, read_only=True)
         lifetime = declare(self, "marker_lifetime_s", 0.2, "lifetime of the box markers, s", lo=0.0, hi=10.0)
-        pipeline = LidarDetectionPipeline.from_card(
-            self.card_file, backend=self.backend, providers=self.providers, device=self.device,
-            threads=self.threads,
-            probe=probe_config_for_card(self.card, enabled=self.entropy_enabled, every_n=self.entropy_every_n))
+        pipeline = self.build_pipeline("lidar")
         pipeline.cfg = replace(pipeline.cfg, decode=replace(pipeline.cfg.decode, score_threshold=score, nms_iou=nms))
         self.start(LidarStage(pipeline, RCLPY, marker_lifetime_s=lifetime),
                    {"providers": ",".join(getattr(pipeline.session, "providers", ["torch:" + self.device]))})

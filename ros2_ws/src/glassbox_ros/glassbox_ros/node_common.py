@@ -167,6 +167,14 @@ class PerceptionNode(Node):
         self.diag: NodeDiagnostics | None = None
         self.pubs: dict[str, Any] = {}
 
+    def build_pipeline(self, capability: str, **overrides: Any) -> Any:
+        """The core pipeline from the verified model card and this node's backend / entropy parameters."""
+        from glassbox.stages.build import build_pipeline
+        pipeline, _ = build_pipeline(capability, self.card_file, backend=self.backend, providers=self.providers,
+                                     device=self.device, threads=self.threads, entropy_enabled=self.entropy_enabled,
+                                     entropy_every_n=self.entropy_every_n, **overrides)
+        return pipeline
+
     def start(self, stage: Any, extra_info: dict[str, str] | None = None) -> None:
         """Create one reliable publisher per stage output and the diagnostics; subscriptions are the subclass's."""
         from rclpy.qos import QoSProfile, ReliabilityPolicy

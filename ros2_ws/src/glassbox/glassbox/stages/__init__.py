@@ -6,6 +6,7 @@ factory; the bag replay calls the very same stages with a rosbags factory, so wh
 exactly what runs on the robot. Bad input raises ``glassbox.msgcodec.ConversionError`` with the reason.
 """
 from glassbox.stages.base import StageOutput, probe_config_for_card
+from glassbox.stages.camera import FusionStage, RefinerStage, SegmentationStage
 from glassbox.stages.lidar import LidarStage
 
-__all__ = ["LidarStage", "StageOutput", "probe_config_for_card"]
+__all__ = ["FusionStage", "LidarStage", "RefinerStage", "SegmentationStage", "StageOutput", "probe_config_for_card"]

@@ -1,0 +1,252 @@
+"""The replay report: ``DIR/report.html`` with PNG plots, and ``DIR/metrics.json``.
+
+Sections: summary and warnings, metric tables per lighting segment, the entropy monitor's states over time,
+per-layer entropy over time against the reference band (mean ± warn_z·std) for every model, latency per stage,
+and a few frames per capability with their overlays (range image with detections, segmentation overlay, fusion
+boxes on RGB and thermal).
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glassbox.bag.replay import ReplayResult, write_metrics
+
+SEGMENT_COLORS = {"day": "#fff7d6", "glare": "#ffe0b3", "dusk": "#e0d6f5", "night": "#d6def5"}
+LEVEL_NAMES = ("OK", "WARN", "ERROR", "STALE")
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _segment_spans(result: ReplayResult) -> list[tuple[float, float, str]]:
+    """(t0, t1, lighting) spans in seconds from the first frame, from the frame records."""
+    frames = sorted(result.frames, key=lambda f: f["stamp_ns"])
+    if not frames:
+        return []
+    t0 = frames[0]["stamp_ns"]
+    spans, start, current = [], 0.0, frames[0]["lighting"]
+    for f in frames[1:]:
+        if f["lighting"] != current:
+            t = (f["stamp_ns"] - t0) * 1e-9
+            spans.append((start, t, current))
+            start, current = t, f["lighting"]
+    spans.append((start, (frames[-1]["stamp_ns"] - t0) * 1e-9, current))
+    return spans
+
+
+def _shade(ax, spans) -> None:
+    for a, b, name in spans:
+        if name:
+            ax.axvspan(a, b, color=SEGMENT_COLORS.get(name, "#eeeeee"), zorder=0)
+            ax.text((a + b) / 2, 0.98, name, transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=7,
+                    color="#555")
+
+
+def plot_entropy(result: ReplayResult, out: Path, warn_z: float) -> list[Path]:
+    """One figure per model: each probed layer's entropy over time with its reference band."""
+    plt = _plt()
+    spans = _segment_spans(result)
+    t0 = min((f["stamp_ns"] for f in result.frames), default=0)
+    paths = []
+    for model, series in result.entropy.items():
+        layers = list(series[0][1]) if series else []
+        if not layers:
+            continue
+        cols = min(3, len(layers))
+        rows = int(np.ceil(len(layers) / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.4 * rows), squeeze=False)
+        t = np.array([(s - t0) * 1e-9 for s, _ in series])
+        ref = result.references.get(model, {})
+        for ax, layer in zip(axes.ravel(), layers):
+            y = np.array([v.get(layer, np.nan) for _, v in series])
+            _shade(ax, spans)
+            if layer in ref:
+                mean, std = ref[layer]
+                ax.axhspan(mean - warn_z * std, mean + warn_z * std, color="#4caf50", alpha=0.25, zorder=1,
+                           label=f"reference ±{warn_z:g}σ")
+                ax.axhline(mean, color="#2e7d32", lw=0.8, zorder=1)
+            ax.plot(t, y, ".-", ms=3, lw=1, color="#1f4e9c", zorder=2)
+            ax.set_title(layer, fontsize=9)
+            ax.tick_params(labelsize=7)
+        for ax in axes.ravel()[len(layers):]:
+            ax.axis("off")
+        fig.suptitle(f"{model}: per-layer entropy (nats) over time (s)", fontsize=10)
+        fig.tight_layout()
+        path = out / f"entropy_{model}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_monitor(result: ReplayResult, out: Path) -> Path | None:
+    if not result.monitor:
+        return None
+    plt = _plt()
+    spans = _segment_spans(result)
+    t0 = min((f["stamp_ns"] for f in result.frames), default=0)
+    fig, ax = plt.subplots(figsize=(10, 0.6 + 0.5 * len(result.monitor)))
+    _shade(ax, spans)
+    colors = {0: "#2e7d32", 1: "#f9a825", 2: "#c62828", 3: "#757575"}
+    for i, (model, states) in enumerate(sorted(result.monitor.items())):
+        t = np.array([(s - t0) * 1e-9 for s, _, _ in states])
+        lv = np.array([lvl for _, lvl, _ in states])
+        ax.scatter(t, np.full(len(t), i), c=[colors[int(v)] for v in lv], s=18, marker="s", zorder=2)
+    ax.set_yticks(range(len(result.monitor)), sorted(result.monitor))
+    ax.set_xlabel("time (s)")
+    ax.set_title("entropy monitor: green OK, amber WARN, red ERROR", fontsize=10)
+    fig.tight_layout()
+    path = out / "monitor.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_latency(result: ReplayResult, out: Path) -> Path | None:
+    lat = result.metrics.get("latency_ms", {})
+    if not lat:
+        return None
+    plt = _plt()
+    caps = sorted(lat)
+    stages = sorted({k for c in caps for k in lat[c] if k != "total"})
+    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.6 * len(caps)))
+    left = np.zeros(len(caps))
+    for stage in stages:
+        vals = np.array([lat[c].get(stage, 0.0) for c in caps])
+        ax.barh(caps, vals, left=left, label=stage)
+        left += vals
+    ax.set_xlabel("mean latency per frame (ms)")
+    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    fig.tight_layout()
+    path = out / "latency.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_samples(result: ReplayResult, out: Path, max_per_cap: int = 3) -> list[tuple[str, Path]]:
+    """A few frames per capability with their overlays."""
+    import cv2
+
+    from glassbox.stages.camera import draw_boxes_bgr, segmentation_overlay
+    plt = _plt()
+    paths = []
+    for i, s in enumerate(result.samples.get("lidar", [])[:max_per_cap]):
+        rng = s["range"]
+        fig, ax = plt.subplots(figsize=(12, 2.2))
+        ax.imshow(np.where(rng > 0, rng, np.nan), cmap="turbo", aspect="auto", interpolation="nearest")
+        d = s["detections"]
+        if len(d):
+            ax.scatter(d.pixels[:, 1], d.pixels[:, 0], s=60, facecolors="none", edgecolors="white", lw=1.5)
+        ax.set_title(f"range image [{s['lighting']}]: {len(d)} detections (circles at the peak pixels)", fontsize=9)
+        ax.axis("off")
+        fig.tight_layout()
+        path = out / f"lidar_{i}.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        paths.append((f"LiDAR, {s['lighting']}", path))
+    for i, s in enumerate(result.samples.get("segmentation", [])[:max_per_cap]):
+        img = segmentation_overlay(s["rgb"], s["labels"], s["class_names"])
+        path = out / f"segmentation_{i}.png"
+        cv2.imwrite(str(path), np.concatenate([s["rgb"][:, :, ::-1], img], axis=1))
+        paths.append((f"segmentation, {s['lighting']} (camera | overlay)", path))
+    for i, s in enumerate(result.samples.get("fusion", [])[:max_per_cap]):
+        r = s["result"]
+        names = [r.class_names[int(c)] for c in r.classes]
+        rgb = draw_boxes_bgr(s["rgb"], r.boxes, names, r.scores)
+        th = s["thermal"]
+        th8 = th if th.dtype == np.uint8 else cv2.normalize(th, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        th_bgr = cv2.resize(cv2.applyColorMap(th8, cv2.COLORMAP_INFERNO), (rgb.shape[1], rgb.shape[0]))
+        path = out / f"fusion_{i}.png"
+        cv2.imwrite(str(path), np.concatenate([rgb, th_bgr], axis=1))
+        paths.append((f"fusion, {s['lighting']}: RGB share {r.rgb_share:.2f} (RGB with boxes | thermal)", path))
+    return paths
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3f}"
+        return html.escape("—" if v is None else str(v))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _metric_tables(metrics: dict[str, Any]) -> str:
+    parts = []
+    lidar = metrics.get("lidar")
+    if isinstance(lidar, dict):
+        keys = ["car/bev@0.5", "car/3d@0.5", "car/bev@0.7", "pedestrian/bev@0.25", "cyclist/bev@0.25"]
+        rows = [[seg, m.get("frames"), *[m.get(k) for k in keys], m.get("car/num_gt")] for seg, m in lidar.items()]
+        parts.append("<h3>LiDAR 3D detection (AP|R40)</h3>" +
+                     _table(rows, ["segment", "frames", *keys, "car boxes"]))
+    seg = metrics.get("segmentation")
+    if isinstance(seg, dict):
+        rows = [[s, m["frames"], m["miou"], m["pixel_accuracy"]] for s, m in seg.items()]
+        parts.append("<h3>Segmentation</h3>" + _table(rows, ["segment", "frames", "mIoU", "pixel accuracy"]))
+    fus = metrics.get("fusion")
+    if isinstance(fus, dict):
+        rows = [[s, m["frames"], m["map50"], m["map"], m["mean_rgb_share"]] for s, m in fus.items()]
+        parts.append("<h3>RGB-thermal fusion detection</h3>" +
+                     _table(rows, ["segment", "frames", "mAP@0.5", "mAP@[.5:.95]", "mean RGB weight share"]))
+    for name in ("lidar", "segmentation", "fusion"):
+        if isinstance(metrics.get(name), str):
+            parts.append(f"<p><b>{name}</b>: {html.escape(metrics[name])}</p>")
+    mon = metrics.get("monitor", {})
+    if mon:
+        rows = [[model, s, v["OK"], v["WARN"], v["ERROR"]] for model, segs in mon.items() for s, v in segs.items()]
+        parts.append("<h3>Entropy monitor: share of frames per level</h3>" +
+                     _table(rows, ["model", "segment", "OK", "WARN", "ERROR"]))
+    return "\n".join(parts)
+
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:24px auto;
+padding:0 16px;color:#222}h1{margin-bottom:4px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd;
+margin:6px 0}.warn{background:#fff3cd;border:1px solid #e0c36a;padding:8px 12px;border-radius:4px}
+.muted{color:#666;font-size:90%}figure{margin:0 0 14px}figcaption{font-size:90%;color:#444}"""
+
+
+def write_report(result: ReplayResult, out_dir: str | Path, warn_z: float = 3.0) -> Path:
+    """Write report.html, metrics.json and the plots into ``out_dir``; returns the HTML path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_metrics(result, out / "metrics.json")
+    ent = plot_entropy(result, out, warn_z)
+    mon = plot_monitor(result, out)
+    lat = plot_latency(result, out)
+    samples = plot_samples(result, out)
+    frames = result.metrics.get("frames", {})
+    summary = _table([[k, v] for k, v in frames.items()], ["pipeline", "frames"])
+    topics = _table([[r, t] for r, t in sorted(result.topics.items())], ["role", "topic"])
+    warn = "".join(f"<li>{html.escape(w)}</li>" for w in result.warnings)
+    rejected = result.metrics.get("rejected", {})
+    rej = "".join(f"<li>{html.escape(k)}: {v}</li>" for k, v in rejected.items())
+    img = lambda p, cap="": f"<figure><img src='{p.name}' alt='{html.escape(cap)}'><figcaption>{html.escape(cap)}</figcaption></figure>"  # noqa: E731
+    body = [f"<h1>glassbox replay report</h1><p class='muted'>{html.escape(result.bag)} → "
+            f"{html.escape(result.out_bag)} · {result.messages_written} messages written · "
+            f"{result.wall_time_s:.1f} s</p>",
+            "<h2>Summary</h2>", summary, topics,
+            (f"<div class='warn'><b>Warnings</b><ul>{warn}</ul></div>" if warn else ""),
+            (f"<div class='warn'><b>Rejected input</b><ul>{rej}</ul></div>" if rej else ""),
+            "<h2>Metrics</h2>", _metric_tables(result.metrics) or "<p>No metrics (no ground truth).</p>",
+            "<h2>Entropy monitor</h2>", img(mon, "monitor level per entropy profile") if mon else "<p>No profiles.</p>",
+            "<h2>Per-layer entropy</h2><p class='muted'>Green band: the model card's reference profile "
+            f"(mean ± {warn_z:g} std on validation data); background: lighting segment.</p>",
+            *[img(p, p.stem) for p in ent],
+            "<h2>Latency per stage</h2>", img(lat, "mean latency per stage") if lat else "",
+            "<h2>Frames</h2>", *[img(p, cap) for cap, p in samples]]
+    path = out / "report.html"
+    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>glassbox replay report</title>"
+                    f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+    return path

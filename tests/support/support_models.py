@@ -1,0 +1,28 @@
+"""Model cards of untrained (deterministically initialised) networks, for tests that exercise plumbing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def make_lidar_card(folder: Path, height: int = 32, width: int = 512) -> Path:
+    """A model card + ONNX file of an untrained SPI network (deterministic weights): enough to exercise a node
+    end to end; detection quality is tested with the shipped model."""
+    import torch
+
+    from glassbox.lidar.decode import DecodeConfig
+    from glassbox.lidar.projection import ProjectionConfig
+    from glassbox.lidar.spi import SpiConfig, build_model
+    from glassbox.models.card import ModelCard, save_card, sha256_file
+    from glassbox.pipelines.lidar import card_extra, export_spi_onnx
+
+    torch.manual_seed(0)
+    proj = ProjectionConfig(height=height, width=width)
+    spi = SpiConfig()
+    model = build_model("spi", spi)
+    onnx_path = folder / "spi_test.onnx"
+    spec = export_spi_onnx(model, onnx_path, height, width)
+    card = ModelCard(name="spi_test", task="lidar_detection", file=onnx_path.name, sha256=sha256_file(onnx_path),
+                     inputs=spec["inputs"], outputs=tuple(spec["outputs"]), features=tuple(spec["features"]),
+                     classes=("car", "pedestrian", "cyclist"),
+                     extra=card_extra(proj, spi, DecodeConfig(score_threshold=0.05)))
+    return save_card(card, folder / "spi_test.card.yaml")
