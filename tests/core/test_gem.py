@@ -67,7 +67,7 @@ def test_dead_thermal_sensor_zero_weight_and_exact_half_rgb():
     model.backbone_thermal = Dead()
     feats = model.forward_features(*_inputs())
     assert torch.all(feats["w_thermal"] == 0)
-    expected = 0.5 * feats["w_rgb"][:, None, None, None] * feats["rgb"]
+    expected = 0.5 * feats["w_rgb"][:, None, None, None] * feats["feat_rgb"]
     torch.testing.assert_close(feats["fused"], expected)
     share = display_share(feats["w_rgb"], feats["w_thermal"])
     torch.testing.assert_close(share, torch.ones(2))
@@ -91,7 +91,7 @@ def test_mask_fusion_is_channel_broadcast_mean():
     feats = model.forward_features(*_inputs())
     m_r, m_t = feats["mask_rgb"], feats["mask_thermal"]
     assert m_r.shape == (2, 1, H // 8, W // 8) and bool(((m_r > 0) & (m_r < 1)).all())
-    torch.testing.assert_close(feats["fused"], 0.5 * (m_r * feats["rgb"] + m_t * feats["thermal"]))
+    torch.testing.assert_close(feats["fused"], 0.5 * (m_r * feats["feat_rgb"] + m_t * feats["feat_thermal"]))
 
 
 def test_gumbel_softmax_properties():

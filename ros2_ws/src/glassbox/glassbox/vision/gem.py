@@ -153,7 +153,8 @@ class Gem(nn.Module):
     """``forward(rgb, thermal) -> (heatmap_logits, size, offset, w_rgb, w_thermal)``; see the module docstring.
 
     rgb: (B, 3, H, W) in [0, 1]; thermal: (B, 1, H, W) in [0, 1], aligned to the RGB image; H, W divisible by 8.
-    heatmap_logits (B, K, H/8, W/8); size (B, 2, H/8, W/8) box width/height in output cells (log-free, >= 0);
+    Features: ``feat_rgb``, ``feat_thermal`` (backbone maps), ``fused``, ``neck``, masks in the mask modes, and
+    the weights ``w_rgb``, ``w_thermal``. heatmap_logits (B, K, H/8, W/8); size (B, 2, H/8, W/8) box width/height in output cells (log-free, >= 0);
     offset (B, 2, H/8, W/8) sub-cell centre offset; w_rgb, w_thermal (B,) fusion weights (NaN-free; 1 where the
     mode has no weight).
     """
@@ -229,9 +230,9 @@ class Gem(nn.Module):
             w_r, w_t = (e_r * s_r).mean(dim=(1, 2, 3)), (e_t * s_t).mean(dim=(1, 2, 3))
             fused = torch.cat([e_r * s_r, e_t * s_t], dim=1)
         if s_r is not None:
-            feats["rgb"] = s_r
+            feats["feat_rgb"] = s_r
         if s_t is not None:
-            feats["thermal"] = s_t
+            feats["feat_thermal"] = s_t
         feats["fused"] = fused
         feats["neck"] = self.neck(fused)
         feats["w_rgb"], feats["w_thermal"] = w_r, w_t

@@ -1,0 +1,111 @@
+"""Segmentation pipeline: an RGB image in, class ids, per-pixel predictive entropy, entropy profile, timings out.
+
+Chain: optional refiner (a ``RefinerPipeline`` in front, on the full image) -> resize to the model's input size
+(area interpolation) -> BiSeNet (eager PyTorch or ONNX Runtime) -> softmax over classes -> class ids (argmax)
+and per-pixel entropy of the softmax (nats; for a hinge-trained model the softmax of its raw scores) ->
+resized back to the image (nearest for ids, bilinear for entropy). The entropy profile comes from the named
+feature maps (hooks-free: ``forward_features`` under torch, extra graph outputs under ONNX Runtime).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from glassbox.classes import BINARY_CLASSES, SEMANTIC_CLASSES
+from glassbox.entropy import EntropyProfile, ProbeConfig
+from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
+from glassbox.vision.export import ModelRunner, entropy_profile, load_state
+
+
+class SegmentationPipelineError(ValueError):
+    """Bad input image or configuration."""
+
+
+@dataclass(frozen=True)
+class SegmentationPipelineConfig:
+    backend: Literal["torch", "onnxruntime"] = "torch"
+    model_path: str = ""
+    model_name: str = "bisenet"
+    providers: tuple[str, ...] = ("cpu",)
+    device: str = "cpu"
+    threads: int = 0
+    input_size: tuple[int, int] = (160, 128)          # (width, height) the network sees; divisible by 32
+    model: BiSeNetConfig = field(default_factory=BiSeNetConfig)
+    class_names: tuple[str, ...] = ()                  # empty: binary or semantic table by class count
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    probe_layers: tuple[str, ...] = ("spatial", "context3", "context4", "context5", "fused")
+
+    def __post_init__(self) -> None:
+        if self.input_size[0] % 32 or self.input_size[1] % 32:
+            raise ValueError(f"input_size must be divisible by 32, got {self.input_size}")
+
+
+@dataclass
+class SegmentationResult:
+    labels: np.ndarray                  # (H, W) uint8 class ids
+    uncertainty: np.ndarray             # (H, W) float32 predictive entropy (nats)
+    entropy: EntropyProfile | None
+    timings_ms: dict[str, float]
+    class_names: tuple[str, ...] = ()
+    refined: np.ndarray | None = None   # the refiner's output when one runs in front
+
+
+def softmax_entropy(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K, h, w) logits -> (argmax ids (h, w), predictive entropy (h, w) in nats)."""
+    z = logits - logits.max(axis=0, keepdims=True)
+    e = np.exp(z)
+    p = e / e.sum(axis=0, keepdims=True)
+    ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=0)
+    return logits.argmax(axis=0), ent.astype(np.float32)
+
+
+class SegmentationPipeline:
+    """``pipeline(rgb (H, W, 3) uint8) -> SegmentationResult``; optionally with a refiner in front."""
+
+    def __init__(self, cfg: SegmentationPipelineConfig = SegmentationPipelineConfig(), refiner=None) -> None:
+        self.cfg, self.refiner = cfg, refiner
+        model_cfg = cfg.model
+        model = None
+        if cfg.backend == "torch":
+            if cfg.model_path:
+                saved, _ = load_state(cfg.model_path)
+                if saved:
+                    from glassbox.config import from_dict
+                    model_cfg = from_dict(BiSeNetConfig, saved, source=cfg.model_path)
+            model = BiSeNet(model_cfg)
+        self.class_names = cfg.class_names or (BINARY_CLASSES if model_cfg.num_classes == 2 else
+                                               SEMANTIC_CLASSES[:model_cfg.num_classes])
+        self.runner = ModelRunner(cfg.backend, model, cfg.model_path, ["image"], ["logits"], cfg.providers,
+                                  cfg.device, cfg.threads)
+        self._frame = 0
+
+    def __call__(self, rgb: np.ndarray) -> SegmentationResult:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise SegmentationPipelineError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
+        t0 = time.perf_counter()
+        refined = None
+        if self.refiner is not None:
+            refined = self.refiner(rgb).refined
+            rgb = refined
+        t1 = time.perf_counter()
+        h, w = rgb.shape[:2]
+        small = cv2.resize(rgb, self.cfg.input_size, interpolation=cv2.INTER_AREA)
+        x = (small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        t2 = time.perf_counter()
+        out, feats = self.runner.run(x)
+        t3 = time.perf_counter()
+        profile = entropy_profile(feats, self.cfg.probe_layers, self.cfg.probe, self._frame, self.cfg.model_name)
+        t4 = time.perf_counter()
+        ids, ent = softmax_entropy(out["logits"][0])
+        labels = cv2.resize(ids.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        uncertainty = cv2.resize(ent, (w, h), interpolation=cv2.INTER_LINEAR)
+        t5 = time.perf_counter()
+        self._frame += 1
+        timings = {"refiner": t1 - t0, "pre": t2 - t1, "network": t3 - t2, "entropy": t4 - t3, "post": t5 - t4,
+                   "total": t5 - t0}
+        return SegmentationResult(labels, uncertainty, profile, {k: 1e3 * v for k, v in timings.items()},
+                                  self.class_names, refined)
