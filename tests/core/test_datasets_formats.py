@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from glassbox.classes import DETECTION_CLASSES
-from glassbox.datasets import (CameraDatasetConfig, CocoRgbtDataset, CocoRgbtWriter, DatasetError, KittiDataset, SegmentationPngDataset,
-                               export_synthetic, format_kitti_label, kitti_to_boxes3d, read_coco_rgbt,
-                               read_kitti_calib, read_kitti_label, read_label_png, read_velodyne, write_kitti_frame,
-                               write_label_png)
+from glassbox.datasets import (CameraDatasetConfig, CocoRgbtDataset, CocoRgbtWriter, DatasetError, KittiDataset,
+                               SegmentationPngDataset, export_synthetic, format_kitti_label, kitti_to_boxes3d,
+                               read_coco_rgbt, read_kitti_calib, read_kitti_label, read_label_png, read_velodyne,
+                               write_kitti_frame, write_label_png)
 from glassbox.sim import lidar_preset, make_scene, render_cameras, rgb_camera, scan_lidar
 
 

@@ -85,7 +85,8 @@ def test_homography_with_a_baseline_is_exact_on_its_plane():
     # A point 15 m in front of the thermal camera projects consistently through H.
     pts_th = np.array([[1.0, -0.5, 15.0], [-2.0, 0.7, 15.0]])
     base = pts_th @ th.base_T_cam()[:3, :3].T + th.base_T_cam()[:3, 3]
-    uv_th = np.stack([th.intrinsics()[0, 0] * pts_th[:, 0] / 15 + 160, th.intrinsics()[1, 1] * pts_th[:, 1] / 15 + 128], 1)
+    k_th = th.intrinsics()
+    uv_th = np.stack([k_th[0, 0] * pts_th[:, 0] / 15 + k_th[0, 2], k_th[1, 1] * pts_th[:, 1] / 15 + k_th[1, 2]], 1)
     q = hmat @ np.c_[uv_th, np.ones(2)].T
     np.testing.assert_allclose((q[:2] / q[2]).T, _project(RGB.intrinsics(), RGB.base_T_cam(), base), atol=1e-6)
 
