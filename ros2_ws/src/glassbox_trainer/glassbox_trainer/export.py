@@ -109,8 +109,10 @@ def check_parity(model: nn.Module, onnx_path: str | Path, inputs: Mapping[str, n
     return diffs
 
 
-def reference_entropy(task, model: nn.Module, loader: DataLoader, probe_cfg, max_batches: int) -> EntropyReference:
-    """Per-layer entropy mean and std over validation inputs (one profile per input, all feature maps)."""
+def reference_entropy(task, model: nn.Module, loader: DataLoader, probe_cfg, max_batches: int,
+                      layers: Sequence[str] | None = None) -> EntropyReference:
+    """Per-layer entropy mean and std over validation inputs (one profile per input, as a pipeline computes
+    it per frame) of ``layers`` (default: every map-like feature)."""
     from glassbox.entropy import profile_from_features
     from glassbox_trainer.train import entropy_features
 
@@ -123,6 +125,11 @@ def reference_entropy(task, model: nn.Module, loader: DataLoader, probe_cfg, max
                 break
             _, _, out = task.loss(model, batch)
             feats = entropy_features(out["features"])
+            if layers is not None:
+                missing = [n for n in layers if n not in feats]
+                if missing:
+                    raise ExportError(f"exported feature '{missing[0]}' is not among the task's features")
+                feats = {n: feats[n] for n in layers}
             b = next(iter(feats.values())).shape[0]
             for j in range(b):
                 prof = profile_from_features({k: v[j:j + 1] for k, v in feats.items()}, probe_cfg)
@@ -169,7 +176,7 @@ def export_model(task, model: nn.Module, out_dir: str | Path, name: str, metrics
         wpath = out_dir / f"{name}.pt"
         save_atomic(dict(weights), wpath)
         weights_file, weights_sha = wpath.name, sha256_file(wpath)
-    ref = reference_entropy(task, model, val_loader, probe_cfg, entropy_batches)
+    ref = reference_entropy(task, model, val_loader, probe_cfg, entropy_batches, spec["features"])
     classes = spec.get("classes", getattr(task, "classes", ()))
     extra = {k: v for k, v in spec.items() if k not in ("inputs", "outputs", "features", "classes")}
     card = ModelCard(name=name, task=task.name, file=onnx_path.name, sha256=sha256_file(onnx_path),

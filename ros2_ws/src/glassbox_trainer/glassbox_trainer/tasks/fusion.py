@@ -147,6 +147,18 @@ class FusionTask:
             out[f"w_thermal_{light}"] = float(w[sel, 1].mean())
         return out
 
+    card_task = "rgbt_detection"
+    data_description = "glassbox.sim synthetic street frames (day/glare/night), RGB + thermal warped to RGB"
+
+    def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
+        return batch["rgb"], batch["thermal"]
+
+    def card_extra(self) -> dict:
+        frame = render_frame(self.cfg.data, "val", 0)
+        return {"input_size": list(self.cfg.input_size), "score_threshold": 0.3,
+                "homography_thermal_to_rgb": np.asarray(frame["homography"], np.float64).tolist(),
+                "camera_size": [int(frame["rgb"].shape[1]), int(frame["rgb"].shape[0])]}
+
     def export(self, model: nn.Module, path: str) -> dict:
         w, h = self.cfg.input_size
         example = (torch.rand(1, 3, h, w), torch.rand(1, 1, h, w))

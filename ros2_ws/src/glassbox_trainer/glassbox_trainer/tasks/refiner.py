@@ -8,15 +8,12 @@ scikit-image (``astronaut``, ``chelsea`` and ``rocket`` are held out for testing
 every deterministic test corruption.
 
 Run directly for a short stand-alone training run (the documented command for the shipped model):
-``python -m glassbox_trainer.tasks.refiner --out models/refiner`` (see ``config/train/refiner.yaml``).
+``python -m glassbox_trainer.tasks.refiner --config config/train/refiner.yaml --out models/refiner``.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from glassbox.config import from_dict, to_dict
+from glassbox.config import from_dict
 from glassbox.metrics.image_quality import psnr, ssim
 from glassbox.vision.corruptions import BASELINES, EVAL_CORRUPTIONS, random_corruption
 from glassbox.vision.export import export_with_features
@@ -144,6 +141,17 @@ class RefinerTask:
                     gains.append(psnr(ref, _to_uint8(model(bad)), 255) - psnr(ref, _to_uint8(bad), 255))
         return {"psnr_gain_db": float(np.mean(gains))}
 
+    card_task = "image_refinement"
+    eval_batch_size = 1
+    data_description = ("scikit-image photographs (train: " + ", ".join(TRAIN_PHOTOS) + "; held out: "
+                        + ", ".join(TEST_PHOTOS) + ") and day-lit synthetic frames")
+
+    def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
+        return (batch["clean"],)
+
+    def report(self, model: nn.Module) -> dict:
+        return {"photos": photo_table(model)}
+
     def export(self, model: nn.Module, path: str) -> dict:
         model = model.eval()
         example = torch.rand(1, self.cfg.model.in_channels, 128, 160)
@@ -203,30 +211,12 @@ def train(task: RefinerTask, iterations: int, batch_size: int, lr: float, lr_dro
     return model.eval()
 
 
-def main() -> None:
-    import yaml
-
-    parser = argparse.ArgumentParser(description="Train the refiner and write models/refiner.{pt,onnx}.")
-    parser.add_argument("--config", default="config/train/refiner.yaml")
-    parser.add_argument("--out", default="models/refiner")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    raw = yaml.safe_load(Path(args.config).read_text())
-    torch.manual_seed(raw.get("task", {}).get("seed", 0))
-    task = RefinerTask(raw.get("task", {}))
-    sched = raw.get("schedule", {})
-    model = train(task, sched.get("iterations", 3000), sched.get("batch_size", 16), sched.get("lr", 1e-3),
-                  sched.get("lr_drop_at", 0.83))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": to_dict(task.cfg.model), "state_dict": model.state_dict()}, out.with_suffix(".pt"))
-    spec = task.export(model, str(out.with_suffix(".onnx")))
-    table = photo_table(model)
-    out.with_suffix(".eval.json").write_text(json.dumps({"spec": spec, "photos": table}, indent=1))
-    for cname, row in table.items():
-        print(cname, " ".join(f"{m}={v['psnr_db']:.2f}/{v['ssim']:.3f}" for m, v in row.items()))
+def train_from_schedule(task: RefinerTask, sched: dict) -> Refiner:
+    return train(task, sched.get("iterations", 3000), sched.get("batch_size", 16), sched.get("lr", 1e-3),
+                 sched.get("lr_drop_at", 0.83))
 
 
 if __name__ == "__main__":
-    main()
+    from glassbox_trainer.tasks.segmentation import run
+
+    run(RefinerTask, "Train the refiner and write <out>.{pt,onnx,card.yaml,eval.json}.", train_from_schedule)

@@ -185,6 +185,15 @@ class SegmentationTask:
         out.update({f"iou_{name}": float(v) for name, v in zip(self.classes, res["iou"])})
         return out
 
+    card_task = "semantic_segmentation"
+    data_description = "glassbox.sim synthetic street frames (day/glare/night), train scene seeds 0.., val 100000.."
+
+    def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
+        return (batch["image"],)
+
+    def card_extra(self) -> dict:
+        return {"input_size": list(self.cfg.input_size), "mode": self.cfg.mode, "loss": self.cfg.loss}
+
     def export(self, model: nn.Module, path: str) -> dict:
         w, h = self.cfg.input_size
         example = torch.rand(1, 3, h, w)
@@ -229,15 +238,20 @@ def get_lr(step: int, total: int, base: float, warmup: int = 20) -> float:
     return 0.5 * base * (1.0 + np.cos(np.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def run(task_cls: type, description: str) -> None:
-    """Shared stand-alone entry point: train, evaluate, save ``<out>.pt``, ``<out>.onnx`` and ``<out>.eval.json``."""
+def train_from_schedule(task: Any, sched: dict) -> nn.Module:
+    return train(task, sched.get("iterations", 500), sched.get("batch_size", 8), sched.get("lr", 2e-3))
+
+
+def run(task_cls: type, description: str, train_fn: Any = train_from_schedule) -> None:
+    """Stand-alone entry point shared by the camera tasks: train (or load ``--weights``), then ``finish``."""
     import yaml
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True)
     parser.add_argument("--section", default=None, help="top-level section of the config file to use")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="output stem: writes <out>.pt, .onnx, .card.yaml, .eval.json")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--weights", default="", help="skip training and finish from this .pt of the same config")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     raw = yaml.safe_load(Path(args.config).read_text())
@@ -246,19 +260,73 @@ def run(task_cls: type, description: str) -> None:
     task = task_cls(raw.get("task", {}))
     sched = raw.get("schedule", {})
     t0 = time.time()
-    model = train(task, sched.get("iterations", 500), sched.get("batch_size", 8), sched.get("lr", 2e-3))
-    train_s = time.time() - t0
-    out = Path(args.out)
+    if args.weights:
+        from glassbox.vision.export import load_state
+
+        model = task.build_model()
+        model.load_state_dict(load_state(args.weights)[1])
+        train_s = None
+    else:
+        model = train_fn(task, sched)
+        train_s = time.time() - t0
+    section = f" --section {args.section}" if args.section else ""
+    command = f"python -m {task_cls.__module__} --config {args.config}{section} --out {args.out}"
+    metrics = finish(task, model.eval(), Path(args.out), command, raw, train_s)
+    print(json.dumps(metrics, indent=1))
+
+
+def finish(task: Any, model: nn.Module, out: Path, command: str, raw: dict, train_seconds: float | None) -> dict:
+    """Evaluate, save ``<out>.pt``, export ``<out>.onnx``, check torch/ORT parity, record the reference entropy
+    profile over validation inputs, and write ``<out>.card.yaml`` and ``<out>.eval.json``."""
+    from datetime import datetime, timezone
+
+    import glassbox
+    from glassbox.entropy import ProbeConfig, profile_from_features
+    from glassbox.export import OrtSession
+    from glassbox.models.card import EntropyReference, ModelCard, save_card, sha256_file
+
     out.parent.mkdir(parents=True, exist_ok=True)
     _, val = task.datasets()
+    loader = DataLoader(val, batch_size=getattr(task, "eval_batch_size", 8), collate_fn=task.collate)
     with torch.no_grad():
-        metrics = task.evaluate(model, DataLoader(val, batch_size=8, collate_fn=task.collate))
+        metrics = task.evaluate(model, loader)
+        report = task.report(model) if hasattr(task, "report") else {}
+    pt_path, onnx_path = out.with_suffix(".pt"), out.with_suffix(".onnx")
     torch.save({"config": to_dict(model.cfg), "task": raw.get("task", {}), "state_dict": model.state_dict()},
-               out.with_suffix(".pt"))
-    spec = task.export(model, str(out.with_suffix(".onnx")))
+               pt_path)
+    spec = task.export(model, str(onnx_path))
+    session = OrtSession(onnx_path)
+    probe = ProbeConfig()
+    diffs, profiles = [], []
+    with torch.no_grad():
+        for i in range(min(8, len(val))):
+            inputs = task.example_inputs(task.collate([val[i]]))
+            feats = model.forward_features(*inputs)
+            head = model.forward_head(feats)
+            head = tuple(head) if isinstance(head, (tuple, list)) else (head,)
+            ort = session.run({n: t.numpy() for n, t in zip(spec["inputs"], inputs)})
+            diffs += [float(np.abs(ort[n] - h.numpy()).max()) for n, h in zip(spec["outputs"], head)]
+            profiles.append(profile_from_features({n: feats[n] for n in spec["features"]}, probe))
+    ent = np.stack([p.entropy_nats for p in profiles])
+    reference = EntropyReference(estimator=probe.estimator, estimator_params=probe.params(),
+                                 layer_names=tuple(spec["features"]), mean_nats=tuple(ent.mean(0).tolist()),
+                                 std_nats=tuple(ent.std(0).tolist()), num_inputs=len(profiles))
+    extra = {"model_config": to_dict(model.cfg), **getattr(task, "card_extra", lambda: {})()}
+    card = ModelCard(
+        name=out.name, task=getattr(task, "card_task", task.name), file=onnx_path.name,
+        sha256=sha256_file(onnx_path), inputs=spec["inputs"], outputs=tuple(spec["outputs"]),
+        features=tuple(spec["features"]), classes=tuple(spec.get("classes", ())),
+        metrics={k: float(v) for k, v in metrics.items()},
+        training={"command": command, "config": raw, "train_seconds": train_seconds,
+                  "data": getattr(task, "data_description", "")},
+        entropy_reference=reference, weights_file=pt_path.name, weights_sha256=sha256_file(pt_path),
+        parity_max_abs_diff=max(diffs), extra=extra,
+        created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), glassbox_version=glassbox.__version__)
+    save_card(card, out.with_suffix(".card.yaml"))
     out.with_suffix(".eval.json").write_text(json.dumps(
-        {"metrics": metrics, "spec": spec, "train_seconds": train_s, "schedule": sched}, indent=1))
-    print(json.dumps(metrics, indent=1))
+        {"metrics": metrics, "report": report, "train_seconds": train_seconds, "parity_max_abs_diff": max(diffs),
+         "command": command}, indent=1, default=float))
+    return metrics
 
 
 if __name__ == "__main__":
