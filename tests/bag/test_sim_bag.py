@@ -91,6 +91,14 @@ def test_same_seed_same_bytes_and_folder_layout(bag, tmp_path):
         write_drive(folder, CFG)
 
 
+def test_worker_processes_write_the_same_bag(tmp_path):
+    cfg = DriveConfig(**{**CFG.__dict__, "seconds": 0.15})
+    one, two = tmp_path / "a" / "drive.mcap", tmp_path / "b" / "drive.mcap"
+    write_drive(one, cfg)
+    write_drive(two, DriveConfig(**{**cfg.__dict__, "workers": 2}))
+    assert one.read_bytes() == two.read_bytes()
+
+
 def test_cli_sim(tmp_path):
     out = tmp_path / "cli.mcap"
     rc = main(["sim", "--seconds", "0.1", "--out", str(out), "--lidar", "vlp16", "--width", "64", "--height", "48",

@@ -58,6 +58,15 @@ def test_kitti_round_trip(tmp_path, frame):
     np.testing.assert_allclose(boxes.sizes, truth.sizes, atol=0.006)
     dyaw = (boxes.yaw - truth.yaw + np.pi) % (2 * np.pi) - np.pi
     assert np.abs(dyaw).max() < 0.006
+    # Independent KITTI convention for this rig (camera axes: x = -y_lidar, y = -z_lidar, z = x_lidar; the camera
+    # sits 0.27 m ahead of and 0.08 m below the LiDAR): bottom-centre location and rotation_y = -yaw - pi/2.
+    c = truth.centers.astype(np.float64)
+    h = truth.sizes[:, 2].astype(np.float64)
+    loc = np.stack([-c[:, 1], -(c[:, 2] + 0.08) + h / 2, c[:, 0] - 0.27], 1)
+    np.testing.assert_allclose([o["xyz"] for o in simple], loc, atol=0.006)
+    ry = (-truth.yaw.astype(np.float64) - np.pi / 2 + np.pi) % (2 * np.pi) - np.pi
+    dry = (np.array([o["ry"] for o in simple]) - ry + np.pi) % (2 * np.pi) - np.pi
+    assert np.abs(dry).max() < 0.006
     # Bottom centres project near the bottom edge of the 2D boxes of unoccluded, untruncated objects.
     p2 = calib["P2"]
     for o, occ, trunc, b in zip(simple, cam.box_occlusion, cam.box_truncation, cam.boxes2d):
@@ -70,8 +79,12 @@ def test_kitti_dataset_reads_the_export(tmp_path):
     export_synthetic(tmp_path, "kitti", 2, split="val", lidar="vlp16",
                      cameras=CameraDatasetConfig(
                          rgb=rgb_camera(width=160, height=128), thermal=None))
+    export_synthetic(tmp_path, "kitti", 1, split="train", lidar="vlp16",
+                     cameras=CameraDatasetConfig(rgb=rgb_camera(width=160, height=128), thermal=None))
     ds = KittiDataset(tmp_path, "val", with_image=True)
-    assert len(ds) == 2
+    assert len(ds) == 2 and ds.names == ["100000", "100001"]
+    assert KittiDataset(tmp_path, "train").names == ["000000"]
+    assert len(list((tmp_path / "training/velodyne").glob("*.bin"))) == 3
     item = ds[0]
     assert item["points"].shape[1] == 4 and item["boxes"].shape[1] == 7 and item["rgb"].shape == (3, 128, 160)
     assert len(item["boxes2d"]) == len(item["boxes"])

@@ -10,7 +10,7 @@ import numpy as np
 from glassbox.datasets.coco_rgbt import CocoRgbtWriter
 from glassbox.datasets.kitti import write_kitti_frame
 from glassbox.datasets.segmentation import write_segmentation_sample
-from glassbox.datasets.synthetic import CameraDatasetConfig, DatasetError, frame_seed
+from glassbox.datasets.synthetic import SPLITS, CameraDatasetConfig, DatasetError, frame_seed
 from glassbox.sim.camera import render_cameras
 from glassbox.sim.lidar import LidarConfig, lidar_preset, scan_lidar
 from glassbox.sim.scene import SceneConfig, make_scene
@@ -21,9 +21,13 @@ FORMATS = ("kitti", "coco_rgbt", "segmentation")
 def export_synthetic(root: str | Path, fmt: str, count: int, split: str = "train", seed: int = 0,
                      lidar: str | LidarConfig = "hdl64", cameras: CameraDatasetConfig | None = None,
                      scene: SceneConfig | None = None, max_time_s: float = 10.0) -> Path:
-    """Generate ``count`` frames of ``split`` (seeds as in the synthetic datasets) and write them as ``fmt``."""
+    """Generate ``count`` frames of ``split`` (seeds as in the synthetic datasets) and write them as ``fmt``.
+    KITTI: frames go to ``training/`` (frame i of split s is named ``s * 100000 + i``) and ``ImageSets/<split>.txt``
+    lists them; the other layouts have a folder or file per split."""
     if fmt not in FORMATS:
         raise DatasetError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
+    if count < 0 or count >= 100_000:
+        raise DatasetError(f"count must lie in [0, 100000), got {count}")
     root = Path(root)
     cams = cameras or CameraDatasetConfig()
     lidar_cfg = lidar_preset(lidar) if isinstance(lidar, str) else lidar
@@ -40,10 +44,12 @@ def export_synthetic(root: str | Path, fmt: str, count: int, split: str = "train
         lighting = cams.lightings[int(rng.integers(len(cams.lightings)))]
         pose = sc.ego_pose(t)
         frame = render_cameras(sc, cams.rgb, cams.thermal if fmt == "coco_rgbt" else None, pose, lighting, fseed, t=t)
-        name = f"{i:06d}"
+        # KITTI keeps every split in training/: split s numbers its frames from s * 100000.
+        index = SPLITS[split] * 100_000 + i if fmt == "kitti" else i
+        name = f"{index:06d}"
         names.append(name)
         if fmt == "kitti":
-            write_kitti_frame(root, i, scan_lidar(sc, lidar_cfg, pose, fseed, t=t), frame)
+            write_kitti_frame(root, index, scan_lidar(sc, lidar_cfg, pose, fseed, t=t), frame)
         elif fmt == "segmentation":
             write_segmentation_sample(root, split, name, frame.rgb, frame.semantic)
         else:
