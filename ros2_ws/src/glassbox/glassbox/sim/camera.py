@@ -308,11 +308,8 @@ def _shade_rgb(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, world_T
             occ = scene.raycaster(t).test_occlusions(_o3d_tensor(rays)).numpy()
             vis[facing] = ~occ
         light += (ndl * vis)[:, None] * np.asarray(lighting.sun_rgb, np.float32) * lighting.sun_intensity
-        half = sun.astype(np.float32) - dv
-        half /= np.linalg.norm(half, axis=1, keepdims=True)
-        spec = (spec_w * np.clip(np.einsum("ij,ij->i", nrm, half), 0, 1) ** 80 * vis * lighting.sun_intensity * 3)
     else:
-        spec = np.zeros(len(idx), np.float32)
+        vis = np.zeros(len(idx), np.float32)
     sky_avg = (np.asarray(lighting.sky_zenith_rgb, np.float32) + np.asarray(lighting.sky_horizon_rgb, np.float32)) / 2
     light += lighting.sky_ambient * (0.55 + 0.45 * nrm[:, 2:3]) * sky_avg
     if lighting.headlights:
@@ -327,10 +324,15 @@ def _shade_rgb(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, world_T
         for pos in scene.lights[np.argsort(dist)[:8]]:
             light += _spot(p, nrm, pos, np.array([0, 0, -1.0]), 12.0, 75.0, 55.0) * np.array([1.0, 0.8, 0.55],
                                                                                           np.float32)
-    rad = alb * light + spec[:, None]
+    rad = alb * light
     shiny = np.nonzero(spec_w > 0)[0]
     if len(shiny):
         ds, ns = dv[shiny], nrm[shiny]
+        if lighting.sun_intensity > 0 and sun[2] > 0:                # Blinn-Phong highlight of the sun
+            half = sun.astype(np.float32) - ds
+            half /= np.linalg.norm(half, axis=1, keepdims=True)
+            n_h = np.clip(np.einsum("ij,ij->i", ns, half), 0, 1)
+            rad[shiny] += (spec_w[shiny] * n_h ** 80 * vis[shiny] * lighting.sun_intensity * 3)[:, None]
         cos_v = np.einsum("ij,ij->i", ds, ns)
         refl = ds - 2 * cos_v[:, None] * ns
         env = _sky(refl, lighting, sun) * np.clip(refl[:, 2:3] + 0.2, 0, 1)
