@@ -11,16 +11,18 @@ its score; per frame, the reliability weights ``w_rgb``, ``w_thermal`` and the R
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
 
 from glassbox.classes import DETECTION_CLASSES
+from glassbox.config import from_dict
 from glassbox.entropy import EntropyProfile, ProbeConfig
 from glassbox.vision.centernet import decode, score_entropy
-from glassbox.vision.export import ModelRunner, entropy_profile, load_state
+from glassbox.vision.export import ModelRunner, card_model_path, entropy_profile, load_state
 from glassbox.vision.gem import Gem, GemConfig
 
 OUTPUTS = ("heatmap", "size", "offset", "w_rgb", "w_thermal")
@@ -87,12 +89,27 @@ class FusionPipeline:
             if cfg.model_path:
                 saved, _ = load_state(cfg.model_path)
                 if saved:
-                    from glassbox.config import from_dict
                     model_cfg = from_dict(GemConfig, saved, source=cfg.model_path)
             model = Gem(model_cfg)
         self.runner = ModelRunner(cfg.backend, model, cfg.model_path, ["rgb", "thermal"], OUTPUTS, cfg.providers,
                                   cfg.device, cfg.threads)
         self._frame = 0
+
+    @classmethod
+    def from_card(cls, card_path: str | Path, backend: str = "onnxruntime", refiner=None, **overrides
+                  ) -> FusionPipeline:
+        """Build from a model card (``extra.model_config``, ``extra.input_size``, ``extra.score_threshold`` and
+        the training camera pair's ``extra.homography_thermal_to_rgb``, which a deployment overrides with its
+        own calibration); sha256 checked."""
+        card, path = card_model_path(card_path, backend)
+        extra = card.extra
+        model = from_dict(GemConfig, extra.get("model_config", {}), f"{card_path}:model_config")
+        cfg = FusionPipelineConfig(backend=backend, model_path=str(path), model=model,
+                                   input_size=tuple(extra.get("input_size", (160, 128))),
+                                   score_threshold=float(extra.get("score_threshold", 0.3)),
+                                   homography_thermal_to_rgb=tuple(float(v) for v in np.ravel(
+                                       extra.get("homography_thermal_to_rgb", np.eye(3)))))
+        return cls(replace(cfg, **overrides), refiner=refiner)
 
     def prepare(self, rgb: np.ndarray, thermal: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Network inputs (1, 3, h, w) and (1, 1, h, w) in [0, 1] at ``input_size``."""

@@ -8,13 +8,15 @@ the segmentation and fusion pipelines (their ``refiner`` argument), which is how
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from glassbox.config import from_dict
 from glassbox.entropy import EntropyProfile, ProbeConfig
-from glassbox.vision.export import ModelRunner, entropy_profile, load_state
+from glassbox.vision.export import ModelRunner, card_model_path, entropy_profile, load_state
 from glassbox.vision.refiner import Refiner, RefinerConfig
 
 
@@ -55,12 +57,18 @@ class RefinerPipeline:
             if cfg.model_path:
                 saved, _ = load_state(cfg.model_path)
                 if saved:
-                    from glassbox.config import from_dict
                     model_cfg = from_dict(RefinerConfig, saved, source=cfg.model_path)
             model = Refiner(model_cfg)
         self.runner = ModelRunner(cfg.backend, model, cfg.model_path, ["image"], ["refined"], cfg.providers,
                                   cfg.device, cfg.threads)
         self._frame = 0
+
+    @classmethod
+    def from_card(cls, card_path: str | Path, backend: str = "onnxruntime", **overrides) -> RefinerPipeline:
+        """Build from a model card (``extra.model_config``); the model file is checked by sha256."""
+        card, path = card_model_path(card_path, backend)
+        model = from_dict(RefinerConfig, card.extra.get("model_config", {}), f"{card_path}:model_config")
+        return cls(replace(RefinerPipelineConfig(backend=backend, model_path=str(path), model=model), **overrides))
 
     def refine_float(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
         """(1, 3, H, W) float32 in [0, 1] -> refined (1, 3, H, W) float32 (unclipped) and feature maps."""

@@ -9,16 +9,18 @@ feature maps (hooks-free: ``forward_features`` under torch, extra graph outputs 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
 
 from glassbox.classes import BINARY_CLASSES, SEMANTIC_CLASSES
+from glassbox.config import from_dict
 from glassbox.entropy import EntropyProfile, ProbeConfig
 from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
-from glassbox.vision.export import ModelRunner, entropy_profile, load_state
+from glassbox.vision.export import ModelRunner, card_model_path, entropy_profile, load_state
 
 
 class SegmentationPipelineError(ValueError):
@@ -74,7 +76,6 @@ class SegmentationPipeline:
             if cfg.model_path:
                 saved, _ = load_state(cfg.model_path)
                 if saved:
-                    from glassbox.config import from_dict
                     model_cfg = from_dict(BiSeNetConfig, saved, source=cfg.model_path)
             model = BiSeNet(model_cfg)
         self.class_names = cfg.class_names or (BINARY_CLASSES if model_cfg.num_classes == 2 else
@@ -82,6 +83,17 @@ class SegmentationPipeline:
         self.runner = ModelRunner(cfg.backend, model, cfg.model_path, ["image"], ["logits"], cfg.providers,
                                   cfg.device, cfg.threads)
         self._frame = 0
+
+    @classmethod
+    def from_card(cls, card_path: str | Path, backend: str = "onnxruntime", refiner=None,
+                  **overrides) -> SegmentationPipeline:
+        """Build from a model card (``extra.model_config``, ``extra.input_size``); sha256 checked."""
+        card, path = card_model_path(card_path, backend)
+        model = from_dict(BiSeNetConfig, card.extra.get("model_config", {}), f"{card_path}:model_config")
+        cfg = SegmentationPipelineConfig(backend=backend, model_path=str(path), model=model,
+                                         input_size=tuple(card.extra.get("input_size", (160, 128))),
+                                         class_names=tuple(card.classes))
+        return cls(replace(cfg, **overrides), refiner=refiner)
 
     def __call__(self, rgb: np.ndarray) -> SegmentationResult:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:

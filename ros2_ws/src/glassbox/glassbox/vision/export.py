@@ -126,3 +126,22 @@ def entropy_profile(feats: dict, layers: Sequence[str], probe, frame: int, model
     if missing:
         raise BackendError(f"probe layer '{missing[0]}' is not a feature map (have: {', '.join(feats)})")
     return profile_from_features({n: feats[n] for n in names}, probe, model_name=model_name)
+
+
+def card_model_path(card_path: str | Path, backend: str):
+    """(card, verified model path) for ``backend``: the card's ONNX file for onnxruntime, its ``.pt`` weights
+    file for torch; both are checked against the sha256 recorded in the card."""
+    from glassbox.models.card import ModelIntegrityError, load_card, sha256_file, verify_model_file
+
+    card_path = Path(card_path)
+    card = load_card(card_path)
+    if backend == "onnxruntime":
+        return card, verify_model_file(card, card_path.parent / card.file)
+    if not card.weights_file:
+        raise BackendError(f"{card_path}: card names no .pt weights file for the torch backend")
+    path = card_path.parent / card.weights_file
+    if not path.is_file():
+        raise ModelIntegrityError(f"weights file {path} (card '{card.name}') not found")
+    if card.weights_sha256 and sha256_file(path) != card.weights_sha256:
+        raise ModelIntegrityError(f"{path}: sha256 differs from the card '{card.name}'")
+    return card, path

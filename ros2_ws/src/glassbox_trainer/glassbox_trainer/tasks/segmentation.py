@@ -270,7 +270,7 @@ def run(task_cls: type, description: str, train_fn: Any = train_from_schedule) -
         model = train_fn(task, sched)
         train_s = time.time() - t0
     section = f" --section {args.section}" if args.section else ""
-    command = f"python -m {task_cls.__module__} --config {args.config}{section} --out {args.out}"
+    command = f"python -m glassbox_trainer.tasks.{task.name} --config {args.config}{section} --out {args.out}"
     metrics = finish(task, model.eval(), Path(args.out), command, raw, train_s)
     print(json.dumps(metrics, indent=1))
 
