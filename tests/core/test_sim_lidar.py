@@ -4,7 +4,7 @@ import pytest
 
 from glassbox.classes import SEMANTIC_ID
 from glassbox.sim import (Boxes3D, LidarConfig, LidarError, lidar_preset, make_box_scene, make_scene, scan_lidar)
-from glassbox.sim.scene import pose_matrix
+from glassbox.sim.scene import SceneError, pose_matrix
 
 MOUNT_Z = 0.75
 
@@ -137,5 +137,11 @@ def test_moving_objects_follow_their_boxes():
     speeds = np.array([o.speed for o in scene.objects])
     np.testing.assert_allclose(moved, speeds, atol=1e-4)   # float32 centres
     assert (speeds > 0).any()
-    pose = pose_matrix(0, 0, 0)
-    assert pose.shape == (4, 4)
+    with pytest.raises(SceneError, match="inconsistent shapes"):
+        Boxes3D(b0.centers, b0.sizes, b0.yaw, b0.classes, b0.ids[:2])
+    # Boxes re-expressed in a rotated, shifted frame keep their corners.
+    t = pose_matrix(3.0, -2.0, 0.7)
+    moved_boxes = b0.transform(t)
+    corners = b0.corners() @ t[:3, :3].T + t[:3, 3]
+    np.testing.assert_allclose(np.sort(moved_boxes.corners().reshape(-1, 3), axis=0),
+                               np.sort(corners.reshape(-1, 3), axis=0), atol=1e-3)

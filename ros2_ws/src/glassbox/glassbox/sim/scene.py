@@ -60,12 +60,12 @@ class Boxes3D:
 
     def __post_init__(self) -> None:
         m = len(self.centers)
-        if self.ids.shape[0] != m:
+        if self.ids.shape[0] == 0 and m > 0:                     # ids not given
             object.__setattr__(self, "ids", np.zeros(m, np.int32))
         if not (self.centers.shape == (m, 3) and self.sizes.shape == (m, 3) and self.yaw.shape == (m,)
-                and self.classes.shape == (m,)):
+                and self.classes.shape == (m,) and self.ids.shape == (m,)):
             raise SceneError(f"Boxes3D: inconsistent shapes {self.centers.shape} {self.sizes.shape} "
-                             f"{self.yaw.shape} {self.classes.shape}")
+                             f"{self.yaw.shape} {self.classes.shape} {self.ids.shape}")
 
     def __len__(self) -> int:
         return int(self.centers.shape[0])
