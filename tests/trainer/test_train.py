@@ -155,8 +155,7 @@ def test_torchrun_two_processes_match_one_process_with_double_batch(tmp_path):
                   optim={"name": "sgd", "lr": 0.05}, schedule={"name": "constant"})
     one = write_config(tmp_path / "one.yaml", batch_size=8, **common)
     two = write_config(tmp_path / "two.yaml", batch_size=4, **common)
-    subprocess.run(cli("--config", str(one), "--out", str(tmp_path / "one")), env=env(), check=True,
-                   capture_output=True)
+    train(load_train_config(one), tmp_path / "one")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                 "-m", "glassbox_trainer.cli", "--config", str(two), "--out", str(tmp_path / "two")]
     done = subprocess.run(torchrun, env=env(), capture_output=True, text=True)

@@ -147,6 +147,7 @@ class TrainConfig:
     device: str = "auto"             # "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1"
     amp: bool = True                 # mixed precision (bfloat16 autocast), CUDA only
     deterministic: bool = True
+    ddp_find_unused: bool = False    # DDP: allow parameters that get no gradient in some steps
     log_every: int = 10
     eval_every: int = 0              # 0: at the end only
     ckpt_every: int = 100

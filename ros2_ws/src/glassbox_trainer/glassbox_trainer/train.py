@@ -521,7 +521,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, command: 
     wrapped: nn.Module = step_module
     if env.world > 1:
         wrapped = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+            step_module, device_ids=[env.device.index] if env.device.type == "cuda" else None,
+            find_unused_parameters=cfg.ddp_find_unused)
 
     # ---- resume
     step, best = 0, -math.inf
@@ -531,6 +532,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, command: 
         if ckpt["world_size"] != env.world:
             raise TrainError(f"{ckpt_path} was written by {ckpt['world_size']} process(es); resume with the same "
                              f"number (got {env.world})")
+        changed = sorted(k for k, v in to_dict(cfg).items() if ckpt["config"].get(k) != v)
+        if changed:
+            log.warning("resuming %s with a config that differs in: %s", ckpt_path, ", ".join(changed))
         step_module.load_state_dict(ckpt["step_module"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -541,8 +545,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, command: 
             for name in ("train_log.csv", "eval.csv", "entropy.csv"):
                 truncate_log(out / name, step)
         log.info("resumed from %s at step %d", ckpt_path, step)
-    elif resume and env.main:
-        log.warning("--resume: no checkpoint in %s, starting from scratch", out)
+    elif env.main:
+        if resume:
+            log.warning("--resume: no checkpoint in %s, starting from scratch", out)
+        for name in (CHECKPOINT, "train_log.csv", "eval.csv", "entropy.csv", "fmcs.json", "best_model.pt"):
+            (out / name).unlink(missing_ok=True)                  # a fresh run never mixes with an old one
     if env.world > 1:
         dist.barrier()
 

@@ -216,7 +216,75 @@ def train_from_schedule(task: RefinerTask, sched: dict) -> Refiner:
                  sched.get("lr_drop_at", 0.83))
 
 
+def downstream_table(refiner_card: str, segmentation_card: str, fusion_card: str, frames: int = 30,
+                     threads: int = 1) -> dict[str, dict[str, float]]:
+    """The seed's claim, tested: downstream quality on corrupted synthetic validation frames with and without
+    the refiner in front (the downstream models are used as trained, never adapted to the refiner).
+
+    Per corruption: segmentation mIoU (``segmentation_card``'s model) and fusion mAP@0.5 (``fusion_card``'s
+    model, RGB corrupted, thermal untouched), each without and with the refiner on the RGB image.
+    """
+    from glassbox.metrics.detection2d import Detections2D, GroundTruth2D, evaluate_detections_2d
+    from glassbox.metrics.segmentation import SegmentationMeter
+    from glassbox.pipelines import FusionPipeline, RefinerPipeline, SegmentationPipeline
+    from glassbox.entropy import ProbeConfig
+    from glassbox_trainer.tasks.segmentation import frame_indices, to_labels
+
+    off = ProbeConfig(enabled=False)
+    refiner = RefinerPipeline.from_card(refiner_card, backend="onnxruntime", probe=off, threads=threads)
+    seg = SegmentationPipeline.from_card(segmentation_card, backend="onnxruntime", probe=off, threads=threads)
+    fus = FusionPipeline.from_card(fusion_card, backend="onnxruntime", probe=off, threads=threads,
+                                   score_threshold=0.05)
+    mode = "binary" if len(seg.class_names) == 2 else "multiclass"
+    data = CameraDataConfig()
+    iw, ih = fus.cfg.input_size
+    table: dict[str, dict[str, float]] = {}
+    corruptions = {"clean": lambda x: x, **EVAL_CORRUPTIONS}
+    loaded = [render_frame(data, "val", i) for i in frame_indices(data, "val", frames)]
+    for cname, fn in corruptions.items():
+        row: dict[str, float] = {}
+        for use_refiner in (False, True):
+            meter = SegmentationMeter(len(seg.class_names))
+            dets, gts = [], []
+            for f in loaded:
+                clean = torch.from_numpy(f["rgb"]).permute(2, 0, 1)[None].float() / 255.0
+                rgb = _to_uint8(fn(clean))
+                if use_refiner:
+                    rgb = refiner(rgb).refined
+                meter.update(seg(rgb).labels, to_labels(f["semantic"], mode))
+                r = fus(rgb, f["thermal"])
+                dets.append(Detections2D(r.boxes, r.scores, r.classes))
+                boxes = f["boxes2d"]
+                small = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * (iw / f["rgb"].shape[1]) < 8
+                gts.append(GroundTruth2D(boxes, f["box_classes"], small))
+            tag = "refined" if use_refiner else "raw"
+            row[f"miou_{tag}"] = float(meter.result()["miou"])
+            row[f"map50_{tag}"] = float(evaluate_detections_2d(dets, gts, 3)["map50"])
+        table[cname] = row
+    return table
+
+
 if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "downstream":
+        import argparse
+        import json
+
+        parser = argparse.ArgumentParser(description="Downstream mIoU/mAP with and without the refiner.")
+        parser.add_argument("command")
+        parser.add_argument("--refiner", default="models/refiner.card.yaml")
+        parser.add_argument("--segmentation", default="models/bisenet.card.yaml")
+        parser.add_argument("--fusion", default="models/gem.card.yaml")
+        parser.add_argument("--frames", type=int, default=30)
+        parser.add_argument("--out", default="bench/results/camera_downstream.json")
+        args = parser.parse_args()
+        torch.set_num_threads(1)
+        result = downstream_table(args.refiner, args.segmentation, args.fusion, args.frames)
+        with open(args.out, "w") as fh:
+            json.dump({"frames": args.frames, "table": result}, fh, indent=1)
+        print(json.dumps(result, indent=1))
+        sys.exit(0)
     from glassbox_trainer.tasks.segmentation import run
 
-    run(RefinerTask, "Train the refiner and write <out>.{pt,onnx,card.yaml,eval.json}.", train_from_schedule)
+    run(RefinerTask, "Train the refiner and write <out>.{pt,onnx,card.yaml}.", train_from_schedule)

@@ -249,7 +249,7 @@ def run(task_cls: type, description: str, train_fn: Any = train_from_schedule) -
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True)
     parser.add_argument("--section", default=None, help="top-level section of the config file to use")
-    parser.add_argument("--out", required=True, help="output stem: writes <out>.pt, .onnx, .card.yaml, .eval.json")
+    parser.add_argument("--out", required=True, help="output stem: writes <out>.pt, .onnx and .card.yaml")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", default="", help="skip training and finish from this .pt of the same config")
     args = parser.parse_args()
@@ -277,7 +277,7 @@ def run(task_cls: type, description: str, train_fn: Any = train_from_schedule) -
 
 def finish(task: Any, model: nn.Module, out: Path, command: str, raw: dict, train_seconds: float | None) -> dict:
     """Evaluate, save ``<out>.pt``, export ``<out>.onnx``, check torch/ORT parity, record the reference entropy
-    profile over validation inputs, and write ``<out>.card.yaml`` and ``<out>.eval.json``."""
+    profile over validation inputs, and write ``<out>.card.yaml`` (metrics, and the task's report if any)."""
     from datetime import datetime, timezone
 
     import glassbox
@@ -312,6 +312,8 @@ def finish(task: Any, model: nn.Module, out: Path, command: str, raw: dict, trai
                                  layer_names=tuple(spec["features"]), mean_nats=tuple(ent.mean(0).tolist()),
                                  std_nats=tuple(ent.std(0).tolist()), num_inputs=len(profiles))
     extra = {"model_config": to_dict(model.cfg), **getattr(task, "card_extra", lambda: {})()}
+    if report:
+        extra["report"] = json.loads(json.dumps(report, default=float))
     card = ModelCard(
         name=out.name, task=getattr(task, "card_task", task.name), file=onnx_path.name,
         sha256=sha256_file(onnx_path), inputs=spec["inputs"], outputs=tuple(spec["outputs"]),
@@ -323,11 +325,8 @@ def finish(task: Any, model: nn.Module, out: Path, command: str, raw: dict, trai
         parity_max_abs_diff=max(diffs), extra=extra,
         created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), glassbox_version=glassbox.__version__)
     save_card(card, out.with_suffix(".card.yaml"))
-    out.with_suffix(".eval.json").write_text(json.dumps(
-        {"metrics": metrics, "report": report, "train_seconds": train_seconds, "parity_max_abs_diff": max(diffs),
-         "command": command}, indent=1, default=float))
     return metrics
 
 
 if __name__ == "__main__":
-    run(SegmentationTask, "Train BiSeNet on synthetic frames and write <out>.{pt,onnx,eval.json}.")
+    run(SegmentationTask, "Train BiSeNet on synthetic frames and write <out>.{pt,onnx,card.yaml}.")
