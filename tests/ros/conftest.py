@@ -57,9 +57,20 @@ def start_node(tmp_path):
     yield start
     for p in procs:
         p.stop()
+        # Captured by pytest and shown only when the test fails.
+        print(f"----- {' '.join(p.cmd)}\n{p.log()[-4000:]}")
 
 
 @pytest.fixture(scope="session")
 def lidar_card(tmp_path_factory) -> Path:
     from support_models import make_lidar_card
     return make_lidar_card(tmp_path_factory.mktemp("lidar_model"))
+
+
+@pytest.fixture(scope="session")
+def model_cards(tmp_path_factory, lidar_card) -> dict[str, Path]:
+    """Cards of untrained models for every capability (node plumbing tests; quality uses the shipped models)."""
+    from support_models import make_camera_card
+    folder = tmp_path_factory.mktemp("camera_models")
+    cards = {cap: make_camera_card(cap, folder) for cap in ("refiner", "segmentation", "fusion")}
+    return {"lidar": lidar_card, **cards}

@@ -49,11 +49,18 @@ def _declared_parameters(ros_client, node_fqn: str) -> set[str]:
     return set(future.result().result.names)
 
 
+CARD_OF = {"lidar_detector_node": "lidar", "image_refiner_node": "refiner", "segmentation_node": "segmentation",
+           "rgbt_fusion_node": "fusion"}
+
+
 @pytest.mark.ros
-def test_every_config_parameter_is_declared_by_its_node(ros_client, start_node):
+def test_every_config_parameter_is_declared_by_its_node(ros_client, start_node, model_cards):
     specs = {(s["package"], s["executable"], s["name"], s["config"]) for p in LAUNCH_FILES for s in launch_nodes(p)}
+    assert {e for _, e, _, _ in specs} >= set(CARD_OF) | {"entropy_monitor_node"}
     for package, executable, name, config in sorted(specs):
-        start_node(executable, package=package, params_file=REPO / "config" / config, namespace="/lt", name=name)
+        params = {"model_card": str(model_cards[CARD_OF[executable]])} if executable in CARD_OF else {}
+        start_node(executable, package=package, params_file=REPO / "config" / config, namespace="/lt", name=name,
+                   params=params)
         declared = _declared_parameters(ros_client, f"/lt/{name}")
         params = next(iter(yaml.safe_load((REPO / "config" / config).read_text()).values()))["ros__parameters"]
         undeclared = sorted(set(params) - declared)

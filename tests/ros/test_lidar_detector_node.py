@@ -47,13 +47,13 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
         ros_client.subscribe(typ, f"{NS}/{suffix}")
     diags = ros_client.subscribe(DiagnosticArray, "/diagnostics")
     pub = ros_client.publisher(PointCloud2, f"{NS}/points")
-    ros_client.wait_for_subscribers(pub, timeout=60)
-    ros_client.wait_for_publishers([f"{NS}/{suffix}" for suffix in OUTPUTS], timeout=60)
+    ros_client.wait_for_subscribers(pub, timeout=120)
+    ros_client.wait_for_publishers([f"{NS}/{suffix}" for suffix in OUTPUTS], timeout=120)
 
     good = _scan_msg(100)
     pub.publish(good)
     for suffix in OUTPUTS:
-        msgs = ros_client.wait_for_messages(f"{NS}/{suffix}", timeout=60)
+        msgs = ros_client.wait_for_messages(f"{NS}/{suffix}", timeout=120)
         header = msgs[0].header if hasattr(msgs[0], "header") else msgs[0].markers[0].header
         assert (header.stamp.sec, header.frame_id) == (100, "lidar"), suffix
     prof = ros_client.received[f"{NS}/entropy"][0]
@@ -90,7 +90,7 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
     # The next valid message is answered.
     n_before = len(ros_client.received[f"{NS}/detections"])
     pub.publish(_scan_msg(200))
-    ros_client.wait_for_messages(f"{NS}/detections", count=n_before + 1, timeout=60)
+    ros_client.wait_for_messages(f"{NS}/detections", count=n_before + 1, timeout=120)
     assert ros_client.received[f"{NS}/detections"][-1].header.stamp.sec == 200
     assert _diag_value(diags, "backend") == "onnxruntime"
     assert node.stop() == 0, node.log()
@@ -103,6 +103,6 @@ def test_tampered_model_stops_node_naming_file_and_hash(lidar_card, tmp_path, st
     onnx = folder / "spi_test.onnx"
     onnx.write_bytes(onnx.read_bytes() + b"\0")
     node = start_node("lidar_detector_node", params={"model_card": str(folder / "spi_test.card.yaml")})
-    assert node.proc.wait(timeout=60) == 1
+    assert node.proc.wait(timeout=120) == 1
     log = node.log()
     assert "spi_test.onnx" in log and "expected sha256" in log

@@ -1,7 +1,8 @@
 """glassbox_ros: thin rclpy nodes around the glassbox core pipelines."""
 from setuptools import find_packages, setup
 
-NODES = ["entropy_monitor_node", "lidar_detector_node"]
+NODES = ["entropy_monitor_node", "lidar_detector_node", "image_refiner_node", "segmentation_node",
+         "rgbt_fusion_node"]
 
 setup(
     name="glassbox_ros",

@@ -53,9 +53,59 @@ def build_pipeline(capability: str, card_path: str | Path, backend: str = "onnxr
         from glassbox.pipelines.fusion import FusionPipeline as cls
     else:
         raise StageBuildError(f"unknown capability '{capability}' (known: {', '.join(CAPABILITIES)})")
-    if not hasattr(cls, "from_card"):
-        raise StageBuildError(f"{cls.__name__} cannot be built from a model card")
-    return cls.from_card(card_path, **common, **overrides), card
+    if hasattr(cls, "from_card"):
+        return cls.from_card(card_path, **common, **overrides), card
+    return cls(_camera_config(capability, card_path, card, common, overrides)), card
+
+
+def _model_file(card_path: Path, card: ModelCard, backend: str) -> Path:
+    """The verified model file for ``backend``: the ONNX graph, or the ``.pt`` weights for torch."""
+    from glassbox.models.card import ModelIntegrityError, sha256_file, verify_model_file
+    if backend == "onnxruntime":
+        return verify_model_file(card, card_path.parent / card.file)
+    if not card.weights_file:
+        raise StageBuildError(f"{card_path}: the card names no .pt weights file for the torch backend")
+    path = card_path.parent / card.weights_file
+    if not path.is_file():
+        raise ModelIntegrityError(f"weights file {path} (card '{card.name}') not found")
+    if card.weights_sha256 and sha256_file(path) != card.weights_sha256:
+        raise ModelIntegrityError(f"weights file {path} does not match its card '{card.name}': expected sha256 "
+                                  f"{card.weights_sha256}, got {sha256_file(path)}")
+    return path
+
+
+def _input_size(card: ModelCard, name: str) -> tuple[int, int] | None:
+    shape = (card.inputs.get(name) or {}).get("shape")
+    return (int(shape[3]), int(shape[2])) if shape and len(shape) == 4 else None
+
+
+def _camera_config(capability: str, card_path: Path, card: ModelCard, common: dict, overrides: dict) -> Any:
+    """A camera pipeline's config from its card: model file, input size, classes and probed feature maps."""
+    from dataclasses import fields, replace
+    model_path = _model_file(card_path, card, common["backend"])
+    if capability == "refiner":
+        from glassbox.pipelines.refiner import RefinerPipelineConfig as cfg_cls
+        size = None
+    elif capability == "segmentation":
+        from glassbox.pipelines.segmentation import SegmentationPipelineConfig as cfg_cls
+        size = _input_size(card, "image")
+    else:
+        from glassbox.pipelines.fusion import FusionPipelineConfig as cfg_cls
+        size = _input_size(card, "rgb")
+    cfg = cfg_cls(model_path=str(model_path), **common)
+    known = {f.name for f in fields(cfg_cls)}
+    extra = {k: (tuple(v) if isinstance(v, list) else v) for k, v in card.extra.items()
+             if k in known and not isinstance(v, dict)}
+    if size is not None and "input_size" in known:
+        extra["input_size"] = size
+    if card.classes and "class_names" in known:
+        extra["class_names"] = tuple(card.classes)
+    if card.features and "probe_layers" in known:
+        extra["probe_layers"] = tuple(card.features)
+    bad = [k for k in overrides if k not in known]
+    if bad:
+        raise StageBuildError(f"{cfg_cls.__name__} has no setting '{bad[0]}'")
+    return replace(cfg, **extra, **overrides)
 
 
 def build_stage(capability: str, pipeline: Any, factory: MessageFactory) -> Any:
