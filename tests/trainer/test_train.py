@@ -114,7 +114,9 @@ def test_truncate_log_drops_rows_after_step_and_partial_lines(tmp_path):
 # ------------------------------------------------------------------------------- kill -9 and resume
 def test_sigkill_then_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
     steps = 16
-    config = write_config(tmp_path / "tiny.yaml", steps=steps)
+    # augmentation and dropout draw from the Python, numpy and torch RNGs: all three must be restored
+    config = write_config(tmp_path / "tiny.yaml", steps=steps,
+                          tiny={"train_items": 64, "val_items": 8, "augment": True, "dropout": 0.1})
     ref = tmp_path / "ref"
     train(load_train_config(config), ref)                                 # uninterrupted reference, one thread
 

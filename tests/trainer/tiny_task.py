@@ -3,12 +3,16 @@
 Per-pixel 3-class labelling of 12x12 noise images with a closed-form target: the class of a pixel is the
 argmax over the three input channels of the 3x3 box-filtered image. A conv net with a stem and three
 repeated 3x3 blocks (the Eloss group) learns it; the teacher is wider. No normalisation layers, so one process
-with batch 2B and two processes with batch B compute the same gradient.
+with batch 2B and two processes with batch B compute the same gradient. ``augment`` and ``dropout`` draw from
+the global Python, numpy and torch RNGs on purpose, so that a resumed run only matches an uninterrupted one
+when the trainer restores all three.
 """
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,15 +42,16 @@ class NoiseImages(Dataset):
 
 
 class TinyNet(nn.Module):
-    def __init__(self, width: int):
+    def __init__(self, width: int, dropout: float = 0.0):
         super().__init__()
+        self.drop = nn.Dropout2d(dropout)
         self.stem = nn.Conv2d(3, width, 3, padding=1)
         self.blocks = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(3))
         self.head = nn.Conv2d(width, 3, 1)
 
     def forward_features(self, x: Tensor) -> dict[str, Tensor]:
         feats = {}
-        h = F.relu(self.stem(x))                                   # (B, W, H, W)
+        h = self.drop(F.relu(self.stem(x)))                        # (B, W, H, W)
         feats["stem"] = h
         for i, blk in enumerate(self.blocks):
             h = F.relu(blk(h)) + h
@@ -71,15 +76,21 @@ class TinyTask:
         self.val_items = int(cfg.get("val_items", 16))
         self.width = int(cfg.get("width", 8))
         self.teacher_width = int(cfg.get("teacher_width", 16))
+        self.augment = bool(cfg.get("augment", False))
+        self.dropout = float(cfg.get("dropout", 0.0))
 
     def build_model(self, size: str = "default") -> nn.Module:
-        return TinyNet(self.teacher_width if size == "teacher" else self.width)
+        return TinyNet(self.teacher_width if size == "teacher" else self.width, self.dropout)
 
     def datasets(self):
         return NoiseImages(self.train_items, seed=1), NoiseImages(self.val_items, seed=2)
 
     def collate(self, items: list[Tensor]) -> dict:
         x = torch.stack(items)
+        if self.augment:                                           # label-preserving: flips, scale, channel shift
+            if torch.rand(()) < 0.5:
+                x = x.flip(-1)
+            x = x * float(np.random.uniform(0.5, 1.5)) + random.uniform(-0.1, 0.1)
         return {"image": x, "labels": target(x)}
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, float], dict[str, Any]]:

@@ -508,7 +508,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, command: 
     total_steps = cfg.steps or cfg.epochs * steps_per_epoch
     srm = None
     if "srm" in active:
-        srm = _build_srm(task, model, teacher, train_set, cfg, env)
+        with preserved_rng():                       # dictionary fitting must not shift the training RNG streams
+            srm = _build_srm(task, model, teacher, train_set, cfg, env)
     step_module = StepModule(task, model, cfg, active, teacher, srm).to(env.device)
     params = [p for p in step_module.parameters() if p.requires_grad]
     optimizer = _build_optimizer(params, cfg)
@@ -561,7 +562,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, command: 
             (out / "command.txt").write_text(command + "\n")
     val_loader = eval_loader(task, val_set, cfg)
     want_entropy = env.main and cfg.entropy_log.enabled and _entropy_available()
-    probe_batch = _to_device(next(iter(val_loader)), env.device) if want_entropy else None
+    probe_batch = None
+    if want_entropy:
+        with preserved_rng():                       # collate may draw random numbers (augmentation)
+            probe_batch = _to_device(next(iter(val_loader)), env.device)
 
     def save() -> None:
         rngs = [None] * env.world

@@ -5,7 +5,11 @@ the RGB image with the pair's homography (``warp_thermal``, exactly what the fus
 backbones see the same geometry; RGB pixels outside the thermal field of view get thermal 0. Training uses
 horizontal flips and *sensor dropout*: with probability ``dropout`` per frame one modality (never both) is
 replaced by a black frame, so that the reliability weights learn to fall for a dead sensor and the other
-stream carries the detection. Loss: CenterNet focal + size + offset (``glassbox.vision.centernet``). Metric:
+stream carries the detection; the dropped sensor's reliability weight is penalised (``dead_sensor_weight``
+times its value), a label that the augmentation gives for free. The paper trains the weight networks without
+any direct signal and relies on a pretrained backbone's activations fading for a degraded input; backbones
+trained from scratch with batch norm give a blank frame non-zero activations, so without this term a black
+frame does not lower its weight (measured: it rose slightly). Loss: CenterNet focal + size + offset (``glassbox.vision.centernet``). Metric:
 COCO mAP@0.5 over the validation frames (also reported per lighting), with ground-truth boxes whose shorter
 side is below ``eval_min_box_px`` (at the model's input size) treated as ignore regions.
 
@@ -44,6 +48,7 @@ class FusionTaskConfig:
     train_frames: int = 240
     val_frames: int = 90
     dropout: float = 0.15
+    dead_sensor_weight: float = 1.0  # weight of the penalty on a blacked-out sensor's reliability weight
     input_size: tuple[int, int] = (320, 256)   # (width, height) the frames are resized to; divisible by 8
     min_box_px: float = 4.0          # ground-truth boxes smaller than this (either side, at input_size) not trained on
     eval_min_box_px: float = 8.0     # smaller ground-truth boxes are "ignore" regions in evaluation
@@ -67,6 +72,7 @@ class FusionFrames(Dataset):
         th = warp_thermal(f["thermal"], hom, (w, h))
         boxes = f["boxes2d"].astype(np.float32) * np.array([sx, sy, sx, sy], np.float32)
         classes = f["box_classes"]
+        dropped = 0
         if self.augment:
             rng = np.random.default_rng(self.cfg.seed * 1_000_003 + i * 31 + int(torch.initial_seed() % 997))
             if rng.random() < 0.5:
@@ -74,14 +80,14 @@ class FusionFrames(Dataset):
                 boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
             u = rng.random()
             if u < self.cfg.dropout:
-                rgb = np.zeros_like(rgb)
+                rgb, dropped = np.zeros_like(rgb), 1
             elif u < 2 * self.cfg.dropout:
-                th = np.zeros_like(th)
+                th, dropped = np.zeros_like(th), 2
         keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.cfg.min_box_px
         return {"rgb": torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0,
                 "thermal": torch.from_numpy(np.ascontiguousarray(th))[None].float() / 255.0,
                 "boxes": boxes[keep], "classes": classes[keep], "all_boxes": boxes, "all_classes": classes,
-                "lighting": str(f["lighting"])}
+                "lighting": str(f["lighting"]), "dropped": dropped}
 
 
 class FusionTask:
@@ -114,7 +120,8 @@ class FusionTask:
         batch = {"rgb": rgb, "thermal": torch.stack([it["thermal"] for it in items]),
                  "gt": [GroundTruth2D(it["all_boxes"], it["all_classes"], self._ignored(it["all_boxes"]))
                         for it in items],
-                 "lighting": [it["lighting"] for it in items]}
+                 "lighting": [it["lighting"] for it in items],
+                 "dropped": torch.tensor([it["dropped"] for it in items])}
         for key in ("heatmap", "size", "offset", "mask"):
             batch[key] = torch.from_numpy(np.stack([t[key] for t in targets]))
         return batch
@@ -126,6 +133,10 @@ class FusionTask:
         feats = model.forward_features(batch["rgb"], batch["thermal"])
         heat, size, offset, w_r, w_t = model.forward_head(feats)
         total, terms = centernet_loss(heat, size, offset, batch)
+        if self.cfg.dead_sensor_weight > 0 and "dropped" in batch:
+            dead = (w_r * (batch["dropped"] == 1) + w_t * (batch["dropped"] == 2)).sum() / heat.shape[0]
+            total = total + self.cfg.dead_sensor_weight * dead
+            terms["dead_sensor"] = float(dead.detach())
         terms["w_rgb"], terms["w_thermal"] = float(w_r.mean().detach()), float(w_t.mean().detach())
         return total, terms, {"features": feats, "logits": heat}
 

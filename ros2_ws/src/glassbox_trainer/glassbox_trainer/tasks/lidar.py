@@ -65,6 +65,7 @@ class LidarTaskConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     eval_score_threshold: float = 0.05
     eval_min_points: int = 10
+    init_weights: str = ""     # state dict (.pt) the default-size model starts from (a second, fine-tuning stage)
 
 
 class LidarFrames(Dataset):
@@ -130,7 +131,11 @@ class LidarTask:
                           num_classes=len(DETECTION_CLASSES))
 
     def build_model(self, size: str = "default") -> nn.Module:
-        return build_model("spi", self._model_cfg(size))
+        model = build_model("spi", self._model_cfg(size))
+        if self.cfg.init_weights and size in ("default", "student"):
+            from glassbox.pipelines.lidar import load_weights
+            model.load_state_dict(load_weights(os.path.expanduser(self.cfg.init_weights)))
+        return model
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         from glassbox.datasets.synthetic import SyntheticLidarDataset
