@@ -92,3 +92,14 @@ def test_psnr_ssim_match_scikit_image():
     assert psnr(a, c, 255) == pytest.approx(10 * np.log10(255 ** 2 / 25))
     with pytest.raises(ImageQualityError):
         psnr(a, a[:10], 255)
+
+
+def test_ignored_ground_truth_is_neither_hit_nor_miss():
+    boxes = np.array([[0, 0, 40, 40], [100, 100, 104, 104]], np.float32)
+    gt = [GroundTruth2D(boxes, np.array([0, 0]), ignore=np.array([False, True]))]
+    only_big = [Detections2D(boxes[:1], np.array([0.9]), np.array([0]))]
+    assert evaluate_detections_2d(only_big, gt, 1)["map50"] == pytest.approx(1.0)   # the tiny box is not missed
+    both = [Detections2D(boxes[::-1].copy(), np.array([0.95, 0.5]), np.array([0, 0]))]
+    assert evaluate_detections_2d(both, gt, 1)["map50"] == pytest.approx(1.0)       # hit on it is not an FP
+    not_ignored = [GroundTruth2D(boxes, np.array([0, 0]))]
+    assert evaluate_detections_2d(only_big, not_ignored, 1)["map50"] == pytest.approx(51 / 101)

@@ -5,6 +5,9 @@ COCO evaluator: per image and class, detections in descending score order each t
 box of highest IoU if that IoU is >= the threshold; everything else is a false positive. AP is the area under
 the precision envelope sampled at 101 recall points (0, 0.01, ..., 1). A class with no ground-truth box in the
 whole set has an undefined AP (NaN) and is left out of the mean; detections of such a class are ignored.
+Ground-truth boxes flagged ``ignore`` (e.g. below the evaluated size range, like COCO's area ranges and
+KITTI's minimum height) count neither as misses nor as hits: a detection that matches no regular box but
+overlaps an ignored one at the threshold is dropped instead of counted as a false positive.
 """
 from __future__ import annotations
 
@@ -31,6 +34,10 @@ class Detections2D:
 class GroundTruth2D:
     boxes: np.ndarray      # (M, 4) xyxy
     classes: np.ndarray    # (M,) int
+    ignore: np.ndarray | None = None   # (M,) bool; None = no box ignored
+
+    def ignored(self) -> np.ndarray:
+        return np.zeros(len(self.classes), bool) if self.ignore is None else np.asarray(self.ignore, bool)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,26 +72,33 @@ def average_precision_101(tp: np.ndarray, scores: np.ndarray, num_gt: int) -> fl
     return float(sampled.mean())
 
 
-def _match(det: Detections2D, gt: GroundTruth2D, cls: int, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """TP flags (T, n_det_of_class) and the scores of this class's detections in one image."""
+def _match(det: Detections2D, gt: GroundTruth2D, cls: int, thresholds: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TP flags and kept flags (T, n_det_of_class), and the scores of this class's detections in one image."""
     dsel = det.classes == cls
     boxes, scores = det.boxes[dsel], det.scores[dsel]
     order = np.argsort(-scores, kind="mergesort")
     boxes, scores = boxes[order], scores[order]
-    gboxes = gt.boxes[gt.classes == cls]
+    gsel = gt.classes == cls
+    gboxes, gign = gt.boxes[gsel], gt.ignored()[gsel]
     tp = np.zeros((len(thresholds), len(scores)), bool)
+    keep = np.ones((len(thresholds), len(scores)), bool)
     if len(gboxes) == 0 or len(scores) == 0:
-        return tp, scores
+        return tp, keep, scores
     iou = box_iou(boxes, gboxes)                                                # (n, m)
+    regular = np.where(gign[None, :], -1.0, iou)
+    ignored = np.where(gign[None, :], iou, -1.0).max(axis=1)
     for t, thr in enumerate(thresholds):
         taken = np.zeros(len(gboxes), bool)
         for i in range(len(scores)):
-            cand = np.where(taken, -1.0, iou[i])
+            cand = np.where(taken, -1.0, regular[i])
             j = int(np.argmax(cand))
             if cand[j] >= thr:
                 taken[j] = True
                 tp[t, i] = True
-    return tp, scores
+            elif ignored[i] >= thr:
+                keep[t, i] = False
+    return tp, keep, scores
 
 
 def evaluate_detections_2d(detections: Sequence[Detections2D], ground_truth: Sequence[GroundTruth2D],
@@ -100,18 +114,20 @@ def evaluate_detections_2d(detections: Sequence[Detections2D], ground_truth: Seq
     thr = np.asarray(iou_thresholds, np.float64)
     ap = np.full((len(thr), num_classes), np.nan)
     for c in range(num_classes):
-        flags, scores, num_gt = [], [], 0
+        flags, kept, scores, num_gt = [], [], [], 0
         for det, gt in zip(detections, ground_truth):
-            num_gt += int(np.sum(gt.classes == c))
-            f, s = _match(det, gt, c, thr)
+            num_gt += int(np.sum((gt.classes == c) & ~gt.ignored()))
+            f, k, s = _match(det, gt, c, thr)
             flags.append(f)
+            kept.append(k)
             scores.append(s)
         if num_gt == 0:
             continue
-        all_flags = np.concatenate(flags, axis=1) if flags else np.zeros((len(thr), 0), bool)
-        all_scores = np.concatenate(scores) if scores else np.zeros(0)
+        all_flags = np.concatenate(flags, axis=1)
+        all_kept = np.concatenate(kept, axis=1)
+        all_scores = np.concatenate(scores)
         for t in range(len(thr)):
-            ap[t, c] = average_precision_101(all_flags[t], all_scores, num_gt)
+            ap[t, c] = average_precision_101(all_flags[t][all_kept[t]], all_scores[all_kept[t]], num_gt)
     i50 = int(np.argmin(np.abs(thr - 0.5)))
     has = np.isfinite(ap[i50])
     return {"ap": ap, "ap50": ap[i50], "map50": float(ap[i50][has].mean()) if has.any() else float("nan"),

@@ -211,9 +211,12 @@ def train(task: RefinerTask, iterations: int, batch_size: int, lr: float, lr_dro
     return model.eval()
 
 
-def train_from_schedule(task: RefinerTask, sched: dict) -> Refiner:
-    return train(task, sched.get("iterations", 3000), sched.get("batch_size", 16), sched.get("lr", 1e-3),
-                 sched.get("lr_drop_at", 0.83))
+def train_from_schedule(task: RefinerTask, raw: dict) -> Refiner:
+    """The stand-alone loop, reading the trainer's config keys (``steps``, ``batch_size``, ``optim.lr``,
+    ``schedule.milestones[0]``: the fraction of the run after which the learning rate drops 10x)."""
+    milestones = raw.get("schedule", {}).get("milestones", [0.83])
+    return train(task, raw.get("steps", 3000), raw.get("batch_size", 16), raw.get("optim", {}).get("lr", 1e-3),
+                 milestones[0] if milestones else 1.0)
 
 
 def downstream_table(refiner_card: str, segmentation_card: str, fusion_card: str, frames: int = 30,

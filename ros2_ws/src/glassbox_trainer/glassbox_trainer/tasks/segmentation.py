@@ -204,7 +204,7 @@ class SegmentationTask:
         return spec
 
 
-def train(task: Any, iterations: int, batch_size: int, lr: float, weight_decay: float = 1e-4,
+def train(task: Any, iterations: int, batch_size: int, lr: float, weight_decay: float = 1e-4, warmup: int = 20,
           log_every: int = 50) -> nn.Module:
     """AdamW with a cosine schedule (``get_lr`` below), ``iterations`` steps over the training frames."""
     torch.manual_seed(task.cfg.seed)
@@ -218,7 +218,7 @@ def train(task: Any, iterations: int, batch_size: int, lr: float, weight_decay: 
     while step < iterations:
         for batch in loader:
             for group in opt.param_groups:
-                group["lr"] = get_lr(step, iterations, lr)
+                group["lr"] = get_lr(step, iterations, lr, warmup)
             loss, terms, _ = task.loss(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -238,8 +238,12 @@ def get_lr(step: int, total: int, base: float, warmup: int = 20) -> float:
     return 0.5 * base * (1.0 + np.cos(np.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def train_from_schedule(task: Any, sched: dict) -> nn.Module:
-    return train(task, sched.get("iterations", 500), sched.get("batch_size", 8), sched.get("lr", 2e-3))
+def train_from_schedule(task: Any, raw: dict) -> nn.Module:
+    """The stand-alone loop, reading the trainer's config keys (``steps``, ``batch_size``, ``optim.lr``,
+    ``optim.weight_decay``, ``schedule.warmup_steps``; the loop is AdamW with cosine decay to 0)."""
+    optim = raw.get("optim", {})
+    return train(task, raw.get("steps", 500), raw.get("batch_size", 8), optim.get("lr", 2e-3),
+                 optim.get("weight_decay", 1e-4), warmup=raw.get("schedule", {}).get("warmup_steps", 20))
 
 
 def run(task_cls: type, description: str, train_fn: Any = train_from_schedule) -> None:
@@ -258,7 +262,6 @@ def run(task_cls: type, description: str, train_fn: Any = train_from_schedule) -
     if args.section:
         raw = raw[args.section]
     task = task_cls(raw.get("task", {}))
-    sched = raw.get("schedule", {})
     t0 = time.time()
     if args.weights:
         from glassbox.vision.export import load_state
@@ -267,7 +270,7 @@ def run(task_cls: type, description: str, train_fn: Any = train_from_schedule) -
         model.load_state_dict(load_state(args.weights)[1])
         train_s = None
     else:
-        model = train_fn(task, sched)
+        model = train_fn(task, raw)
         train_s = time.time() - t0
     section = f" --section {args.section}" if args.section else ""
     command = f"python -m glassbox_trainer.tasks.{task.name} --config {args.config}{section} --out {args.out}"
