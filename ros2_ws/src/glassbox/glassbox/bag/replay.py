@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -33,7 +32,10 @@ from glassbox.sync import ApproximateTimeSync, SyncConfig
 
 log = logging.getLogger(__name__)
 
-ROLES = ("lidar", "rgb", "thermal", "gt_lidar", "gt_rgb", "gt_semantic", "lighting")
+ROLE_TYPES = {"lidar": "sensor_msgs/msg/PointCloud2", "rgb": "sensor_msgs/msg/Image", "thermal": "sensor_msgs/msg/Image",
+              "gt_lidar": "vision_msgs/msg/Detection3DArray", "gt_rgb": "vision_msgs/msg/Detection2DArray",
+              "gt_semantic": "sensor_msgs/msg/Image", "lighting": "std_msgs/msg/String"}
+ROLES = tuple(ROLE_TYPES)
 COLOR_ENCODINGS = {"rgb8", "bgr8", "rgba8", "bgra8", "8UC3"}
 THERMAL_ENCODINGS = {"mono16", "16UC1"}
 
@@ -116,6 +118,9 @@ def discover_topics(reader: Any, topic_map: Mapping[str, str] | None = None) -> 
         if topic not in by_topic:
             raise ReplayError(f"--map {role}={topic}: the bag has no topic '{topic}' "
                               f"(topics: {', '.join(sorted(by_topic))})")
+        if by_topic[topic].msgtype != ROLE_TYPES[role]:
+            raise ReplayError(f"--map {role}={topic}: the topic carries {by_topic[topic].msgtype}, a {role} topic "
+                              f"must carry {ROLE_TYPES[role]}")
         roles[role] = topic
 
     def candidates(msgtype: str) -> list[Any]:
@@ -204,7 +209,10 @@ def replay(bag: str | Path, out_bag: str | Path, cfg: ReplayConfig = ReplayConfi
         reader = AnyReader([bag], default_typestore=typestore)
         reader.open()
     except Exception as exc:  # rosbags raises many types for unreadable files; all mean the same to the user
-        raise ReplayError(f"cannot open bag {bag}: {type(exc).__name__}: {exc}") from exc
+        _Writer(out_bag, typestore).close()          # a valid, empty output bag: nothing could be processed
+        hint = " (truncated: the recording was interrupted?)" if "end magic" in str(exc) else ""
+        raise ReplayError(f"cannot open bag {bag}: {type(exc).__name__}: {exc}{hint}; wrote an empty output bag "
+                          f"{out_bag}", ReplayResult(str(bag), str(out_bag), {}, error=str(exc))) from exc
     try:
         roles, notes = discover_topics(reader, topic_map)
         result = ReplayResult(str(bag), str(out_bag), roles, warnings=list(notes))
@@ -284,83 +292,82 @@ def _run(reader: Any, roles: dict[str, str], stages: dict[str, Any], factory: mc
         result.frames.append(rec)
         return rec
 
-    try:
-        for conn, t_log, raw in reader.messages(connections=conns):
-            done += 1
-            if progress is not None:
-                progress(done, total)
-            role = topic_role[conn.topic]
-            try:
-                msg = reader.deserialize(raw, conn.msgtype)
-            except Exception as exc:  # a message rosbags cannot decode: count it, keep going
-                result.rejected[f"{role}:undecodable"] += 1
-                log.warning("cannot deserialise a %s message on %s: %s", conn.msgtype, conn.topic, exc)
-                continue
-            if role == "lighting":
-                if not lighting_events:
-                    _backfill_lighting(result, str(msg.data))   # frames seen before the first label
-                lighting = str(msg.data)
-                lighting_events.append((int(t_log), lighting))
-                continue
-            if role.startswith("gt_"):
-                gt[role][mc.stamp_to_ns(msg.header.stamp)] = msg
-                continue
-            stamp = mc.stamp_to_ns(msg.header.stamp)
-            try:
-                if role == "lidar" and "lidar" in stages:
-                    out = stages["lidar"](msg)
-                    emit("lidar", out, t_log)
-                    d = out.result.detections
-                    rec = record("lidar", stamp, out, {"num_detections": len(d)})
-                    rec["_pred"] = d
-                    _keep(result, "lidar", keep_samples, lighting, {"stamp_ns": stamp, "range": out.result.range_image.range,
-                                                                    "detections": d})
-                elif role == "rgb":
-                    rgb = decode_rgb(msg)
-                    seg_input = rgb
-                    if "refiner" in stages:
-                        out = stages["refiner"].run(rgb, msg.header, str(msg.encoding))
-                        emit("refiner", out, t_log)
-                        record("refiner", stamp, out)
-                        if cfg.refine_before_segmentation:
-                            seg_input = out.result.refined
-                    if "segmentation" in stages:
-                        out = stages["segmentation"].run(seg_input, msg.header)
-                        emit("segmentation", out, t_log)
-                        rec = record("segmentation", stamp, out)
-                        rec["_labels"] = out.result.labels
-                        rec["_class_names"] = out.result.class_names
-                        _keep(result, "segmentation", keep_samples, lighting,
-                              {"stamp_ns": stamp, "rgb": rgb, "labels": out.result.labels,
-                               "class_names": out.result.class_names})
-                    if "fusion" in stages:
-                        if "thermal" in roles:
-                            pair = sync.add(0, stamp, (msg, rgb, t_log))
-                            if pair is not None:
-                                _fuse(stages, pair.first, decode_thermal(pair.second[0]), pair, emit, record,
-                                      result, keep_samples, lighting)
-                        else:
-                            out = stages["fusion"].run(rgb, None, msg.header, degraded=("thermal",))
-                            emit("fusion", out, t_log)
-                            rec = record("fusion", stamp, out, {"rgb_share": out.result.rgb_share})
-                            rec["_pred"] = out.result
-                elif role == "thermal" and "fusion" in stages:
-                    pair = sync.add(1, stamp, (msg, None, t_log))
-                    if pair is not None:
-                        _fuse(stages, pair.first, decode_thermal(msg), pair, emit, record, result, keep_samples,
-                              lighting)
-            except mc.ConversionError as exc:
-                result.rejected[f"{role}:{str(exc).split(' (')[0][:50]}"] += 1
-                log.warning("rejected a %s message at %d: %s", role, stamp, exc)
-    except (OSError, EOFError, ValueError, KeyError, IndexError, struct.error) as exc:
-        result.error = (f"bag {result.bag} is truncated or corrupt after {done} of {total} messages "
-                        f"({type(exc).__name__}: {exc}); the output bag holds everything before that point")
-    except Exception as exc:  # rosbags' own reader errors have no common base class with the ones above
-        if type(exc).__module__.startswith("rosbags"):
+    messages = iter(reader.messages(connections=conns))
+    while True:
+        try:
+            conn, t_log, raw = next(messages)
+        except StopIteration:
+            break
+        except Exception as exc:  # whatever the storage layer raises for a damaged file (zstd, struct, sqlite...)
             result.error = (f"bag {result.bag} is truncated or corrupt after {done} of {total} messages "
                             f"({type(exc).__name__}: {exc}); the output bag holds everything before that point")
-        else:
-            raise
+            break
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        role = topic_role[conn.topic]
+        try:
+            msg = reader.deserialize(raw, conn.msgtype)
+        except Exception as exc:  # a message rosbags cannot decode: count it, keep going
+            result.rejected[f"{role}:undecodable"] += 1
+            log.warning("cannot deserialise a %s message on %s: %s", conn.msgtype, conn.topic, exc)
+            continue
+        if role == "lighting":
+            if not lighting_events:
+                _backfill_lighting(result, str(msg.data))   # frames seen before the first label
+            lighting = str(msg.data)
+            lighting_events.append((int(t_log), lighting))
+            continue
+        if role.startswith("gt_"):
+            gt[role][mc.stamp_to_ns(msg.header.stamp)] = msg
+            continue
+        stamp = mc.stamp_to_ns(msg.header.stamp)
+        try:
+            if role == "lidar" and "lidar" in stages:
+                out = stages["lidar"](msg)
+                emit("lidar", out, t_log)
+                d = out.result.detections
+                rec = record("lidar", stamp, out, {"num_detections": len(d)})
+                rec["_pred"] = d
+                _keep(result, "lidar", keep_samples, lighting, {"stamp_ns": stamp, "range": out.result.range_image.range,
+                                                                "detections": d})
+            elif role == "rgb":
+                rgb = decode_rgb(msg)
+                seg_input = rgb
+                if "refiner" in stages:
+                    out = stages["refiner"].run(rgb, msg.header, str(msg.encoding))
+                    emit("refiner", out, t_log)
+                    record("refiner", stamp, out)
+                    if cfg.refine_before_segmentation:
+                        seg_input = out.result.refined
+                if "segmentation" in stages:
+                    out = stages["segmentation"].run(seg_input, msg.header)
+                    emit("segmentation", out, t_log)
+                    rec = record("segmentation", stamp, out)
+                    rec["_labels"] = out.result.labels
+                    rec["_class_names"] = out.result.class_names
+                    _keep(result, "segmentation", keep_samples, lighting,
+                          {"stamp_ns": stamp, "rgb": rgb, "labels": out.result.labels,
+                           "class_names": out.result.class_names})
+                if "fusion" in stages:
+                    if "thermal" in roles:
+                        pair = sync.add(0, stamp, (msg, rgb, t_log))
+                        if pair is not None:
+                            _fuse(stages, pair.first, decode_thermal(pair.second[0]), pair, emit, record,
+                                  result, keep_samples, lighting)
+                    else:
+                        out = stages["fusion"].run(rgb, None, msg.header, degraded=("thermal",))
+                        emit("fusion", out, t_log)
+                        rec = record("fusion", stamp, out, {"rgb_share": out.result.rgb_share})
+                        rec["_pred"] = out.result
+            elif role == "thermal" and "fusion" in stages:
+                pair = sync.add(1, stamp, (msg, None, t_log))
+                if pair is not None:
+                    _fuse(stages, pair.first, decode_thermal(msg), pair, emit, record, result, keep_samples,
+                          lighting)
+        except mc.ConversionError as exc:
+            result.rejected[f"{role}:{str(exc).split(' (')[0][:50]}"] += 1
+            log.warning("rejected a %s message at %d: %s", role, stamp, exc)
     result.frames_gt = gt  # type: ignore[attr-defined]
     result.sync_dropped = list(sync.dropped)  # type: ignore[attr-defined]
 

@@ -1,0 +1,123 @@
+"""Offline replay: an unusual bag with a topic map, one-to-one output stamps, metrics, the CLI, and bad bags."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import replay_config, write_unusual_bag
+from rosbags.highlevel import AnyReader
+
+from glassbox.bag.replay import ReplayError, replay
+from glassbox.bag.typestore import make_typestore
+
+MAP = {"lidar": "/velodyne_points", "rgb": "/cam/front/image_color", "thermal": "/flir/image_raw"}
+
+
+def read_stamps(bag: Path) -> dict[str, list[int]]:
+    """Header stamps (ns) per topic of an output bag; also proves every message deserialises."""
+    out = defaultdict(list)
+    with AnyReader([bag], default_typestore=make_typestore()) as r:
+        for c, _, raw in r.messages():
+            msg = r.deserialize(raw, c.msgtype)
+            header = getattr(msg, "header", None) or msg.markers[0].header
+            out[c.topic].append(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
+    return dict(out)
+
+
+@pytest.fixture(scope="module")
+def unusual_bag(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bags") / "unusual"
+    return path, write_unusual_bag(path, storage="sqlite3")
+
+
+def test_unusual_sqlite3_bag_replays_one_to_one(unusual_bag, cards, tmp_path):
+    bag, stamps = unusual_bag
+    result = replay(bag, tmp_path / "out", replay_config(cards), topic_map=MAP)
+    out = read_stamps(tmp_path / "out")
+    for suffix in ("detections", "markers", "uncertainty", "entropy"):
+        assert out[f"/glassbox/lidar/{suffix}"] == stamps["lidar"], suffix
+    for topic in ("/glassbox/refiner/image_refined", "/glassbox/segmentation/labels",
+                  "/glassbox/segmentation/uncertainty", "/glassbox/segmentation/overlay"):
+        assert out[topic] == stamps["rgb"], topic
+    # RGB and thermal are 30 ms apart (slop 50 ms): every RGB frame is fused exactly once, with the RGB stamp.
+    assert out["/glassbox/fusion/detections"] == stamps["rgb"]
+    assert out["/glassbox/fusion/fusion_weights"] == stamps["rgb"]
+    assert len(out["/diagnostics"]) == sum(len(v) for k, v in out.items() if k.endswith("/entropy"))
+    assert result.metrics["lidar"] == "no ground truth in the bag"
+    assert result.metrics["frames"] == {"lidar": 3, "refiner": 3, "segmentation": 3, "fusion": 3}
+
+
+def test_topics_found_by_type_and_encoding_without_a_map(unusual_bag, cards, tmp_path):
+    bag, _ = unusual_bag
+    result = replay(bag, tmp_path / "out", replay_config(cards, capabilities=("lidar", "fusion")))
+    assert result.topics == MAP
+
+
+def test_cli_replay_writes_bag_report_and_metrics(tmp_path, cards):
+    bag = tmp_path / "gt.mcap"
+    write_unusual_bag(bag, storage="mcap", frames=2, with_gt=True)
+    cfg = tmp_path / "replay.yaml"
+    cfg.write_text("\n".join(f"{k}_card: {v}" for k, v in cards.items()) + "\ncapabilities: [fusion]\n")
+    res = subprocess.run([sys.executable, "-m", "glassbox.cli", "replay", str(bag), "--out", str(tmp_path / "out"),
+                          "--config", str(cfg), "--report", str(tmp_path / "report"), "--quiet",
+                          "--map", "rgb=/cam/front/image_color,thermal=/flir/image_raw,gt_rgb=/truth/rgb/detections"],
+                         capture_output=True, text=True, env=os.environ, timeout=600)
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads((tmp_path / "report/metrics.json").read_text())["metrics"]
+    assert metrics["fusion"]["all"]["frames"] == 2 and 0.0 <= metrics["fusion"]["all"]["map50"] <= 1.0
+    html = (tmp_path / "report/report.html").read_text()
+    assert "fusion" in html and "fusion_0.png" in html and (tmp_path / "report/fusion_0.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ bad bags
+@pytest.fixture(scope="module")
+def mcap_bag(tmp_path_factory):
+    path = tmp_path_factory.mktemp("mcap") / "drive"
+    write_unusual_bag(path, storage="mcap", frames=3, empty_topic=True)
+    return next(path.glob("*.mcap"))
+
+
+def test_truncated_bag_clear_message_and_valid_empty_output(mcap_bag, cards, tmp_path):
+    data = mcap_bag.read_bytes()
+    bad = tmp_path / "truncated.mcap"
+    bad.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ReplayError, match="truncated"):
+        replay(bad, tmp_path / "out", replay_config(cards, capabilities=("lidar",)))
+    assert read_stamps(tmp_path / "out") == {}
+
+
+def test_corrupt_chunk_keeps_everything_before_it(mcap_bag, cards, tmp_path):
+    data = bytearray(mcap_bag.read_bytes())
+    # Damage the last LiDAR chunk's payload: the messages before it still replay.
+    at = data.rfind(b"velodyne")
+    cut = len(data) * 3 // 4 if at < 0 else at + 200
+    data[cut:cut + 4000] = np.random.default_rng(0).integers(0, 255, 4000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "corrupt.mcap"
+    bad.write_bytes(bytes(data))
+    try:
+        replay(bad, tmp_path / "out", replay_config(cards, capabilities=("lidar",)), topic_map={"lidar": MAP["lidar"]})
+    except ReplayError as exc:
+        assert "corrupt" in str(exc) or "cannot open" in str(exc)
+    else:
+        pytest.fail("a damaged bag replayed without an error")
+    read_stamps(tmp_path / "out")   # the output bag is valid whatever was processed
+
+
+def test_wrong_type_for_a_role_and_missing_topic(mcap_bag, cards, tmp_path):
+    with pytest.raises(ReplayError, match="must carry sensor_msgs/msg/PointCloud2"):
+        replay(mcap_bag, tmp_path / "a", replay_config(cards), topic_map={"lidar": MAP["rgb"]})
+    with pytest.raises(ReplayError, match="no topic '/nope'"):
+        replay(mcap_bag, tmp_path / "b", replay_config(cards), topic_map={"lidar": "/nope"})
+
+
+def test_empty_topic_and_missing_ground_truth_are_reported(mcap_bag, cards, tmp_path):
+    result = replay(mcap_bag, tmp_path / "out", replay_config(cards, capabilities=("lidar",)),
+                    topic_map={"lidar": "/unused/points"})
+    assert any("/unused/points" in w and "no messages" in w for w in result.warnings)
+    assert result.metrics["frames"] == {}
