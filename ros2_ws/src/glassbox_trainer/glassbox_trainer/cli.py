@@ -31,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str) -> Path:
-    """Export the final weights of a finished run (ONNX, .pt, card) into ``export_dir``."""
+def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str, default_name: str = "") -> Path:
+    """Export the final weights of a finished run (ONNX, .pt, card) into ``export_dir`` as ``export.name``
+    (default: ``default_name``, else the task name)."""
     from glassbox_trainer.export import export_model
     from glassbox_trainer.task import build_task
 
@@ -43,7 +44,7 @@ def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str) -> 
     _, val_set = task.datasets()
     training = {"command": command, "data": cfg.export.data, "seed": cfg.seed, "steps": result["steps"],
                 "loss": result["formula"], "config": to_dict(cfg)}
-    return export_model(task, model, export_dir, cfg.export.name or task.name, result["metrics"],
+    return export_model(task, model, export_dir, cfg.export.name or default_name or task.name, result["metrics"],
                         eval_loader(task, val_set, cfg), _probe_config(cfg), training, cfg.export.parity_atol,
                         cfg.export.entropy_batches, weights=weights)
 
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.export:
-        result["card"] = str(export_run(cfg, out, result, Path(args.export), command))
+        result["card"] = str(export_run(cfg, out, result, Path(args.export), command,
+                                        default_name=name if args.section else ""))
     print(json.dumps({k: v for k, v in result.items() if k != "fmcs"}, indent=1, default=str))
     return 0
 
