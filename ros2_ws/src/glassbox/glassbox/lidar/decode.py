@@ -11,7 +11,8 @@ Works on numpy arrays of one scan (the outputs of either backend, torch or ONNX 
 3. class-wise greedy NMS on the exact rotated BEV IoU (``glassbox.lidar.iou``), at most ``max_detections`` kept;
 4. uncertainty of each detection: the binary entropy of its score (nats), and the spread of the boxes decoded at
    the ``spread_topk`` best-scoring filled pixels of its class in a (2 ``spread_radius`` + 1)^2 window around the
-   peak: the score-weighted RMS distance of their centres to their mean (metres) and the circular standard
+   peak whose score is at least ``spread_min_ratio`` times the peak's (pixels of the same object, not the wall
+   behind it): the score-weighted RMS distance of their centres to their mean (metres) and the circular standard
    deviation of their yaws (radians).
 """
 from __future__ import annotations
@@ -39,6 +40,7 @@ class DecodeConfig:
     max_detections: int = 50
     spread_radius: int = 2
     spread_topk: int = 8
+    spread_min_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         if self.peak_kernel < 1 or self.peak_kernel % 2 == 0:
@@ -169,6 +171,8 @@ def _spread(scores: np.ndarray, cls: np.ndarray, rows: np.ndarray, cols: np.ndar
     inside = (wr >= 0) & (wr < h)
     wr = np.clip(wr, 0, h - 1)
     ws = np.where(inside & mask[wr, wc], scores[cls[:, None], wr, wc], -1.0)
+    peak = scores[cls, rows, cols][:, None]
+    ws = np.where(ws >= cfg.spread_min_ratio * peak, ws, -1.0)            # only pixels that share the peak
     kk = min(cfg.spread_topk, ws.shape[1])
     top = np.argsort(-ws, axis=1)[:, :kk]                                  # (D, k)
     tr, tc = np.take_along_axis(wr, top, 1), np.take_along_axis(wc, top, 1)
