@@ -183,7 +183,8 @@ def test_fmcs_report_marks_phases_and_when_each_module_settles(tmp_path):
     m = np.arange(1, 101)
     loss = 2 * np.exp(-0.1 * m) + 0.05                                   # one value per 2-step block
     with open(tmp_path / "train_log.csv", "w") as fh:
-        fh.write("step,task\n" + "".join(f"{2 * i + j + 1},{float(v)!r}\n" for i, v in enumerate(loss) for j in range(2)))
+        rows = (f"{2 * i + j + 1},{float(v)!r}\n" for i, v in enumerate(loss) for j in range(2))
+        fh.write("step,task\n" + "".join(rows))
     with open(tmp_path / "entropy.csv", "w") as fh:
         fh.write("step,layer,entropy_nats,delta_nats\n")
         for s in range(0, 201, 10):
