@@ -17,7 +17,10 @@ a run killed with SIGKILL at any moment and resumed writes the same log as an un
 Multi-process: launched by ``torchrun``, every process trains on its shard of each global batch; gradients
 are averaged by ``DistributedDataParallel`` (gloo on CPU, NCCL on CUDA). The wrapped module computes all loss
 terms inside its forward, so any task method (``forward_features``, ``forward_head``) may be called. Logged
-values are averaged over processes; only rank 0 writes files. AMP (bfloat16 autocast, float16 with a
+values are averaged over processes; only rank 0 writes files. Terms that are linear in the batch (task
+losses, KD, SRM) give the same gradient as one process with the whole batch; Eloss, a non-linear function of
+batch-mean entropies, is computed per process shard (like BatchNorm statistics), and MOSAKD's neighbours are
+searched within each shard. AMP (bfloat16 autocast, float16 with a
 ``GradScaler`` where bfloat16 is unsupported) is used on CUDA only.
 """
 from __future__ import annotations
