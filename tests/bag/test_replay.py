@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import replay_config, write_unusual_bag
+from conftest import replay_config
+from support_bags import write_unusual_bag
 from rosbags.highlevel import AnyReader
 
 from glassbox.bag.replay import ReplayError, replay

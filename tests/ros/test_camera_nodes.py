@@ -107,10 +107,6 @@ def test_fusion_node_pairs_then_degrades_to_rgb(frames, model_cards, ros_client,
     ros_client.wait_for_subscribers(pub_th, timeout=120)
     ros_client.wait_for_publishers([f"{ns}/{s}" for s in FUSION_OUT], timeout=120)
     rgb, th = frames
-    # Both streams live (the very first frame of each may be processed alone: the other was not seen yet).
-    pub_th.publish(_msg(th, "mono16", 29, "thermal"))
-    pub_rgb.publish(_msg(rgb, "rgb8", 29))
-    ros_client.spin_for(0.3)
     # Thermal first, then RGB 20 ms later: one approximate-time pair, stamped with the RGB header.
     th_msg = _msg(th, "mono16", 30, "thermal")
     th_msg.header.stamp.nanosec = 0

@@ -32,27 +32,33 @@ class RgbtFusionNode(PerceptionNode):
                                  lo=0.05, hi=60.0)
         homography = declare(self, "homography_thermal_to_rgb", [0.0] * 9, "3x3 row-major homography mapping "
                              "thermal pixels to RGB pixels; all zeros = the one in the model card", read_only=True)
-        score = declare(self, "score_threshold", 0.3, "minimum detection score", lo=0.0, hi=1.0, read_only=True)
-        overrides = {"score_threshold": score}
+        score = declare(self, "score_threshold", -1.0, "minimum detection score; -1 = the model card's",
+                        lo=-1.0, hi=1.0, read_only=True)
+        overrides = {"score_threshold": score} if score >= 0 else {}
         if any(homography):
             overrides["homography_thermal_to_rgb"] = tuple(float(v) for v in homography)
         self.start(FusionStage(self.build_pipeline("fusion", **overrides), RCLPY))
         self.sync = ApproximateTimeSync(SyncConfig(slop_s=slop, queue_size=queue))
-        self.last_seen = {"rgb": None, "thermal": None}
-        self.last_thermal_shape = None
+        self.last_seen: dict[str, float | None] = {"rgb": None, "thermal": None}
+        self.first_seen: dict[str, float | None] = {"rgb": None, "thermal": None}
         self.sub_rgb = self.create_subscription(Image, "rgb", self.on_rgb, qos_profile_sensor_data)
         self.sub_thermal = self.create_subscription(Image, "thermal", self.on_thermal, qos_profile_sensor_data)
 
-    def silent(self, stream: str) -> bool:
-        seen = self.last_seen[stream]
-        return seen is None or time.monotonic() - seen > self.timeout_s
+    def seen(self, stream: str) -> None:
+        now = time.monotonic()
+        self.last_seen[stream] = now
+        if self.first_seen[stream] is None:
+            self.first_seen[stream] = now
 
-    def degraded(self) -> tuple[str, ...]:
-        return tuple(s for s in ("rgb", "thermal") if self.silent(s))
+    def silent(self, stream: str, other: str) -> bool:
+        """``stream`` is silent when it stopped for ``sensor_timeout_s``, or never came within that time of
+        ``other`` starting (so the first frames of a start-up wait for their partner instead of going alone)."""
+        since = self.last_seen[stream] if self.last_seen[stream] is not None else self.first_seen[other]
+        return since is not None and time.monotonic() - since > self.timeout_s
 
     def on_rgb(self, msg: Image) -> None:
-        self.last_seen["rgb"] = time.monotonic()
-        if self.silent("thermal"):              # thermal absent: RGB alone, right away
+        self.seen("rgb")
+        if self.silent("thermal", "rgb"):       # thermal absent: RGB alone, right away
             self.diag.warnings = ["thermal stream silent: RGB only"]
             self.run_stage("rgb", lambda: self.stage(msg, None, degraded=("thermal",)), msg.header)
             return
@@ -62,8 +68,8 @@ class RgbtFusionNode(PerceptionNode):
             self.fuse(pair)
 
     def on_thermal(self, msg: Image) -> None:
-        self.last_seen["thermal"] = time.monotonic()
-        if self.silent("rgb"):                  # RGB absent: thermal alone, with a black RGB frame
+        self.seen("thermal")
+        if self.silent("rgb", "thermal"):       # RGB absent: thermal alone, with a black RGB frame
             self.diag.warnings = ["rgb stream silent: thermal only"]
             self.run_stage("thermal", lambda: self.thermal_only(msg), msg.header)
             return

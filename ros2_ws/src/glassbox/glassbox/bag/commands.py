@@ -81,7 +81,7 @@ def run_replay(args: argparse.Namespace) -> int:
         try:
             summary = live_replay(args.bag, args.out, cfg, topic_map=args.map, rate=args.rate,
                                   overwrite=args.overwrite)
-        except (LiveReplayError, ReplayError) as exc:
+        except (LiveReplayError, ReplayError, OSError) as exc:
             print(f"glassbox replay --live: {exc}", file=sys.stderr)
             return 2
         print(summary.describe())
