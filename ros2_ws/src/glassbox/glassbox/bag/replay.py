@@ -67,6 +67,7 @@ class ReplayConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     output_namespace: str = "/glassbox"
+    calibration: str = ""           # YAML with homography_thermal_to_rgb; default: <bag>.calib.yaml if present
     min_gt_points: int = 0          # LiDAR ground truth boxes hit by fewer points are ignored in AP (0: none)
 
     def __post_init__(self) -> None:
@@ -216,7 +217,7 @@ def replay(bag: str | Path, out_bag: str | Path, cfg: ReplayConfig = ReplayConfi
     try:
         roles, notes = discover_topics(reader, topic_map)
         result = ReplayResult(str(bag), str(out_bag), roles, warnings=list(notes))
-        stages, references = _build_stages(cfg, roles, factory, result)
+        stages, references = _build_stages(cfg, roles, factory, result, _homography(bag, cfg, result))
         monitor = EntropyMonitor(references, cfg.monitor)
         result.references = {m: {k: (r.mean, r.std) for k, r in layers.items()} for m, layers in references.items()}
         writer = _Writer(out_bag, typestore)
@@ -233,8 +234,28 @@ def replay(bag: str | Path, out_bag: str | Path, cfg: ReplayConfig = ReplayConfi
     return result
 
 
+def _homography(bag: Path, cfg: ReplayConfig, result: ReplayResult) -> tuple[float, ...] | None:
+    """The thermal -> RGB homography of the recording: ``cfg.calibration`` or ``<bag>.calib.yaml`` (written by
+    ``glassbox sim``); None when neither exists (the fusion model card's is used then)."""
+    import yaml
+    candidates = [Path(cfg.calibration)] if cfg.calibration else \
+        [bag.with_suffix(".calib.yaml"), bag / f"{bag.name}.calib.yaml", bag.parent / f"{bag.name}.calib.yaml"]
+    for path in candidates:
+        if path.is_file():
+            data = yaml.safe_load(path.read_text()) or {}
+            if "homography_thermal_to_rgb" not in data:
+                raise ReplayError(f"{path}: no homography_thermal_to_rgb in the calibration file")
+            h = np.asarray(data["homography_thermal_to_rgb"], np.float64).reshape(-1)
+            if h.size != 9:
+                raise ReplayError(f"{path}: homography_thermal_to_rgb needs 9 values, got {h.size}")
+            return tuple(float(x) for x in h)
+    if cfg.calibration:
+        raise ReplayError(f"calibration file not found: {cfg.calibration}")
+    return None
+
+
 def _build_stages(cfg: ReplayConfig, roles: dict[str, str], factory: mc.MessageFactory,
-                  result: ReplayResult) -> tuple[dict[str, Any], dict]:
+                  result: ReplayResult, homography: tuple[float, ...] | None = None) -> tuple[dict[str, Any], dict]:
     needs = {"lidar": ("lidar",), "refiner": ("rgb",), "segmentation": ("rgb",), "fusion": ("rgb",)}
     stages, cards = {}, []
     for cap in cfg.capabilities:
@@ -243,8 +264,9 @@ def _build_stages(cfg: ReplayConfig, roles: dict[str, str], factory: mc.MessageF
             result.warnings.append(f"{cap}: skipped, the bag has no {missing[0]} topic")
             continue
         card = card_path_for(cap, getattr(cfg, f"{cap}_card"), cfg.models_dir or None)
+        extra = {"homography_thermal_to_rgb": homography} if cap == "fusion" and homography else {}
         pipeline, _ = build_pipeline(cap, card, backend=cfg.backend, providers=cfg.providers, threads=cfg.threads,
-                                     entropy_every_n=cfg.entropy_every_n)
+                                     entropy_every_n=cfg.entropy_every_n, **extra)
         stages[cap] = build_stage(cap, pipeline, factory)
         cards.append(card)
     if not stages:

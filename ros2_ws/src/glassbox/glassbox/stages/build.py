@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from glassbox.models.card import ModelCard, load_card
 from glassbox.msgcodec import MessageFactory
 from glassbox.stages.base import probe_config_for_card
@@ -94,8 +96,9 @@ def _camera_config(capability: str, card_path: Path, card: ModelCard, common: di
         size = _input_size(card, "rgb")
     cfg = cfg_cls(model_path=str(model_path), **common)
     known = {f.name for f in fields(cfg_cls)}
-    extra = {k: (tuple(v) if isinstance(v, list) else v) for k, v in card.extra.items()
-             if k in known and not isinstance(v, dict)}
+    extra = {k: (tuple(float(x) for x in np.ravel(v)) if k == "homography_thermal_to_rgb" else
+                 tuple(v) if isinstance(v, list) else v)
+             for k, v in card.extra.items() if k in known and not isinstance(v, dict)}
     if size is not None and "input_size" in known:
         extra["input_size"] = size
     if card.classes and "class_names" in known:
