@@ -122,3 +122,10 @@ def test_empty_topic_and_missing_ground_truth_are_reported(mcap_bag, cards, tmp_
                     topic_map={"lidar": "/unused/points"})
     assert any("/unused/points" in w and "no messages" in w for w in result.warnings)
     assert result.metrics["frames"] == {}
+
+
+def test_shipped_replay_config_loads():
+    from glassbox.bag.replay import ReplayConfig
+    from glassbox.config import load_config
+    cfg = load_config(Path(__file__).resolve().parents[2] / "config/replay.yaml", ReplayConfig)
+    assert cfg == ReplayConfig()   # the file documents the defaults, and only them
