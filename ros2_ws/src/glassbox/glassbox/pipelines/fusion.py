@@ -1,8 +1,8 @@
 """RGB-thermal fusion pipeline: an RGB image and a thermal image in, 2D detections, fusion weights, entropy out.
 
-Chain: optional refiner on the RGB image -> thermal warped into the RGB image with the configured homography
-(thermal pixels -> RGB pixels; a missing thermal frame is a black one, i.e. a dead sensor) -> both resized to
-the model's input size -> GEM (eager PyTorch or ONNX Runtime) -> CenterNet decoding (3x3 peaks, top-k, score
+Chain: thermal warped into the RGB image with the configured homography (thermal pixels -> RGB pixels; a
+missing thermal frame is a black one, i.e. a dead sensor) -> both resized to the model's input size ->
+optional refiner on the resized RGB image -> GEM (eager PyTorch or ONNX Runtime) -> CenterNet decoding (3x3 peaks, top-k, score
 threshold; no NMS) -> boxes scaled back to RGB pixels. Per detection, the uncertainty is the binary entropy of
 its score; per frame, the reliability weights ``w_rgb``, ``w_thermal`` and the RGB display share
 ``w_rgb / (w_rgb + w_thermal)``. 16-bit thermal frames are scaled to 8 bits with a 1-99 percentile stretch
@@ -131,10 +131,11 @@ class FusionPipeline:
 
     def __call__(self, rgb: np.ndarray, thermal: np.ndarray | None) -> FusionResult:
         t0 = time.perf_counter()
-        if self.refiner is not None:
-            rgb = self.refiner(rgb).refined
-        t1 = time.perf_counter()
         x_rgb, x_th = self.prepare(rgb, thermal)
+        t1 = time.perf_counter()
+        if self.refiner is not None:
+            small = (x_rgb[0].transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
+            x_rgb = (self.refiner(small).refined.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         t2 = time.perf_counter()
         out, feats = self.runner.run(x_rgb, x_th)
         t3 = time.perf_counter()
@@ -150,7 +151,7 @@ class FusionPipeline:
         share = w_r / (w_r + w_t) if w_r + w_t > 1e-12 else 0.5
         t5 = time.perf_counter()
         self._frame += 1
-        timings = {"refiner": t1 - t0, "pre": t2 - t1, "network": t3 - t2, "entropy": t4 - t3, "post": t5 - t4,
+        timings = {"pre": t1 - t0, "refiner": t2 - t1, "network": t3 - t2, "entropy": t4 - t3, "post": t5 - t4,
                    "total": t5 - t0}
         return FusionResult(boxes, scores, classes, score_entropy(scores), w_r, w_t, share, profile,
                             {k: 1e3 * v for k, v in timings.items()})

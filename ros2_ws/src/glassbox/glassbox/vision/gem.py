@@ -207,12 +207,14 @@ class Gem(nn.Module):
         s_r = self.backbone_rgb(rgb) if self.use_rgb else None                  # (B, F, H/8, W/8)
         s_t = self.backbone_thermal(thermal) if self.use_thermal else None
         w_r, w_t = ones, ones
+        # Single-modality baselines keep the unused input in the graph (weight 0), so that every exported
+        # model has the same two inputs.
         if cfg.fusion == "rgb":
             fused = s_r
-            w_t = ones * 0.0
+            w_t = thermal.mean(dim=(1, 2, 3)) * 0.0
         elif cfg.fusion == "thermal":
             fused = s_t
-            w_r = ones * 0.0
+            w_r = rgb.mean(dim=(1, 2, 3)) * 0.0
         elif cfg.fusion.startswith("scalar"):
             w_r, w_t = self.weight_rgb(s_r), self.weight_thermal(s_t)
             a, b = w_r[:, None, None, None] * s_r, w_t[:, None, None, None] * s_t

@@ -235,9 +235,13 @@ def downstream_table(refiner_card: str, segmentation_card: str, fusion_card: str
 
     off = ProbeConfig(enabled=False)
     refiner = RefinerPipeline.from_card(refiner_card, backend="onnxruntime", probe=off, threads=threads)
-    seg = SegmentationPipeline.from_card(segmentation_card, backend="onnxruntime", probe=off, threads=threads)
-    fus = FusionPipeline.from_card(fusion_card, backend="onnxruntime", probe=off, threads=threads,
-                                   score_threshold=0.05)
+    segs = {flag: SegmentationPipeline.from_card(segmentation_card, backend="onnxruntime", probe=off,
+                                                 threads=threads, refiner=refiner if flag else None)
+            for flag in (False, True)}
+    fuss = {flag: FusionPipeline.from_card(fusion_card, backend="onnxruntime", probe=off, threads=threads,
+                                           score_threshold=0.05, refiner=refiner if flag else None)
+            for flag in (False, True)}
+    seg, fus = segs[False], fuss[False]
     mode = "binary" if len(seg.class_names) == 2 else "multiclass"
     data = CameraDataConfig()
     iw, ih = fus.cfg.input_size
@@ -252,10 +256,8 @@ def downstream_table(refiner_card: str, segmentation_card: str, fusion_card: str
             for f in loaded:
                 clean = torch.from_numpy(f["rgb"]).permute(2, 0, 1)[None].float() / 255.0
                 rgb = _to_uint8(fn(clean))
-                if use_refiner:
-                    rgb = refiner(rgb).refined
-                meter.update(seg(rgb).labels, to_labels(f["semantic"], mode))
-                r = fus(rgb, f["thermal"])
+                meter.update(segs[use_refiner](rgb).labels, to_labels(f["semantic"], mode))
+                r = fuss[use_refiner](rgb, f["thermal"])
                 dets.append(Detections2D(r.boxes, r.scores, r.classes))
                 boxes = f["boxes2d"]
                 small = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * (iw / f["rgb"].shape[1]) < 8
