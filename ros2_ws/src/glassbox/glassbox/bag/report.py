@@ -174,10 +174,13 @@ def plot_samples(result: ReplayResult, out: Path, max_per_cap: int = 3) -> list[
 def _table(rows: list[list[Any]], header: list[str]) -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
-            return f"{v:.3f}"
-        return html.escape("—" if v is None else str(v))
+            text = str(int(v)) if v.is_integer() and abs(v) > 1 else f"{v:.3f}"
+            return f"<td>{text}</td>"
+        if isinstance(v, int):
+            return f"<td>{v}</td>"
+        return f"<td class='text'>{html.escape('—' if v is None else str(v))}</td>"
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -212,7 +215,7 @@ def _metric_tables(metrics: dict[str, Any]) -> str:
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:24px auto;
 padding:0 16px;color:#222}h1{margin-bottom:4px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:32px}
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd;
+th{background:#f3f3f3}td.text,th:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd;
 margin:6px 0}.warn{background:#fff3cd;border:1px solid #e0c36a;padding:8px 12px;border-radius:4px}
 .muted{color:#666;font-size:90%}figure{margin:0 0 14px}figcaption{font-size:90%;color:#444}"""
 
@@ -243,7 +246,7 @@ def write_report(result: ReplayResult, out_dir: str | Path, warn_z: float = 3.0)
             "<h2>Entropy monitor</h2>", img(mon, "monitor level per entropy profile") if mon else "<p>No profiles.</p>",
             "<h2>Per-layer entropy</h2><p class='muted'>Green band: the model card's reference profile "
             f"(mean ± {warn_z:g} std on validation data); background: lighting segment.</p>",
-            *[img(p, p.stem) for p in ent],
+            *[img(p, f"per-layer entropy of {p.stem[len('entropy_'):]}") for p in ent],
             "<h2>Latency per stage</h2>", img(lat, "mean latency per stage") if lat else "",
             "<h2>Frames</h2>", *[img(p, cap) for cap, p in samples]]
     path = out / "report.html"
