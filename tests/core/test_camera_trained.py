@@ -71,7 +71,7 @@ def test_gem_weights_respond_to_a_dead_rgb_sensor(frames):
         dead = pipe(np.zeros_like(f.rgb), f.thermal8)
         assert dead.w_rgb < normal.w_rgb
         assert dead.rgb_share < normal.rgb_share
-        # detection continues on the thermal stream: some large ground-truth object is still found
+        # detection continues on the thermal stream: a large ground-truth object is still found
         big = np.minimum(f.boxes2d[:, 2] - f.boxes2d[:, 0], f.boxes2d[:, 3] - f.boxes2d[:, 1]) >= 20
-        if big.any() and len(dead.boxes):
-            assert box_iou(dead.boxes, f.boxes2d[big]).max() >= 0.3
+        assert big.any() and len(dead.boxes) > 0
+        assert box_iou(dead.boxes, f.boxes2d[big]).max() >= 0.3

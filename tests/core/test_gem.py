@@ -1,6 +1,5 @@
 """GEM fusion: shapes per mode, Eq. 1 stop-gradient, dead-sensor algebra, symmetry, masks, Gumbel-Softmax,
 and the CenterNet encode/decode round trip."""
-import copy
 
 import numpy as np
 import pytest
