@@ -101,6 +101,7 @@ def test_fusion_node_pairs_then_degrades_to_rgb(frames, model_cards, ros_client,
                               "diagnostics_period_s": 0.2})
     for suffix, typ in FUSION_OUT.items():
         ros_client.subscribe(typ, f"{ns}/{suffix}")
+    ros_client.subscribe(DiagnosticArray, "/diagnostics")
     pub_rgb = ros_client.publisher(Image, f"{ns}/rgb")
     pub_th = ros_client.publisher(Image, f"{ns}/thermal")
     ros_client.wait_for_subscribers(pub_rgb, timeout=120)

@@ -29,8 +29,7 @@ class LidarDetectorNode(PerceptionNode):
         pipeline.cfg = replace(pipeline.cfg, decode=replace(
             decode, score_threshold=decode.score_threshold if score < 0 else score,
             nms_iou=decode.nms_iou if nms < 0 else nms))
-        self.start(LidarStage(pipeline, RCLPY, marker_lifetime_s=lifetime),
-                   {"providers": ",".join(getattr(pipeline.session, "providers", ["torch:" + self.device]))})
+        self.start(LidarStage(pipeline, RCLPY, marker_lifetime_s=lifetime))
         self.sub = self.create_subscription(PointCloud2, "points", self.on_points, qos_profile_sensor_data)
 
     def on_points(self, msg: PointCloud2) -> None:

@@ -87,7 +87,8 @@ class NodeDiagnostics:
         self.skipped_no_subscribers = 0
         self.processed_count = 0
         self.info: dict[str, str] = {}
-        self.warnings: list[str] = []
+        self.warnings: list[str] = []     # lasting conditions (e.g. an execution provider fallback)
+        self.state = ""                   # the node's current degraded state, if any ("" = nominal)
         self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.timer = node.create_timer(period_s, self.publish)
 
@@ -112,8 +113,8 @@ class NodeDiagnostics:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
         level = DiagnosticStatus.OK
         message = "ok"
-        if self.warnings:
-            level, message = DiagnosticStatus.WARN, "; ".join(self.warnings)
+        if self.warnings or self.state:
+            level, message = DiagnosticStatus.WARN, "; ".join(self.warnings + ([self.state] if self.state else []))
         elif self.rejected:
             level = DiagnosticStatus.WARN
             message = f"{sum(self.rejected.values())} input(s) rejected"
@@ -168,11 +169,20 @@ class PerceptionNode(Node):
         self.pubs: dict[str, Any] = {}
 
     def build_pipeline(self, capability: str, **overrides: Any) -> Any:
-        """The core pipeline from the verified model card and this node's backend / entropy parameters."""
+        """The core pipeline from the verified model card and this node's backend / entropy parameters.
+
+        Execution providers that were asked for but are not available are reported loudly (log and
+        diagnostics), never silently replaced.
+        """
         from glassbox.stages.build import build_pipeline
         pipeline, _ = build_pipeline(capability, self.card_file, backend=self.backend, providers=self.providers,
                                      device=self.device, threads=self.threads, entropy_enabled=self.entropy_enabled,
                                      entropy_every_n=self.entropy_every_n, **overrides)
+        session = getattr(pipeline, "session", None) or getattr(getattr(pipeline, "runner", None), "session", None)
+        self.providers_in_use = ",".join(session.providers) if session is not None else f"torch:{self.device}"
+        self.provider_warnings = list(getattr(session, "warnings", []))
+        for w in self.provider_warnings:
+            self.get_logger().error(f"execution provider fallback: {w}")
         return pipeline
 
     def start(self, stage: Any, extra_info: dict[str, str] | None = None) -> None:
@@ -186,7 +196,8 @@ class PerceptionNode(Node):
                      for suffix, typename in stage.outputs.items()}
         self.diag = NodeDiagnostics(self, self.diag_period_s)
         self.diag.info.update({"model": self.card.name, "model_file": str(self.model_file), "backend": self.backend,
-                               **(extra_info or {})})
+                               "providers": getattr(self, "providers_in_use", ""), **(extra_info or {})})
+        self.diag.warnings = list(getattr(self, "provider_warnings", []))
         self.get_logger().info(f"{self.card.name} ({self.backend}) ready; publishing {', '.join(self.pubs)}")
 
     def run_stage(self, stream: str, run: Any, header: Any) -> None:

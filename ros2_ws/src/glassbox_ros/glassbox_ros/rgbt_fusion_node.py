@@ -59,10 +59,10 @@ class RgbtFusionNode(PerceptionNode):
     def on_rgb(self, msg: Image) -> None:
         self.seen("rgb")
         if self.silent("thermal", "rgb"):       # thermal absent: RGB alone, right away
-            self.diag.warnings = ["thermal stream silent: RGB only"]
+            self.diag.state = "thermal stream silent: RGB only"
             self.run_stage("rgb", lambda: self.stage(msg, None, degraded=("thermal",)), msg.header)
             return
-        self.diag.warnings = []
+        self.diag.state = ""
         pair = self.sync.add(0, stamp_to_ns(msg.header.stamp), msg)
         if pair is not None:
             self.fuse(pair)
@@ -70,7 +70,7 @@ class RgbtFusionNode(PerceptionNode):
     def on_thermal(self, msg: Image) -> None:
         self.seen("thermal")
         if self.silent("rgb", "thermal"):       # RGB absent: thermal alone, with a black RGB frame
-            self.diag.warnings = ["rgb stream silent: thermal only"]
+            self.diag.state = "rgb stream silent: thermal only"
             self.run_stage("thermal", lambda: self.thermal_only(msg), msg.header)
             return
         pair = self.sync.add(1, stamp_to_ns(msg.header.stamp), msg)
