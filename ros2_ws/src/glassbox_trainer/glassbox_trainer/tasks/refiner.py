@@ -149,6 +149,19 @@ class RefinerTask:
     def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
         return (batch["clean"],)
 
+    def card_extra(self) -> dict:
+        return {"entropy_reference_data": "8 day-lit synthetic validation frames (320x256), the camera domain "
+                                          "the node runs on"}
+
+    def reference_items(self, count: int = 8) -> list[Tensor]:
+        """Inputs of the card's reference entropy profile: day-lit synthetic validation frames, the camera domain
+        the refiner node runs on (the held-out photographs are for PSNR, not for the monitor)."""
+        from glassbox_trainer.tasks.segmentation import frame_indices
+
+        data = self.cfg.data
+        return [torch.from_numpy(render_frame(data, "val", i)["rgb"]).permute(2, 0, 1).float() / 255.0
+                for i in frame_indices(data, "val", count, ("day",))]
+
     def report(self, model: nn.Module) -> dict:
         return {"photos": photo_table(model)}
 

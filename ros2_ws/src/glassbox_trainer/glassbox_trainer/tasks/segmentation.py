@@ -280,7 +280,7 @@ def run(task_cls: type, description: str, train_fn: Any = train_from_schedule) -
 
 def finish(task: Any, model: nn.Module, out: Path, command: str, raw: dict, train_seconds: float | None) -> dict:
     """Evaluate, save ``<out>.pt``, export ``<out>.onnx``, check torch/ORT parity, record the reference entropy
-    profile over validation inputs, and write ``<out>.card.yaml`` (metrics, and the task's report if any)."""
+    profile over validation inputs (``task.reference_items()`` when the task defines it), and write ``<out>.card.yaml`` (metrics, and the task's report if any)."""
     from datetime import datetime, timezone
 
     import glassbox
@@ -301,9 +301,10 @@ def finish(task: Any, model: nn.Module, out: Path, command: str, raw: dict, trai
     session = OrtSession(onnx_path)
     probe = ProbeConfig()
     diffs, profiles = [], []
+    items = task.reference_items() if hasattr(task, "reference_items") else [val[i] for i in range(min(8, len(val)))]
     with torch.no_grad():
-        for i in range(min(8, len(val))):
-            inputs = task.example_inputs(task.collate([val[i]]))
+        for item in items:
+            inputs = task.example_inputs(task.collate([item]))
             feats = model.forward_features(*inputs)
             head = model.forward_head(feats)
             head = tuple(head) if isinstance(head, (tuple, list)) else (head,)
