@@ -247,7 +247,7 @@ def run_node(cap: str, card: Path, inputs: dict, speed: float, frames: int, lead
         for offset, stream, msg in msgs:
             due = offset * 1e-9 / speed
             while (now := time.perf_counter() - t_start) < due:
-                client.executor.spin_once(timeout_sec=min(0.005, due - now))
+                client.executor.spin_once(timeout_sec=due - now)   # wakes on an output or when due
             sent[stream][base_ns + offset] = time.perf_counter()
             pubs[stream].publish(msg)
         t_sent = time.perf_counter() - t_start
