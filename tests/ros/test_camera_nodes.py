@@ -14,6 +14,11 @@ from glassbox.sim import SceneConfig, make_scene, render_cameras, render_thermal
 from glassbox_ros import converters as cv
 from harness import REPO
 
+# Discovery is not symmetric in time: the node may not yet see the test's subscriptions when the first input
+# arrives, and would then (correctly) skip it. These tests are about outputs, so the node always runs;
+# test_skips_inference_without_subscribers covers the skipping.
+ALWAYS_RUN = {"skip_without_subscribers": False}
+
 pytestmark = pytest.mark.ros
 
 NODES = {  # executable -> (config, namespace, card key, inputs, outputs)
@@ -54,7 +59,7 @@ def _rejected(diags, node_name):
 def test_camera_node_outputs_and_rejections(executable, frames, model_cards, ros_client, start_node):
     config, ns, card, inputs, outputs = NODES[executable]
     node = start_node(executable, params_file=REPO / "config" / config, namespace=ns,
-                      params={"model_card": str(model_cards[card]), "diagnostics_period_s": 0.2})
+                      params={"model_card": str(model_cards[card]), "diagnostics_period_s": 0.2, **ALWAYS_RUN})
     for suffix, typ in outputs.items():
         ros_client.subscribe(typ, f"{ns}/{suffix}")
     diags = ros_client.subscribe(DiagnosticArray, "/diagnostics")
@@ -98,7 +103,7 @@ def test_fusion_node_pairs_then_degrades_to_rgb(frames, model_cards, ros_client,
     ns = "/glassbox/fusion"
     node = start_node("rgbt_fusion_node", params_file=REPO / "config/rgbt_fusion.yaml", namespace=ns,
                       params={"model_card": str(model_cards["fusion"]), "sensor_timeout_s": 2.0,
-                              "diagnostics_period_s": 0.2})
+                              "diagnostics_period_s": 0.2, **ALWAYS_RUN})
     for suffix, typ in FUSION_OUT.items():
         ros_client.subscribe(typ, f"{ns}/{suffix}")
     ros_client.subscribe(DiagnosticArray, "/diagnostics")

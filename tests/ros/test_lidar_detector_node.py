@@ -15,6 +15,11 @@ from glassbox.sim import SceneConfig, lidar_preset, make_scene, scan_lidar
 from glassbox_ros import converters as cv
 from harness import REPO
 
+# Discovery is not symmetric in time: the node may not yet see the test's subscriptions when the first input
+# arrives, and would then (correctly) skip it. These tests are about outputs, so the node always runs;
+# test_skips_inference_without_subscribers covers the skipping.
+ALWAYS_RUN = {"skip_without_subscribers": False}
+
 pytestmark = pytest.mark.ros
 NS = "/glassbox/lidar"
 OUTPUTS = {"detections": Detection3DArray, "markers": MarkerArray, "entropy": EntropyProfile,
@@ -42,7 +47,8 @@ def _diag_value(msgs, key):
 
 def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, start_node):
     node = start_node("lidar_detector_node", params_file=REPO / "config/lidar_detector.yaml",
-                      params={"model_card": str(lidar_card), "diagnostics_period_s": 0.2}, namespace=NS)
+                      params={"model_card": str(lidar_card), "diagnostics_period_s": 0.2, **ALWAYS_RUN},
+                      namespace=NS)
     for suffix, typ in OUTPUTS.items():
         ros_client.subscribe(typ, f"{NS}/{suffix}")
     diags = ros_client.subscribe(DiagnosticArray, "/diagnostics")
@@ -106,3 +112,18 @@ def test_tampered_model_stops_node_naming_file_and_hash(lidar_card, tmp_path, st
     assert node.proc.wait(timeout=120) == 1
     log = node.log()
     assert "spi_test.onnx" in log and "expected sha256" in log
+
+
+def test_skips_inference_without_subscribers(lidar_card, ros_client, start_node):
+    """With nobody listening to any output, scans are counted and skipped, not processed."""
+    node = start_node("lidar_detector_node", params_file=REPO / "config/lidar_detector.yaml", namespace=NS,
+                      params={"model_card": str(lidar_card), "diagnostics_period_s": 0.2})
+    diags = ros_client.subscribe(DiagnosticArray, "/diagnostics")
+    pub = ros_client.publisher(PointCloud2, f"{NS}/points")
+    ros_client.wait_for_subscribers(pub, timeout=120)
+    for sec in range(300, 303):
+        pub.publish(_scan_msg(sec))
+        ros_client.spin_for(0.3)
+    ros_client.spin_until(lambda: _diag_value(diags, "skipped_no_subscribers") == "3", 60, "3 skipped scans")
+    assert _diag_value(diags, "processed") == "0"
+    assert node.stop() == 0, node.log()
