@@ -120,10 +120,17 @@ class RefinerTask:
         return CropDataset(images, self.cfg.crop, self.cfg.train_items, self.cfg.seed), PhotoDataset(TEST_PHOTOS)
 
     def collate(self, items: list) -> dict:
-        return {"clean": torch.stack(items)}
+        """Stacked crops; validation photographs of different sizes stay a list (evaluated one by one)."""
+        if all(it.shape == items[0].shape for it in items):
+            return {"clean": torch.stack(items)}
+        return {"clean": list(items)}
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, float], dict[str, Any]]:
         clean = batch["clean"]
+        if isinstance(clean, list):                    # photographs of different sizes: one at a time
+            parts = [self.loss(model, {"clean": c[None]}) for c in clean]
+            total = torch.stack([p[0] for p in parts]).mean()
+            return total, {"mse": float(total.detach())}, parts[-1][2]
         corrupted = random_corruption(clean, self.gen)
         feats = model.forward_features(corrupted)
         out = model.forward_head(feats)
