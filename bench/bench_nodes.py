@@ -35,10 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # DDS on loopback with the project's large-data profile, on a domain of our own: set before rclpy is imported.
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)   # see tests/conftest.py: it overrides the profile
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid() ^ time.time_ns()).randint(1, 100)))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(ROOT / "config/dds/fastdds_local_large_data.xml"))
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(ROOT / "config/dds/fastdds_local_large_data.xml"))
 sys.path.insert(0, str(ROOT / "tests" / "ros"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 

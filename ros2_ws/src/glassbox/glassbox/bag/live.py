@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,14 @@ def live_replay(bag: str | Path, out: str | Path, cfg: ReplayConfig = ReplayConf
         cmd = [sys.executable, "-m", "glassbox_ros.live_replay", str(bag), "--out", str(out),
                "--config-json", json.dumps(to_dict(cfg)), "--map-json", json.dumps(dict(topic_map or {})),
                "--rate", str(rate), "--summary", str(summary_path)]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        env = dict(os.environ)
+        # Megabyte clouds and images between local processes need large shared-memory segments (see the
+        # profile); a profile the user chose is kept.
+        if "FASTDDS_DEFAULT_PROFILES_FILE" not in env and "FASTRTPS_DEFAULT_PROFILES_FILE" not in env:
+            profile = Path(__file__).resolve().parents[5] / "config/dds/fastdds_local_large_data.xml"
+            if profile.is_file():
+                env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
         if res.returncode != 0:
             raise LiveReplayError(res.stderr.strip()[-3000:] or f"live replay exited with {res.returncode}")
         data = json.loads(summary_path.read_text())
