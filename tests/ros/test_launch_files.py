@@ -13,13 +13,27 @@ from harness import REPO, find_executable
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
 
 
-def launch_nodes(path: Path) -> list[dict]:
-    """The static NODES table of a launch file (read with ast: the `launch` package is not needed)."""
-    tree = ast.parse(path.read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "NODES" for t in node.targets):
+def _table(path: Path, name: str):
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
             return ast.literal_eval(node.value)
-    raise AssertionError(f"{path.name} has no NODES table")
+    return None
+
+
+def launch_nodes(path: Path) -> list[dict]:
+    """The nodes a launch file starts, from its static NODES table or, for a file that includes another with
+    a subset of nodes, from the included file's table (read with ast: the `launch` package is not needed)."""
+    nodes = _table(path, "NODES")
+    if nodes is not None:
+        return nodes
+    include = _table(path, "INCLUDES")
+    assert include is not None, f"{path.name} has neither a NODES nor an INCLUDES table"
+    included = path.parent / include["launch"]
+    assert included.is_file(), f"{path.name} includes missing {included.name}"
+    wanted = set(include["nodes"].split(","))
+    subset = [n for n in launch_nodes(included) if n.get("key") in wanted]
+    assert subset, f"{path.name}: nodes '{include['nodes']}' match nothing in {included.name}"
+    return subset
 
 
 def test_there_are_launch_files():
