@@ -117,8 +117,8 @@ def from_dict(cls: type[T], data: dict | None, source: str = "<dict>") -> T:
     return _build(cls, data, source)
 
 
-def load_config(path: str | Path, cls: type[T], section: str | None = None) -> T:
-    """Load ``cls`` from the YAML file ``path`` (optionally from its top-level ``section``)."""
+def read_yaml(path: str | Path, section: str | None = None) -> Any:
+    """The content of a YAML file (or of its top-level ``section``); errors name the file."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -128,9 +128,15 @@ def load_config(path: str | Path, cls: type[T], section: str | None = None) -> T
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if section is not None:
         if not isinstance(data, dict) or section not in data:
-            raise ConfigError(f"{path}: missing section '{section}'")
+            known = ", ".join(data) if isinstance(data, dict) else "none"
+            raise ConfigError(f"{path}: no section '{section}' (sections: {known})")
         data = data[section]
-    return from_dict(cls, data, source=str(path))
+    return data
+
+
+def load_config(path: str | Path, cls: type[T], section: str | None = None) -> T:
+    """Load ``cls`` from the YAML file ``path`` (optionally from its top-level ``section``)."""
+    return from_dict(cls, read_yaml(path, section), source=str(path))
 
 
 def to_dict(cfg: Any) -> dict:

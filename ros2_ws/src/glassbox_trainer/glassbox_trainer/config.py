@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
 
-from glassbox.config import ConfigError, from_dict
+from glassbox.config import ConfigError, from_dict, read_yaml
 
 
 @dataclass(frozen=True)
@@ -199,16 +198,4 @@ def train_config_from_dict(data: dict, source: str = "<dict>") -> TrainConfig:
 
 def load_train_config(path: str | Path, section: str | None = None) -> TrainConfig:
     """Read ``config/train/<task>.yaml`` (or its top-level ``section``, for files holding several runs)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if section is not None:
-        if not isinstance(data, dict) or section not in data:
-            known = ", ".join(data) if isinstance(data, dict) else "none"
-            raise ConfigError(f"{path}: no section '{section}' (sections: {known})")
-        data = data[section]
-    return train_config_from_dict(data, source=str(path))
+    return train_config_from_dict(read_yaml(path, section), source=str(path))
