@@ -69,6 +69,25 @@ class RosClient:
         self.spin_until(lambda: all(self._subs[t].get_publisher_count() > 0 for t in topics), timeout,
                         f"publishers on {', '.join(topics)}")
 
+    def publish_until(self, send: Callable[[], None], condition: Callable[[], bool], timeout: float = 120.0,
+                      period: float = 2.0, what: str = "a reply") -> int:
+        """Call ``send()`` every ``period`` s until ``condition()``; returns how many times it was sent.
+
+        A writer can see a reader before that reader has matched the writer, and best-effort samples sent in
+        between are dropped by the reader: the first message of a test is therefore repeated until answered.
+        """
+        deadline = time.monotonic() + timeout
+        sent = 0
+        while time.monotonic() < deadline:
+            send()
+            sent += 1
+            end = min(deadline, time.monotonic() + period)
+            while time.monotonic() < end:
+                if condition():
+                    return sent
+                self.executor.spin_once(timeout_sec=0.05)
+        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
     def wait_for_messages(self, topic: str, count: int = 1, timeout: float = 20.0,
                           predicate: Callable[[Any], bool] | None = None) -> list:
         msgs = self.received[topic]

@@ -67,7 +67,8 @@ def test_camera_node_outputs_and_rejections(executable, frames, model_cards, ros
     ros_client.wait_for_subscribers(pub, timeout=120)
     ros_client.wait_for_publishers([f"{ns}/{s}" for s in outputs], timeout=120)
     rgb = frames[0]
-    pub.publish(_msg(rgb[:, :, ::-1], "bgr8", 10))
+    first = _msg(rgb[:, :, ::-1], "bgr8", 10)
+    ros_client.publish_until(lambda: pub.publish(first), lambda: all(ros_client.received[f"{ns}/{s}"] for s in outputs))
     for suffix in outputs:
         msg = ros_client.wait_for_messages(f"{ns}/{suffix}", timeout=120)[0]
         assert (msg.header.stamp.sec, msg.header.frame_id) == (10, "camera"), suffix
@@ -102,7 +103,7 @@ def test_camera_node_outputs_and_rejections(executable, frames, model_cards, ros
 def test_fusion_node_pairs_then_degrades_to_rgb(frames, model_cards, ros_client, start_node):
     ns = "/glassbox/fusion"
     node = start_node("rgbt_fusion_node", params_file=REPO / "config/rgbt_fusion.yaml", namespace=ns,
-                      params={"model_card": str(model_cards["fusion"]), "sensor_timeout_s": 2.0,
+                      params={"model_card": str(model_cards["fusion"]), "sensor_timeout_s": 4.0,
                               "diagnostics_period_s": 0.2, **ALWAYS_RUN})
     for suffix, typ in FUSION_OUT.items():
         ros_client.subscribe(typ, f"{ns}/{suffix}")
@@ -118,10 +119,10 @@ def test_fusion_node_pairs_then_degrades_to_rgb(frames, model_cards, ros_client,
     th_msg.header.stamp.nanosec = 0
     rgb_msg = _msg(rgb, "rgb8", 30)
     rgb_msg.header.stamp.nanosec = 20_000_000
-    pub_th.publish(th_msg)
-    ros_client.spin_for(0.2)
-    pub_rgb.publish(rgb_msg)
-    at_30 = lambda m: m.header.stamp.sec == 30  # noqa: E731
+    at_30 = lambda m: (m.header.stamp.sec, m.header.stamp.nanosec) == (30, 20_000_000)  # noqa: E731  (the RGB stamp)
+    # The pair is repeated until answered (see publish_until); the synchroniser uses each stamp at most once.
+    ros_client.publish_until(lambda: (pub_th.publish(th_msg), ros_client.spin_for(0.2), pub_rgb.publish(rgb_msg)),
+                             lambda: any(at_30(m) for m in ros_client.received[f"{ns}/detections"]))
     for suffix in FUSION_OUT:
         msg = ros_client.wait_for_messages(f"{ns}/{suffix}", timeout=120, predicate=at_30)[0]
         assert msg.header.stamp.nanosec == 20_000_000 and msg.header.frame_id == "camera", suffix
@@ -130,7 +131,7 @@ def test_fusion_node_pairs_then_degrades_to_rgb(frames, model_cards, ros_client,
     assert abs(sum(w.weights) - 1.0) < 1e-6
 
     # Thermal stops: after the timeout, RGB frames alone still give detections, reported as degraded.
-    ros_client.spin_for(2.5)
+    ros_client.spin_for(4.5)
     pub_rgb.publish(_msg(rgb, "rgb8", 31))
     ws = ros_client.wait_for_messages(f"{ns}/fusion_weights", timeout=60,
                                       predicate=lambda m: m.header.stamp.sec == 31)

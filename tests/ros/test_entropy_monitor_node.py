@@ -40,6 +40,9 @@ def test_monitor_node_ok_then_error_naming_the_layer(tmp_path, ros_client, start
     ros_client.wait_for_subscribers(pub, timeout=30)
 
     rng = np.random.default_rng(0)
+    first = _profile([10.0, 8.0, 6.0])
+    ros_client.publish_until(lambda: pub.publish(first), lambda: any(_status([m]) for m in diags),
+                             what="a first status from the monitor")
     for _ in range(5):
         pub.publish(_profile([10.0, 8.0, 6.0] + rng.normal(0, 0.2, 3)))
         ros_client.spin_for(0.1)

@@ -57,7 +57,7 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
     ros_client.wait_for_publishers([f"{NS}/{suffix}" for suffix in OUTPUTS], timeout=120)
 
     good = _scan_msg(100)
-    pub.publish(good)
+    ros_client.publish_until(lambda: pub.publish(good), lambda: all(ros_client.received[f"{NS}/{s}"] for s in OUTPUTS))
     for suffix in OUTPUTS:
         msgs = ros_client.wait_for_messages(f"{NS}/{suffix}", timeout=120)
         header = msgs[0].header if hasattr(msgs[0], "header") else msgs[0].markers[0].header
