@@ -134,6 +134,8 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for the drive, outputs and report")
     p.add_argument("--seconds", type=float, default=12.0, help="length of the synthetic drive (s)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--camera-width", type=int, default=320, help="RGB and thermal width (px)")
+    p.add_argument("--camera-height", type=int, default=256, help="RGB and thermal height (px)")
     p.add_argument("--models", type=Path, default=None, help="folder with the model cards (default: models/)")
     p.add_argument("--quiet", action="store_true")
 
@@ -144,6 +146,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from glassbox.bag.replay import ReplayConfig, ReplayError, replay
     from glassbox.bag.report import write_report
+    from glassbox.sim.camera import rgb_camera, thermal_camera
     from glassbox.sim.drive import DriveConfig, write_drive
     from glassbox.stages.build import CAPABILITIES, card_path_for
 
@@ -161,7 +164,11 @@ def run_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     drive = out / "drive.mcap"
     print(f"[1/3] rendering a {args.seconds:g} s synthetic drive (day -> glare -> night) ...", flush=True)
-    summary = write_drive(drive, DriveConfig(seconds=args.seconds, seed=args.seed))
+    # 320x256 cameras: the resolution the shipped camera models and their reference entropy profiles were made at.
+    summary = write_drive(drive, DriveConfig(seconds=args.seconds, seed=args.seed,
+                                             rgb=rgb_camera(width=args.camera_width, height=args.camera_height),
+                                             thermal=thermal_camera(width=args.camera_width,
+                                                                    height=args.camera_height)))
     t1 = time.perf_counter()
     print(f"      {sum(summary.messages.values())} messages in {t1 - t0:.0f} s -> {drive}")
     print("[2/3] replaying it through LiDAR detection, refinement, segmentation and RGB-thermal fusion ...",
