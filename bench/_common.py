@@ -50,3 +50,25 @@ def write_results(name: str, rows: list[dict], **extra) -> Path:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nwrote {path}")
     return path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: capability -> shipped card file names, in order of preference
+SHIPPED = {"lidar": ["spi_lidar.card.yaml"], "refiner": ["refiner.card.yaml"],
+           "segmentation": ["bisenet.card.yaml", "bisenet_binary.card.yaml"], "fusion": ["gem.card.yaml"]}
+
+
+def model_cards(folder: Path) -> dict[str, tuple[Path, str]]:
+    """capability -> (card, where it came from): shipped cards first, else untrained networks
+    (``tests/support`` must be on ``sys.path``)."""
+    from support_models import make_camera_card, make_lidar_card
+    cards = {}
+    for cap, names in SHIPPED.items():
+        found = [ROOT / "models" / n for n in names if (ROOT / "models" / n).is_file()]
+        if found:
+            cards[cap] = (found[0], f"shipped {found[0].name}")
+        elif cap == "lidar":
+            cards[cap] = (make_lidar_card(folder, 64, 512), "untrained SPI, 64 x 512 range image")
+        else:
+            cards[cap] = (make_camera_card(cap, folder), f"untrained {cap} network")
+    return cards

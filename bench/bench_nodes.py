@@ -51,7 +51,7 @@ from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray, Detection3DArray  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
-from _common import print_table, write_results  # noqa: E402
+from _common import print_table, write_results, model_cards  # noqa: E402
 from glassbox.msgcodec import stamp_to_ns  # noqa: E402
 from glassbox.sim import (SceneConfig, lidar_preset, make_scene, render_cameras, render_thermal,  # noqa: E402
                           rgb_camera, scan_lidar, thermal_camera)
@@ -80,8 +80,6 @@ NODES = {  # capability -> (executable, parameter file, namespace, input streams
 }
 INPUT_TOPIC = {("lidar", "lidar"): "points", ("refiner", "rgb"): "image", ("segmentation", "rgb"): "image",
                ("fusion", "rgb"): "rgb", ("fusion", "thermal"): "thermal"}
-SHIPPED = {"lidar": ["spi_lidar.card.yaml"], "refiner": ["refiner.card.yaml"],
-           "segmentation": ["bisenet.card.yaml", "bisenet_binary.card.yaml"], "fusion": ["gem.card.yaml"]}
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -105,21 +103,6 @@ def make_msg(stream: str, inputs: dict, stamp_ns: int):
     if stream == "rgb":
         return cv.array_to_image(inputs["rgb"], "rgb8", header)
     return cv.array_to_image(inputs["thermal"], "mono16", header)
-
-
-def model_cards(folder: Path) -> dict[str, tuple[Path, str]]:
-    """capability -> (card, where it came from): shipped cards first, else untrained networks."""
-    from support_models import make_camera_card, make_lidar_card
-    cards = {}
-    for cap, names in SHIPPED.items():
-        found = [ROOT / "models" / n for n in names if (ROOT / "models" / n).is_file()]
-        if found:
-            cards[cap] = (found[0], f"shipped {found[0].name}")
-        elif cap == "lidar":
-            cards[cap] = (make_lidar_card(folder, 64, 512), "untrained SPI, 64 x 512 range image")
-        else:
-            cards[cap] = (make_camera_card(cap, folder), f"untrained {cap} network")
-    return cards
 
 
 # ----------------------------------------------------------------------------------------- in-process times

@@ -33,11 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from _common import print_table, write_results  # noqa: E402
+from _common import print_table, write_results, model_cards  # noqa: E402
 from glassbox.bag.replay import ReplayConfig, replay  # noqa: E402
 
-SHIPPED = {"lidar": ["spi_lidar.card.yaml"], "refiner": ["refiner.card.yaml"],
-           "segmentation": ["bisenet.card.yaml", "bisenet_binary.card.yaml"], "fusion": ["gem.card.yaml"]}
 RUNS = (("lidar",), ("refiner",), ("segmentation",), ("fusion",), ("lidar", "refiner", "segmentation", "fusion"))
 
 
@@ -61,21 +59,6 @@ def drive_bag(seconds: float, seed: int) -> tuple[Path, float]:
     if calib.is_file():
         calib.rename(bag.with_suffix(".calib.yaml"))
     return bag, time.perf_counter() - t0
-
-
-def model_cards(folder: Path) -> dict[str, tuple[Path, str]]:
-    """capability -> (card, where it came from): shipped cards first, else untrained networks."""
-    from support_models import make_camera_card, make_lidar_card
-    cards = {}
-    for cap, names in SHIPPED.items():
-        found = [ROOT / "models" / n for n in names if (ROOT / "models" / n).is_file()]
-        if found:
-            cards[cap] = (found[0], f"shipped {found[0].name}")
-        elif cap == "lidar":
-            cards[cap] = (make_lidar_card(folder, 64, 512), "untrained SPI, 64 x 512 range image")
-        else:
-            cards[cap] = (make_camera_card(cap, folder), f"untrained {cap} network")
-    return cards
 
 
 def bag_facts(bag: Path) -> dict:
