@@ -115,7 +115,8 @@ def test_experiment_trains_resumes_reports_failures_and_summarises(tmp_path, mon
     assert base["final"]["mean"] == pytest.approx(sum(finals) / 2)
     assert base["final"]["std"] == pytest.approx(abs(finals[0] - finals[1]) / math.sqrt(2))
     assert summary["variants"]["broken"]["failed"] == 1
-    assert summary["variants"]["broken"]["runs"]["broken_s0"]["status"].startswith("failed")
+    assert summary["variants"]["broken"]["runs"]["broken_s0"]["status"] == status["tiny/broken_s0"]
+    assert summary["variants"]["after_broken"]["unfinished"] == 1 and summary["variants"]["after_broken"]["failed"] == 0
     table = markdown(summary)
     assert "| eloss_l1 | 2 |" in table and "p vs baseline" in table
     json.dumps(summary)                                                        # the summary is plain JSON

@@ -19,7 +19,8 @@ Each run is the base config deep-merged with the variant's keys (``_seeds`` and 
 own: the seeds of that variant, and variants that must finish first). The merged config is written next to the
 run (``<out>/<section>/<variant>_s<seed>/config.yaml``) and trained by ``glassbox-train --resume`` in its own
 process, ``--jobs`` at a time, so an interrupted experiment continues where it stopped and every run can be
-repeated alone. A run that fails (a non-finite loss, say) is recorded with its error and reported, not hidden.
+repeated alone. A run that fails (a non-finite loss, say) is recorded with its error (``failed.txt``) and reported, not
+hidden; the next invocation tries it again.
 
 ``--summarise`` reads the runs back and writes ``<section>.json``, a Markdown table and plots into ``--docs``:
 per variant, over seeds, the final and best metric, the mean metric over all evaluations (the Eloss paper's
@@ -54,6 +55,7 @@ from glassbox.config import ConfigError, read_yaml
 
 RESERVED = ("_seeds", "_after")
 DONE = "result.json"
+FAILED = "failed.txt"
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ def interleave(runs: list[Run]) -> list[Run]:
 
 def _launch(run: Run, threads: int) -> subprocess.Popen:
     run.out.mkdir(parents=True, exist_ok=True)
+    (run.out / FAILED).unlink(missing_ok=True)                       # a failed run is tried again
     cfg_path = run.out / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(run.config, sort_keys=False))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -188,6 +191,7 @@ def execute(runs: list[Run], jobs: int = 1, threads: int = 1, poll_s: float = 2.
                 status[name] = "done"
             else:
                 status[name] = f"failed: exit {rc}: {tail[0][:300]}"
+                (run.out / FAILED).write_text(status[name] + "\n")
             print(f"[{time.strftime('%H:%M:%S')}] {name}: {status[name]}", flush=True)
         for run in list(pending):
             if len(active) >= jobs:
@@ -264,9 +268,8 @@ def entropy_change_variance(run: Run, batches: int = 4) -> float:
     model.eval()
     _, val = task.datasets()
     probe = ElossConfig(per_dim=True)
-    groups = [list(g) for g in task.eloss_groups]
-    if cfg.model_size != "default" and hasattr(model, "eloss_groups"):
-        groups = model.eloss_groups()
+    # the model's own groups where it declares them (sizes differ in depth), else the task's
+    groups = [list(g) for g in (model.eloss_groups() if hasattr(model, "eloss_groups") else task.eloss_groups)]
     values = []
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -275,7 +278,9 @@ def entropy_change_variance(run: Run, batches: int = 4) -> float:
                 break
             torch.manual_seed(int(torch.randint(0, 2 ** 31, (1,), generator=gen)))
             _, _, out = task.loss(model, batch)
-            values.append(float(eloss_terms(out["features"], groups, probe)["eloss_var"]))
+            present = [[n for n in g if n in out["features"]] for g in groups]     # e.g. a teacher without a stage
+            values.append(float(eloss_terms(out["features"], [g for g in present if len(g) >= 2],
+                                            probe)["eloss_var"]))
     return sum(values) / len(values)
 
 
@@ -302,9 +307,8 @@ def summarise(path: str | Path, section: str, out_root: str | Path, with_entropy
         key = f"{run.variant}_s{run.seed}"
         rec: dict[str, Any] = {"seed": run.seed}
         if not run.done:
-            log = run.out / "train.out"
-            rec["status"] = "failed: " + log.read_text(errors="replace").strip().splitlines()[-1][:300] \
-                if log.exists() else "not run"
+            failed = run.out / FAILED
+            rec["status"] = failed.read_text().strip() if failed.exists() else "unfinished"
             v["runs"][key] = rec
             continue
         curve = read_eval(run.out / "eval.csv", metric)
@@ -323,7 +327,8 @@ def summarise(path: str | Path, section: str, out_root: str | Path, with_entropy
             v[key] = _stats([r[key] for r in done if r.get(key) is not None])
         reached = [r["steps_to_threshold"] for r in done if r.get("steps_to_threshold") is not None]
         v["steps_to_threshold"] = {**_stats([float(s) for s in reached]), "reached": len(reached), "of": len(done)}
-        v["failed"] = len(v["runs"]) - len(done)
+        v["failed"] = sum(r["status"].startswith("failed") for r in v["runs"].values())
+        v["unfinished"] = sum(r["status"] == "unfinished" for r in v["runs"].values())
     tables = spec.get("tables") or {"all": list(variants)}
     for names in tables.values():
         ref = [r["final"] for r in variants[names[0]]["runs"].values() if r.get("final") is not None]
@@ -355,7 +360,8 @@ def markdown(summary: dict) -> str:
             steps = f"{_fmt(s, 0)} ({s['reached']}/{s['of']})" if s["of"] else "–"
             p = v.get("p_vs", {}).get(names[0])
             n_done = v["final"]["n"]
-            failed = f", {v['failed']} failed" if v["failed"] else ""
+            failed = (f", {v['failed']} failed" if v["failed"] else "") + \
+                (f", {v['unfinished']} unfinished" if v["unfinished"] else "")
             lines.append(f"| {name} | {n_done}{failed} | {_fmt(v['final'])} | {_fmt(v['best'])} "
                          f"| {_fmt(v['mean_over_training'])} | {steps} | {_fmt(v['dh_variance'], 5)} "
                          f"| {'–' if p is None else f'{p:.2f}'} |")
@@ -371,6 +377,7 @@ def plot(summary: dict, png: Path) -> None:
     import numpy as np
 
     tables = summary["tables"]
+    colours = {name: f"C{i % 10}" for i, name in enumerate(summary["variants"])}   # one colour per run everywhere
     fig, axes = plt.subplots(1, len(tables) + 1, figsize=(5.5 * (len(tables) + 1), 4.2))
     for ax, (title, names) in zip(axes, tables.items()):
         for name in names:
@@ -380,8 +387,8 @@ def plot(summary: dict, png: Path) -> None:
             n = min(len(c) for c in curves)
             steps = np.array([c[0] for c in curves[0][:n]])
             vals = np.array([[c[i][1] for i in range(n)] for c in curves])
-            line, = ax.plot(steps, vals.mean(0), label=f"{name} (n={len(curves)})")
-            ax.fill_between(steps, vals.min(0), vals.max(0), color=line.get_color(), alpha=0.15)
+            ax.plot(steps, vals.mean(0), color=colours[name], label=f"{name} (n={len(curves)})")
+            ax.fill_between(steps, vals.min(0), vals.max(0), color=colours[name], alpha=0.15)
         if summary["threshold"] is not None:
             ax.axhline(summary["threshold"], color="grey", ls=":", lw=1)
         ax.set(title=f"{summary['section']}: {title}", xlabel="step", ylabel=summary["metric"])
@@ -390,7 +397,7 @@ def plot(summary: dict, png: Path) -> None:
     names = list(summary["variants"])
     for i, name in enumerate(names):
         vals = [r["dh_variance"] for r in summary["variants"][name]["runs"].values() if "dh_variance" in r]
-        ax.scatter([i] * len(vals), vals, s=18)
+        ax.scatter([i] * len(vals), vals, s=18, color=colours[name])
         if vals:
             ax.hlines(np.mean(vals), i - 0.3, i + 0.3, color="k")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
