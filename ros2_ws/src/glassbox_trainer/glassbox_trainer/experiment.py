@@ -364,7 +364,7 @@ def markdown(summary: dict) -> str:
                 (f", {v['unfinished']} unfinished" if v["unfinished"] else "")
             lines.append(f"| {name} | {n_done}{failed} | {_fmt(v['final'])} | {_fmt(v['best'])} "
                          f"| {_fmt(v['mean_over_training'])} | {steps} | {_fmt(v['dh_variance'], 5)} "
-                         f"| {'–' if p is None else f'{p:.2f}'} |")
+                         f"| {'–' if p is None else f'{p:.2g}'} |")
         lines.append("")
     return "\n".join(lines)
 
