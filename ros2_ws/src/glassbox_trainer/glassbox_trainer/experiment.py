@@ -158,8 +158,8 @@ def _launch(run: Run, threads: int) -> subprocess.Popen:
     cfg_path.write_text(yaml.safe_dump(run.config, sort_keys=False))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "glassbox_trainer.cli", "--config", str(cfg_path), "--out", str(run.out), "--resume"]
-    log = open(run.out / "train.out", "w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(run.out / "train.out", "w") as log:                  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def execute(runs: list[Run], jobs: int = 1, threads: int = 1, poll_s: float = 2.0) -> dict[str, str]:
