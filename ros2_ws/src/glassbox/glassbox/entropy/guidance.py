@@ -11,8 +11,8 @@ Weight-only quantities: no activations, no forward pass, cost independent of the
   layout), per (output, input) channel pair. The rule ignores padding, stride and activations, as the paper
   does.
 
-The paper's loss formulas were lost from the available text; what is implemented is the reconstruction of the
-project's seed digest, with every free choice a parameter:
+The paper's loss formulas were lost from the available text; what is implemented is a reconstruction from the
+surrounding prose, with every free choice a parameter:
 
     L = sum_dense lambda_l * phi(W_s,l) + sum_conv sum_(o,i) lambda_l,o * phi(c11_l,o,i)
 

@@ -23,7 +23,7 @@ Inputs are float images in [0, 1], shape (B, C, H, W). Where this implementation
   of a 720p frame would cost more than the rest of the refiner (``hist_grid = 0`` restores the full sum).
 - The denominators ``1 + h^T W`` are clamped below at ``min_denominator`` (the paper gives no guard).
 - The shift/scale layers and the last transposed convolution start at zero, so the refiner starts as the exact
-  identity (tanh(0) = 0), as the digest suggests.
+  identity (tanh(0) = 0).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MOSAKD: teacher-free online self-distillation from in-batch k-NN soft labels (Tzelepi et al.; digest §3).
+"""MOSAKD: teacher-free online self-distillation from in-batch k-NN soft labels (Tzelepi et al.).
 
 For every sample, the ``k`` nearest other samples of the batch in the feature space of a tapped layer vote
 with their *ground-truth* labels; the vote shares ``s_i = [k_1/k, ..., k_C/k]`` are a soft label, and the
