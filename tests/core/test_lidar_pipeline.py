@@ -116,3 +116,22 @@ def test_shipped_model_card_round_trip_and_parity():
     assert len(top) > 0 and len(cars) > 0
     dist = np.linalg.norm(top[:, None, :2] - cars[None, :, :2], axis=-1).min(axis=1)
     assert np.mean(dist < 1.5) >= 0.6
+
+
+def test_stage_builder_makes_both_backends_from_the_shipped_card():
+    """What the node builds: the torch backend too, with profiles named after the card (the monitor's key)."""
+    from pathlib import Path
+
+    from glassbox.datasets.synthetic import SyntheticLidarDataset
+    from glassbox.stages.build import build_pipeline
+
+    card_path = Path(__file__).resolve().parents[2] / "models" / "spi_lidar.card.yaml"
+    frame = SyntheticLidarDataset("test", size=1, lidar="hdl64", seed=0).arrays(0)
+    res = {}
+    for backend in ("torch", "onnxruntime"):
+        pipeline, card = build_pipeline("lidar", card_path, backend=backend, threads=1)
+        res[backend] = pipeline(frame["points"], ring=frame["ring"])
+        assert res[backend].entropy.model_name == card.name == "spi_lidar"
+    a, b = res["torch"].detections, res["onnxruntime"].detections
+    assert len(a) == len(b) > 0
+    assert np.max(np.abs(a.scores - b.scores)) <= 1e-4

@@ -1,6 +1,7 @@
 """Export: ONNX with feature outputs, ORT parity, model cards with sha256 and a reference entropy profile."""
 import hashlib
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ import torch
 import yaml
 
 from glassbox.export import OrtSession
-from glassbox.models import ModelCard, ModelCardError, ModelIntegrityError, load_card, save_card, verify_model_file
+from glassbox.models import (ModelCard, ModelCardError, ModelIntegrityError, load_card, save_card, verify_model_file,
+                             verify_weights_file)
 from glassbox_trainer.export import ExportError, check_parity, export_with_features
 from glassbox_trainer.train import read_log
 from test_train import cli, env, write_config
@@ -67,6 +69,22 @@ def test_card_round_trip_and_integrity_check(tmp_path):
     f.unlink()
     with pytest.raises(ModelIntegrityError, match="not found"):
         verify_model_file(path)
+
+
+def test_weights_file_is_checked_against_the_card(tmp_path):
+    card, _ = _card(tmp_path)
+    w = tmp_path / "m.pt"
+    w.write_bytes(b"weights")
+    card = replace(card, weights_file="m.pt", weights_sha256=hashlib.sha256(b"weights").hexdigest())
+    assert verify_weights_file(card, w) == w
+    w.write_bytes(b"weightz")
+    with pytest.raises(ModelIntegrityError) as err:
+        verify_weights_file(card, w)
+    assert card.weights_sha256 in str(err.value) and hashlib.sha256(b"weightz").hexdigest() in str(err.value)
+    assert verify_weights_file(replace(card, weights_sha256=""), w) == w      # no recorded hash: existence only
+    w.unlink()
+    with pytest.raises(ModelIntegrityError, match="not found"):
+        verify_weights_file(card, w)
 
 
 def test_malformed_cards_are_rejected(tmp_path):

@@ -121,3 +121,17 @@ def verify_model_file(card_path_or_card: str | Path | ModelCard, model_path: str
         raise ModelIntegrityError(f"model file {path} does not match its card '{card.name}': expected sha256 "
                                   f"{card.sha256}, got {actual}")
     return path
+
+
+def verify_weights_file(card: ModelCard, path: str | Path) -> Path:
+    """Check the card's ``.pt`` weights at ``path``: it must exist and match ``weights_sha256`` when the card
+    records one. Returns the path; raises :class:`ModelIntegrityError` naming the file and both hashes."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelIntegrityError(f"weights file {path} (card '{card.name}') not found")
+    if card.weights_sha256:
+        actual = sha256_file(path)
+        if actual != card.weights_sha256:
+            raise ModelIntegrityError(f"weights file {path} does not match its card '{card.name}': expected "
+                                      f"sha256 {card.weights_sha256}, got {actual}")
+    return path

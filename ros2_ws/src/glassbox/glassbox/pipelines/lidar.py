@@ -38,12 +38,15 @@ class LidarPipelineError(RuntimeError):
 @dataclass(frozen=True)
 class LidarDetectionConfig:
     """Everything the pipeline needs. ``model_path``: ``.pt`` state dict (torch) or ``.onnx`` (onnxruntime);
-    empty = freshly initialised weights (tests and benchmarks only). ``probe_layers``: feature maps in the
-    entropy profile (empty = all). ``threads``: intra-op threads of either backend (0 = library default)."""
+    empty = freshly initialised weights (tests and benchmarks only). ``architecture``: the network the torch
+    backend builds (``glassbox.lidar.build_model``); ``model_name``: the name its entropy profiles carry (the
+    model card's, whose reference profile the monitor holds). ``probe_layers``: feature maps in the entropy
+    profile (empty = all). ``threads``: intra-op threads of either backend (0 = library default)."""
 
     backend: Literal["torch", "onnxruntime"] = "torch"
     model_path: str = ""
     model_name: str = "spi"
+    architecture: str = "spi"
     providers: tuple[str, ...] = ("cpu",)
     device: str = "cpu"
     threads: int = 0
@@ -121,7 +124,7 @@ class LidarDetectionPipeline:
         self.session = None
         self.model: nn.Module | None = None
         if cfg.backend == "torch":
-            model = build_model(cfg.model_name, cfg.model)
+            model = build_model(cfg.architecture, cfg.model)
             if cfg.model_path:
                 if not cfg.model_path.endswith(".pt"):
                     raise LidarPipelineError(f"the torch backend loads a .pt state dict, got {cfg.model_path}")
@@ -142,7 +145,7 @@ class LidarDetectionPipeline:
     @classmethod
     def from_card(cls, card_path: str | Path, backend: str = "onnxruntime", **overrides) -> LidarDetectionPipeline:
         """Build from a model card: configs from its ``extra`` section, the model file checked by sha256."""
-        from glassbox.models.card import load_card, verify_model_file
+        from glassbox.models.card import load_card, verify_model_file, verify_weights_file
 
         card_path = Path(card_path)
         card = load_card(card_path)
@@ -155,11 +158,7 @@ class LidarDetectionPipeline:
         else:
             if not card.weights_file:
                 raise LidarPipelineError(f"{card_path}: card names no .pt weights file for the torch backend")
-            model_path = card_path.parent / card.weights_file
-            from glassbox.models.card import sha256_file
-            if card.weights_sha256 and sha256_file(model_path) != card.weights_sha256:
-                from glassbox.models.card import ModelIntegrityError
-                raise ModelIntegrityError(f"{model_path}: sha256 differs from the card")
+            model_path = verify_weights_file(card, card_path.parent / card.weights_file)
         cfg = LidarDetectionConfig(
             backend=backend, model_path=str(model_path),
             projection=from_dict(ProjectionConfig, extra["projection"], f"{card_path}:projection"),

@@ -62,18 +62,12 @@ def build_pipeline(capability: str, card_path: str | Path, backend: str = "onnxr
 
 def _model_file(card_path: Path, card: ModelCard, backend: str) -> Path:
     """The verified model file for ``backend``: the ONNX graph, or the ``.pt`` weights for torch."""
-    from glassbox.models.card import ModelIntegrityError, sha256_file, verify_model_file
+    from glassbox.models.card import verify_model_file, verify_weights_file
     if backend == "onnxruntime":
         return verify_model_file(card, card_path.parent / card.file)
     if not card.weights_file:
         raise StageBuildError(f"{card_path}: the card names no .pt weights file for the torch backend")
-    path = card_path.parent / card.weights_file
-    if not path.is_file():
-        raise ModelIntegrityError(f"weights file {path} (card '{card.name}') not found")
-    if card.weights_sha256 and sha256_file(path) != card.weights_sha256:
-        raise ModelIntegrityError(f"weights file {path} does not match its card '{card.name}': expected sha256 "
-                                  f"{card.weights_sha256}, got {sha256_file(path)}")
-    return path
+    return verify_weights_file(card, card_path.parent / card.weights_file)
 
 
 def _input_size(card: ModelCard, name: str) -> tuple[int, int] | None:

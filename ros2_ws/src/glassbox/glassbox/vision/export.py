@@ -131,7 +131,7 @@ def entropy_profile(feats: dict, layers: Sequence[str], probe, frame: int, model
 def card_model_path(card_path: str | Path, backend: str):
     """(card, verified model path) for ``backend``: the card's ONNX file for onnxruntime, its ``.pt`` weights
     file for torch; both are checked against the sha256 recorded in the card."""
-    from glassbox.models.card import ModelIntegrityError, load_card, sha256_file, verify_model_file
+    from glassbox.models.card import load_card, verify_model_file, verify_weights_file
 
     card_path = Path(card_path)
     card = load_card(card_path)
@@ -139,9 +139,4 @@ def card_model_path(card_path: str | Path, backend: str):
         return card, verify_model_file(card, card_path.parent / card.file)
     if not card.weights_file:
         raise BackendError(f"{card_path}: card names no .pt weights file for the torch backend")
-    path = card_path.parent / card.weights_file
-    if not path.is_file():
-        raise ModelIntegrityError(f"weights file {path} (card '{card.name}') not found")
-    if card.weights_sha256 and sha256_file(path) != card.weights_sha256:
-        raise ModelIntegrityError(f"{path}: sha256 differs from the card '{card.name}'")
-    return card, path
+    return card, verify_weights_file(card, card_path.parent / card.weights_file)
