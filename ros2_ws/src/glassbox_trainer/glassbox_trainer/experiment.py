@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import math
 import os
@@ -226,13 +225,11 @@ def _last_json(path: Path) -> dict:
 # ------------------------------------------------------------------------------------------------ summary
 def read_eval(path: Path, metric: str) -> list[tuple[int, float]]:
     """(step, metric) for every evaluation row of a run's ``eval.csv``."""
-    if not path.exists():
-        return []
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    from glassbox_trainer.train import read_log
+    rows = read_log(path) if path.exists() else []
     if rows and metric not in rows[0]:
         raise ConfigError(f"{path}: no column '{metric}' (columns: {', '.join(rows[0])})")
-    return [(int(float(r["step"])), float(r[metric])) for r in rows]
+    return [(int(r["step"]), r[metric]) for r in rows]
 
 
 def steps_to_threshold(curve: list[tuple[int, float]], threshold: float) -> int | None:
