@@ -3,7 +3,8 @@
 Starts the LiDAR detector, the image refiner, segmentation (on refined images), RGB-thermal fusion and the
 entropy monitor (watching every started node's entropy topic against the shipped model cards).
 Arguments:
-  namespace (glassbox), nodes (comma-separated subset of lidar,refiner,segmentation,fusion,monitor; default all),
+  namespace (glassbox), nodes (comma-separated subset of the capabilities in glassbox.capabilities and monitor:
+  lidar,refiner,segmentation,fusion,monitor; default all),
   backend (onnxruntime|torch), providers (comma-separated, e.g. tensorrt,cuda,cpu), device (torch backend),
   use_sim_time, models_dir (folder of model cards; default the installed share/glassbox_bringup/models),
   points_topic, camera_topic, thermal_topic (the robot's sensor topics), segment_refined (true|false).
@@ -16,23 +17,11 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-# Static table read by the tests. "inputs" maps each input of the node to the launch argument naming its topic.
-NODES = [
-    {"key": "lidar", "package": "glassbox_ros", "executable": "lidar_detector_node", "name": "lidar_detector",
-     "sub_namespace": "lidar", "config": "lidar_detector.yaml", "card": "spi_lidar.card.yaml",
-     "remappings": [("points", "points_topic")]},
-    {"key": "refiner", "package": "glassbox_ros", "executable": "image_refiner_node", "name": "image_refiner",
-     "sub_namespace": "refiner", "config": "image_refiner.yaml", "card": "refiner.card.yaml",
-     "remappings": [("image", "camera_topic")]},
-    {"key": "segmentation", "package": "glassbox_ros", "executable": "segmentation_node", "name": "segmentation",
-     "sub_namespace": "segmentation", "config": "segmentation.yaml", "card": "bisenet.card.yaml",
-     "remappings": [("image", "camera_topic")]},
-    {"key": "fusion", "package": "glassbox_ros", "executable": "rgbt_fusion_node", "name": "rgbt_fusion",
-     "sub_namespace": "fusion", "config": "rgbt_fusion.yaml", "card": "gem.card.yaml",
-     "remappings": [("rgb", "camera_topic"), ("thermal", "thermal_topic")]},
-    {"key": "monitor", "package": "glassbox_ros", "executable": "entropy_monitor_node", "name": "entropy_monitor",
-     "sub_namespace": "", "config": "entropy_monitor.yaml", "card": "", "remappings": []},
-]
+
+def _node_specs() -> list[dict]:
+    """Every capability's node from the capability record, and the monitor (``glassbox.capabilities``)."""
+    from glassbox.capabilities import node_specs
+    return node_specs()
 
 
 def _setup(context):
@@ -44,8 +33,12 @@ def _setup(context):
     common = {"use_sim_time": arg("use_sim_time") == "true"}
     infer = {"backend": arg("backend"), "device": arg("device"),
              "providers": [p for p in arg("providers").split(",") if p]}
+    specs = _node_specs()
+    unknown = sorted(wanted - {s["key"] for s in specs})
+    if unknown:
+        raise ValueError(f"nodes: unknown node '{unknown[0]}' (known: {', '.join(s['key'] for s in specs)})")
     actions, entropy_topics, cards = [], [], []
-    for spec in NODES:
+    for spec in specs:
         if spec["key"] not in wanted or spec["key"] == "monitor":
             continue
         remaps = [(inp, arg(topic_arg)) for inp, topic_arg in spec["remappings"]]
@@ -59,7 +52,7 @@ def _setup(context):
         entropy_topics.append(f"{spec['sub_namespace']}/entropy")
         cards.append(card)
     if "monitor" in wanted and entropy_topics:
-        spec = NODES[-1]
+        spec = specs[-1]
         actions.append(Node(package=spec["package"], executable=spec["executable"], name=spec["name"], namespace=ns,
                             output="screen",
                             parameters=[str(share / "config" / spec["config"]), common,
@@ -68,9 +61,10 @@ def _setup(context):
 
 
 def generate_launch_description():
+    every_node = ",".join(spec["key"] for spec in _node_specs())
     return LaunchDescription([
         DeclareLaunchArgument("namespace", default_value="glassbox"),
-        DeclareLaunchArgument("nodes", default_value="lidar,refiner,segmentation,fusion,monitor"),
+        DeclareLaunchArgument("nodes", default_value=every_node),
         DeclareLaunchArgument("backend", default_value="onnxruntime"),
         DeclareLaunchArgument("providers", default_value="cpu"),
         DeclareLaunchArgument("device", default_value="cpu"),

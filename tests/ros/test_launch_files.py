@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from glassbox.capabilities import all_capabilities, node_specs
 from harness import REPO, find_executable
 
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
@@ -21,18 +22,19 @@ def _table(path: Path, name: str):
 
 
 def launch_nodes(path: Path) -> list[dict]:
-    """The nodes a launch file starts, from its static NODES table or, for a file that includes another with
-    a subset of nodes, from the included file's table (read with ast: the `launch` package is not needed)."""
-    nodes = _table(path, "NODES")
-    if nodes is not None:
-        return nodes
+    """The nodes a launch file starts: the suite's from the capability record (``node_specs``, which
+    perception.launch.py reads), and for a file that includes another with a subset of nodes, that subset (read
+    with ast: the `launch` package is not needed)."""
+    if path.name == "perception.launch.py":
+        assert "node_specs" in path.read_text(), "perception.launch.py no longer reads the capability record"
+        return node_specs()
     include = _table(path, "INCLUDES")
-    assert include is not None, f"{path.name} has neither a NODES nor an INCLUDES table"
+    assert include is not None, f"{path.name} neither is the suite launch file nor has an INCLUDES table"
     included = path.parent / include["launch"]
     assert included.is_file(), f"{path.name} includes missing {included.name}"
     wanted = set(include["nodes"].split(","))
     subset = [n for n in launch_nodes(included) if n.get("key") in wanted]
-    assert subset, f"{path.name}: nodes '{include['nodes']}' match nothing in {included.name}"
+    assert len(subset) == len(wanted), f"{path.name}: nodes '{include['nodes']}' not all in {included.name}"
     return subset
 
 
@@ -63,8 +65,7 @@ def _declared_parameters(ros_client, node_fqn: str) -> set[str]:
     return set(future.result().result.names)
 
 
-CARD_OF = {"lidar_detector_node": "lidar", "image_refiner_node": "refiner", "segmentation_node": "segmentation",
-           "rgbt_fusion_node": "fusion"}
+CARD_OF = {c.node: c.name for c in all_capabilities()}
 
 
 @pytest.mark.ros

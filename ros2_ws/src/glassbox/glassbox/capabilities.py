@@ -66,6 +66,7 @@ class Capability:
     metrics: str = ""                   # "module:function" (frames, ground_truth) -> metrics per segment
     report: str = ""                    # "module:function" rendering the report section of this capability
     bench: dict[str, Any] = field(default_factory=dict)   # node benchmark case: input sizes, rates
+    title: str = ""                     # heading in reports, "LiDAR 3D detection"
     description: str = ""
 
     @property
@@ -105,6 +106,7 @@ _BUILTIN = (
         stage="glassbox.stages.lidar:LidarStage", pipeline="glassbox.pipelines.lidar:LidarDetectionPipeline",
         default_card="spi_lidar.card.yaml", node="lidar_detector_node", node_name="lidar_detector",
         namespace="lidar", params_file="lidar_detector.yaml", train_task="lidar",
+        title="LiDAR 3D detection", report="glassbox.bag.sections:lidar_section",
         bench={"rate_hz": 10.0},
         description="3D boxes from a spinning LiDAR's range image (SPI detector)"),
     Capability(
@@ -114,6 +116,7 @@ _BUILTIN = (
         stage="glassbox.stages.camera:RefinerStage", pipeline="glassbox.pipelines.refiner:RefinerPipeline",
         default_card="refiner.card.yaml", node="image_refiner_node", node_name="image_refiner",
         namespace="refiner", params_file="image_refiner.yaml", train_task="refiner",
+        title="Image refinement",
         bench={"rate_hz": 15.0},
         description="brightness, contrast and colour repair in front of any camera model (pseudo-active refiner)"),
     Capability(
@@ -124,6 +127,7 @@ _BUILTIN = (
         pipeline="glassbox.pipelines.segmentation:SegmentationPipeline",
         default_card="bisenet.card.yaml", node="segmentation_node", node_name="segmentation",
         namespace="segmentation", params_file="segmentation.yaml", train_task="segmentation",
+        title="Segmentation", report="glassbox.bag.sections:segmentation_section",
         bench={"rate_hz": 15.0},
         description="per-pixel classes (BiSeNet)"),
     Capability(
@@ -134,6 +138,7 @@ _BUILTIN = (
         stage="glassbox.stages.camera:FusionStage", pipeline="glassbox.pipelines.fusion:FusionPipeline",
         default_card="gem.card.yaml", node="rgbt_fusion_node", node_name="rgbt_fusion",
         namespace="fusion", params_file="rgbt_fusion.yaml", train_task="fusion",
+        title="RGB-thermal fusion detection", report="glassbox.bag.sections:fusion_section",
         bench={"rate_hz": 10.0},
         description="2D boxes from RGB + thermal, reliability-weighted (GEM)"),
 )
@@ -190,3 +195,21 @@ def _load_plugins() -> None:
             except ImportError as exc:
                 raise CapabilityError(f"GLASSBOX_CAPABILITIES names '{module}', which cannot be imported: {exc}"
                                       ) from exc
+
+
+#: the entropy monitor: not a capability (it watches the capabilities' entropy topics), started by the suite
+MONITOR_NODE = {"key": "monitor", "package": "glassbox_ros", "executable": "entropy_monitor_node",
+                "name": "entropy_monitor", "sub_namespace": "", "config": "entropy_monitor.yaml", "card": "",
+                "remappings": []}
+
+
+def node_specs() -> list[dict[str, Any]]:
+    """What the suite's launch file starts: one entry per capability (in table order) and the monitor last.
+
+    ``remappings`` pairs each node input with the launch argument that names the robot's topic for its role.
+    """
+    specs = [{"key": c.name, "package": "glassbox_ros", "executable": c.node, "name": c.node_name,
+              "sub_namespace": c.namespace, "config": c.params_file, "card": c.default_card,
+              "remappings": [(s.topic, ROLE_LAUNCH_ARGS[s.role]) for s in c.inputs]}
+             for c in all_capabilities()]
+    return specs + [dict(MONITOR_NODE)]

@@ -14,7 +14,9 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -22,29 +24,15 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 
+from glassbox import capabilities
 from glassbox.bag.replay import ReplayConfig, ReplayError, discover_topics
 from glassbox.bag.typestore import make_typestore
+from glassbox.capabilities import Capability
 from glassbox.config import from_dict
 from glassbox.stages.build import card_path_for, default_models_dir
 from glassbox_ros.converters import RclpyFactory
 from glassbox_ros.processes import NodeProcess
 
-# capability -> executable, sub-namespace, parameter file, {node input: bag role}, outputs (suffix -> type)
-NODE_TABLE = {
-    "lidar": ("lidar_detector_node", "lidar", "lidar_detector.yaml", {"points": "lidar"},
-              {"detections": "vision_msgs/msg/Detection3DArray", "markers": "visualization_msgs/msg/MarkerArray",
-               "uncertainty": "glassbox_msgs/msg/DetectionUncertaintyArray",
-               "entropy": "glassbox_msgs/msg/EntropyProfile"}),
-    "refiner": ("image_refiner_node", "refiner", "image_refiner.yaml", {"image": "rgb"},
-                {"image_refined": "sensor_msgs/msg/Image", "entropy": "glassbox_msgs/msg/EntropyProfile"}),
-    "segmentation": ("segmentation_node", "segmentation", "segmentation.yaml", {"image": "rgb"},
-                     {"labels": "sensor_msgs/msg/Image", "overlay": "sensor_msgs/msg/Image",
-                      "uncertainty": "sensor_msgs/msg/Image", "entropy": "glassbox_msgs/msg/EntropyProfile"}),
-    "fusion": ("rgbt_fusion_node", "fusion", "rgbt_fusion.yaml", {"rgb": "rgb", "thermal": "thermal"},
-               {"detections": "vision_msgs/msg/Detection2DArray", "fusion_weights": "glassbox_msgs/msg/FusionWeights",
-                "overlay": "sensor_msgs/msg/Image", "uncertainty": "glassbox_msgs/msg/DetectionUncertaintyArray",
-                "entropy": "glassbox_msgs/msg/EntropyProfile"}),
-}
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -90,69 +78,126 @@ def _spin_until(node: Node, cond, timeout: float) -> bool:
     return cond()
 
 
+@dataclass
+class _NodePlan:
+    """One node to start: its capability, the bag topics it is fed, and the output topics to record."""
+
+    capability: Capability
+    remaps: dict[str, str]
+    inputs: dict[str, str]           # bag topic -> message type, played into this node
+    outputs: dict[str, str]          # full output topic -> message type
+
+    @property
+    def first_output(self) -> str:
+        return next(iter(self.outputs))
+
+
+def _plan(cfg: ReplayConfig, roles: dict[str, str], types: dict[str, str], ns: str) -> list[_NodePlan]:
+    """A node for every configured capability with at least one of its input roles in the bag."""
+    plans = []
+    for name in cfg.capabilities:
+        cap = capabilities.get(name)
+        remaps = {s.topic: roles[s.role] for s in cap.inputs if s.role in roles}
+        if not remaps:
+            continue
+        if name == "segmentation" and cfg.refine_before_segmentation and "refiner" in cfg.capabilities:
+            remaps = {"image": f"{ns}/{capabilities.get('refiner').namespace}/image_refined"}
+        inputs = {t: types[t] for t in remaps.values() if not t.startswith(ns)}
+        outputs = {f"{ns}/{cap.namespace}/{suffix}": typ for suffix, typ in cap.outputs.items()}
+        plans.append(_NodePlan(cap, remaps, inputs, outputs))
+    return plans
+
+
+def _start(plan: _NodePlan, cfg: ReplayConfig, ns: str, log_dir: Path) -> NodeProcess:
+    cap = plan.capability
+    card = card_path_for(cap.name, getattr(cfg, f"{cap.name}_card", ""), cfg.models_dir or default_models_dir())
+    return NodeProcess(cap.node, params_file=config_dir() / cap.params_file, namespace=f"{ns}/{cap.namespace}",
+                       params={"model_card": str(card), "backend": cfg.backend, "providers": list(cfg.providers),
+                               "skip_without_subscribers": False},
+                       remaps=plan.remaps, log_dir=log_dir)
+
+
+def _stamp_ns(msg: Any) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def _connect(rec: Recorder, procs: list[NodeProcess], timeout_s: float) -> None:
+    if not _spin_until(rec, lambda: rec.connected(list(rec.pubs)) or any(not p.alive() for p in procs),
+                       timeout_s) or any(not p.alive() for p in procs):
+        dead = [f"{p.cmd[0]}:\n{p.log()[-2000:]}" for p in procs if not p.alive()]
+        raise LiveReplayError(f"nodes did not connect within {timeout_s:.0f} s"
+                              + ("; exited: " + "\n".join(dead) if dead else ""))
+    rclpy.spin_once(rec, timeout_sec=0.5)
+
+
+def _play(rec: Recorder, reader: Any, rate: float) -> dict[str, dict[int, int]]:
+    """Publish the bag's input topics at the recorded pace; input topic -> stamp -> wall time sent (ns)."""
+    sent: dict[str, dict[int, int]] = defaultdict(dict)
+    t_bag0 = t_wall0 = None
+    for conn, t_log, raw in reader.messages(connections=[c for c in reader.connections if c.topic in rec.pubs]):
+        if t_bag0 is None:
+            t_bag0, t_wall0 = t_log, time.monotonic()
+        due = t_wall0 + (t_log - t_bag0) * 1e-9 / rate
+        while time.monotonic() < due:
+            rclpy.spin_once(rec, timeout_sec=max(0.0, min(0.01, due - time.monotonic())))
+        msg = deserialize_message(bytes(raw), rec.classes[conn.topic])
+        sent[conn.topic][_stamp_ns(msg)] = time.time_ns()
+        rec.pubs[conn.topic].publish(msg)
+    return sent
+
+
+def _node_summary(plan: _NodePlan, rec: Recorder, sent: dict[str, dict[int, int]]) -> dict[str, Any]:
+    """Inputs sent, outputs received, drops and latency (output received - input sent) of one node."""
+    topic = plan.first_output
+    in_topic = next(iter(plan.inputs), None)
+    expected = len(sent.get(in_topic, {})) if in_topic else 0
+    got = [(t, deserialize_message(raw, rec.classes[topic])) for tp, t, raw in rec.received if tp == topic]
+    sent_at = sent.get(in_topic, {})
+    lat = [(t - sent_at[_stamp_ns(m)]) * 1e-6 for t, m in got if _stamp_ns(m) in sent_at]
+    return {"inputs_sent": expected, "outputs_received": len(got), "dropped": max(0, expected - len(got)),
+            "latency_mean_ms": float(np.mean(lat)) if lat else None,
+            "latency_p95_ms": float(np.percentile(lat, 95)) if lat else None}
+
+
+def _write_outputs(out: Path, rec: Recorder, outputs: dict[str, str], typestore: Any) -> None:
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {}
+        for topic, t_ns, raw in rec.received:
+            if topic not in conns:
+                conns[topic] = w.add_connection(topic, outputs[topic], typestore=typestore)
+            w.write(conns[topic], t_ns, raw)
+
+
 def live_replay(bag: Path, out: Path, cfg: ReplayConfig, topic_map: dict[str, str], rate: float = 1.0,
                 grace_s: float = 10.0, connect_timeout_s: float = 120.0, log_dir: Path | None = None) -> dict:
+    """Play ``bag`` into the node processes and record their outputs into ``out``; returns the summary."""
     from rosbags.highlevel import AnyReader
-    from rosbags.rosbag2 import StoragePlugin, Writer
 
     typestore = make_typestore()
     reader = AnyReader([bag], default_typestore=typestore)
     reader.open()
     roles, notes = discover_topics(reader, topic_map)
-    caps = [c for c in cfg.capabilities if all(r in roles for r in NODE_TABLE[c][3].values())
-            or (c == "fusion" and "rgb" in roles)]
-    if not caps:
-        raise LiveReplayError(f"no capability has its input topics in the bag (found: {roles})")
     ns = cfg.output_namespace.rstrip("/")
+    plans = _plan(cfg, roles, {c.topic: c.msgtype for c in reader.connections}, ns)
+    if not plans:
+        reader.close()
+        raise LiveReplayError(f"no capability has its input topics in the bag (found: {roles})")
+    inputs = {t: typ for p in plans for t, typ in p.inputs.items()}
+    outputs = {t: typ for p in plans for t, typ in p.outputs.items()}
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="glassbox_live_"))
-    procs, inputs, outputs, sent_topics = [], {}, {}, {}
-    for cap in caps:
-        exe, sub, params_file, node_inputs, outs = NODE_TABLE[cap]
-        remaps = {inp: roles[role] for inp, role in node_inputs.items() if role in roles}
-        if cap == "segmentation" and cfg.refine_before_segmentation and "refiner" in caps:
-            remaps = {"image": f"{ns}/refiner/image_refined"}
-        card = card_path_for(cap, getattr(cfg, f"{cap}_card"), cfg.models_dir or default_models_dir())
-        procs.append(NodeProcess(exe, params_file=config_dir() / params_file, namespace=f"{ns}/{sub}",
-                                 params={"model_card": str(card), "backend": cfg.backend,
-                                         "providers": list(cfg.providers), "skip_without_subscribers": False},
-                                 remaps=remaps, log_dir=log_dir))
-        for topic in remaps.values():
-            if not topic.startswith(ns):
-                inputs[topic] = reader.connections[[c.topic for c in reader.connections].index(topic)].msgtype
-                sent_topics.setdefault(cap, []).append(topic)
-        for suffix, typ in outs.items():
-            outputs[f"{ns}/{sub}/{suffix}"] = typ
+    procs = [_start(p, cfg, ns, log_dir) for p in plans]
     rclpy.init()
     rec = Recorder(inputs, outputs)
-    summary: dict = {"bag": str(bag), "out": str(out), "nodes": {}, "notes": notes}
     try:
-        if not _spin_until(rec, lambda: rec.connected(list(inputs)) or any(not p.alive() for p in procs),
-                           connect_timeout_s) or any(not p.alive() for p in procs):
-            dead = [f"{p.cmd[0]}:\n{p.log()[-2000:]}" for p in procs if not p.alive()]
-            raise LiveReplayError("nodes did not connect within "
-                                  f"{connect_timeout_s:.0f} s" + ("; exited: " + "\n".join(dead) if dead else ""))
-        rclpy.spin_once(rec, timeout_sec=0.5)
-        sent: dict[str, dict[int, int]] = defaultdict(dict)      # input topic -> stamp -> send time
-        conns = [c for c in reader.connections if c.topic in inputs]
-        t_bag0 = t_wall0 = None
-        for conn, t_log, raw in reader.messages(connections=conns):
-            if t_bag0 is None:
-                t_bag0, t_wall0 = t_log, time.monotonic()
-            due = t_wall0 + (t_log - t_bag0) * 1e-9 / rate
-            while time.monotonic() < due:
-                rclpy.spin_once(rec, timeout_sec=max(0.0, min(0.01, due - time.monotonic())))
-            msg = deserialize_message(bytes(raw), rec.classes[conn.topic])
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            sent[conn.topic][stamp] = time.time_ns()
-            rec.pubs[conn.topic].publish(msg)
-        expected = {cap: len(sent[topics[0]]) for cap, topics in sent_topics.items()}
-        first_out = {cap: f"{ns}/{NODE_TABLE[cap][1]}/{next(iter(NODE_TABLE[cap][4]))}" for cap in caps}
+        _connect(rec, procs, connect_timeout_s)
+        sent = _play(rec, reader, rate)
 
         def all_in() -> bool:
             counts = defaultdict(int)
             for topic, _, _ in rec.received:
                 counts[topic] += 1
-            return all(counts[first_out[c]] >= expected.get(c, 0) for c in caps)
+            return all(counts[p.first_output] >= len(sent.get(next(iter(p.inputs), ""), {})) for p in plans)
         _spin_until(rec, all_in, grace_s)
     finally:
         for p in procs:
@@ -160,25 +205,10 @@ def live_replay(bag: Path, out: Path, cfg: ReplayConfig, topic_map: dict[str, st
         rec.destroy_node()
         rclpy.try_shutdown()
         reader.close()
-    with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as w:
-        conns_out = {}
-        for topic, t_ns, raw in rec.received:
-            if topic not in conns_out:
-                conns_out[topic] = w.add_connection(topic, outputs[topic], typestore=typestore)
-            w.write(conns_out[topic], t_ns, raw)
-    for cap in caps:
-        topic = first_out[cap]
-        got = [(t, deserialize_message(raw, rec.classes[topic])) for tp, t, raw in rec.received if tp == topic]
-        in_topic = sent_topics.get(cap, [None])[0]
-        lat = [(t - sent[in_topic][m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec]) * 1e-6
-               for t, m in got if in_topic and (m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec)
-               in sent[in_topic]]
-        summary["nodes"][cap] = {"inputs_sent": expected.get(cap, 0), "outputs_received": len(got),
-                                 "dropped": max(0, expected.get(cap, 0) - len(got)),
-                                 "latency_mean_ms": float(np.mean(lat)) if lat else None,
-                                 "latency_p95_ms": float(np.percentile(lat, 95)) if lat else None}
-    summary["messages_recorded"] = len(rec.received)
-    return summary
+    _write_outputs(out, rec, outputs, typestore)
+    return {"bag": str(bag), "out": str(out), "notes": notes,
+            "nodes": {p.capability.name: _node_summary(p, rec, sent) for p in plans},
+            "messages_recorded": len(rec.received)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from glassbox.bag.replay import ReplayResult, write_metrics
+from glassbox.bag.sections import Section, generic_section, table
 
 SEGMENT_COLORS = {"day": "#fff7d6", "glare": "#ffe0b3", "dusk": "#e0d6f5", "night": "#d6def5"}
 LEVEL_NAMES = ("OK", "WARN", "ERROR", "STALE")
@@ -132,84 +133,26 @@ def plot_latency(result: ReplayResult, out: Path) -> Path | None:
     return path
 
 
-def plot_samples(result: ReplayResult, out: Path, max_per_cap: int = 3) -> list[tuple[str, Path]]:
-    """A few frames per capability with their overlays."""
-    import cv2
-
-    from glassbox.stages.camera import draw_boxes_bgr, segmentation_overlay
-    plt = _plt()
-    paths = []
-    for i, s in enumerate(result.samples.get("lidar", [])[:max_per_cap]):
-        rng = s["range"]
-        fig, ax = plt.subplots(figsize=(12, 2.2))
-        ax.imshow(np.where(rng > 0, rng, np.nan), cmap="turbo", aspect="auto", interpolation="nearest")
-        d = s["detections"]
-        if len(d):
-            ax.scatter(d.pixels[:, 1], d.pixels[:, 0], s=60, facecolors="none", edgecolors="white", lw=1.5)
-        ax.set_title(f"range image [{s['lighting']}]: {len(d)} detections (circles at the peak pixels)", fontsize=9)
-        ax.axis("off")
-        fig.tight_layout()
-        path = out / f"lidar_{i}.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        paths.append((f"LiDAR, {s['lighting']}", path))
-    for i, s in enumerate(result.samples.get("segmentation", [])[:max_per_cap]):
-        img = segmentation_overlay(s["rgb"], s["labels"], s["class_names"])
-        path = out / f"segmentation_{i}.png"
-        cv2.imwrite(str(path), np.concatenate([s["rgb"][:, :, ::-1], img], axis=1))
-        paths.append((f"segmentation, {s['lighting']} (camera | overlay)", path))
-    for i, s in enumerate(result.samples.get("fusion", [])[:max_per_cap]):
-        r = s["result"]
-        names = [r.class_names[int(c)] for c in r.classes]
-        rgb = draw_boxes_bgr(s["rgb"], r.boxes, names, r.scores)
-        th = s["thermal"]
-        th8 = th if th.dtype == np.uint8 else cv2.normalize(th, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-        th_bgr = cv2.resize(cv2.applyColorMap(th8, cv2.COLORMAP_INFERNO), (rgb.shape[1], rgb.shape[0]))
-        path = out / f"fusion_{i}.png"
-        cv2.imwrite(str(path), np.concatenate([rgb, th_bgr], axis=1))
-        paths.append((f"fusion, {s['lighting']}: RGB share {r.rgb_share:.2f} (RGB with boxes | thermal)", path))
-    return paths
+def capability_sections(result: ReplayResult, out: Path) -> list[tuple[str, Section]]:
+    """(title, section) of every registered capability the replay ran or has metrics for, in table order."""
+    from glassbox import capabilities
+    sections = []
+    for cap in capabilities.all_capabilities():
+        metrics, samples = result.metrics.get(cap.name), result.samples.get(cap.name, [])
+        if metrics is None and not samples:
+            continue
+        render = capabilities.load(cap.report) if cap.report else generic_section
+        sections.append((cap.title, render(cap.title, metrics, samples, out)))
+    return sections
 
 
-def _table(rows: list[list[Any]], header: list[str]) -> str:
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            text = str(int(v)) if v.is_integer() and abs(v) > 1 else f"{v:.3f}"
-            return f"<td>{text}</td>"
-        if isinstance(v, int):
-            return f"<td>{v}</td>"
-        return f"<td class='text'>{html.escape('—' if v is None else str(v))}</td>"
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _metric_tables(metrics: dict[str, Any]) -> str:
-    parts = []
-    lidar = metrics.get("lidar")
-    if isinstance(lidar, dict):
-        keys = ["car/bev@0.5", "car/3d@0.5", "car/bev@0.7", "pedestrian/bev@0.25", "cyclist/bev@0.25"]
-        rows = [[seg, m.get("frames"), *[m.get(k) for k in keys], m.get("car/num_gt")] for seg, m in lidar.items()]
-        parts.append("<h3>LiDAR 3D detection (AP|R40)</h3>" +
-                     _table(rows, ["segment", "frames", *keys, "car boxes"]))
-    seg = metrics.get("segmentation")
-    if isinstance(seg, dict):
-        rows = [[s, m["frames"], m["miou"], m["pixel_accuracy"]] for s, m in seg.items()]
-        parts.append("<h3>Segmentation</h3>" + _table(rows, ["segment", "frames", "mIoU", "pixel accuracy"]))
-    fus = metrics.get("fusion")
-    if isinstance(fus, dict):
-        rows = [[s, m["frames"], m["map50"], m["map"], m["mean_rgb_share"]] for s, m in fus.items()]
-        parts.append("<h3>RGB-thermal fusion detection</h3>" +
-                     _table(rows, ["segment", "frames", "mAP@0.5", "mAP@[.5:.95]", "mean RGB weight share"]))
-    for name in ("lidar", "segmentation", "fusion"):
-        if isinstance(metrics.get(name), str):
-            parts.append(f"<p><b>{name}</b>: {html.escape(metrics[name])}</p>")
+def _monitor_table(metrics: dict[str, Any]) -> str:
     mon = metrics.get("monitor", {})
-    if mon:
-        rows = [[model, s, v["OK"], v["WARN"], v["ERROR"]] for model, segs in mon.items() for s, v in segs.items()]
-        parts.append("<h3>Entropy monitor: share of frames per level</h3>" +
-                     _table(rows, ["model", "segment", "OK", "WARN", "ERROR"]))
-    return "\n".join(parts)
+    if not mon:
+        return ""
+    rows = [[model, s, v["OK"], v["WARN"], v["ERROR"]] for model, segs in mon.items() for s, v in segs.items()]
+    return ("<h3>Entropy monitor: share of frames per level</h3>" +
+            table(rows, ["model", "segment", "OK", "WARN", "ERROR"]))
 
 
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:24px auto;
@@ -228,10 +171,12 @@ def write_report(result: ReplayResult, out_dir: str | Path, warn_z: float = 3.0)
     ent = plot_entropy(result, out, warn_z)
     mon = plot_monitor(result, out)
     lat = plot_latency(result, out)
-    samples = plot_samples(result, out)
+    sections = capability_sections(result, out)
+    samples = [fig for _, sec in sections for fig in sec.figures]
+    metric_html = "\n".join([sec.metrics_html for _, sec in sections] + [_monitor_table(result.metrics)])
     frames = result.metrics.get("frames", {})
-    summary = _table([[k, v] for k, v in frames.items()], ["pipeline", "frames"])
-    topics = _table([[r, t] for r, t in sorted(result.topics.items())], ["role", "topic"])
+    summary = table([[k, v] for k, v in frames.items()], ["pipeline", "frames"])
+    topics = table([[r, t] for r, t in sorted(result.topics.items())], ["role", "topic"])
     warn = "".join(f"<li>{html.escape(w)}</li>" for w in result.warnings)
     rejected = result.metrics.get("rejected", {})
     rej = "".join(f"<li>{html.escape(k)}: {v}</li>" for k, v in rejected.items())
@@ -242,7 +187,7 @@ def write_report(result: ReplayResult, out_dir: str | Path, warn_z: float = 3.0)
             "<h2>Summary</h2>", summary, topics,
             (f"<div class='warn'><b>Warnings</b><ul>{warn}</ul></div>" if warn else ""),
             (f"<div class='warn'><b>Rejected input</b><ul>{rej}</ul></div>" if rej else ""),
-            "<h2>Metrics</h2>", _metric_tables(result.metrics) or "<p>No metrics (no ground truth).</p>",
+            "<h2>Metrics</h2>", metric_html.strip() or "<p>No metrics (no ground truth).</p>",
             "<h2>Entropy monitor</h2>", img(mon, "monitor level per entropy profile") if mon else "<p>No profiles.</p>",
             "<h2>Per-layer entropy</h2><p class='muted'>Green band: the model card's reference profile "
             f"(mean ± {warn_z:g} std on validation data); background: lighting segment.</p>",
