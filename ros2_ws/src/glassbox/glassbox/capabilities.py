@@ -67,6 +67,7 @@ class Capability:
     report: str = ""                    # "module:function" rendering the report section of this capability
     bench: dict[str, Any] = field(default_factory=dict)   # node benchmark case: input sizes, rates
     title: str = ""                     # heading in reports, "LiDAR 3D detection"
+    headline: tuple[str, str] = ()      # (metric key, label) summarised after a replay
     description: str = ""
 
     @property
@@ -106,6 +107,7 @@ _BUILTIN = (
         stage="glassbox.stages.lidar:LidarStage", pipeline="glassbox.pipelines.lidar:LidarDetectionPipeline",
         default_card="spi_lidar.card.yaml", node="lidar_detector_node", node_name="lidar_detector",
         namespace="lidar", params_file="lidar_detector.yaml", train_task="lidar",
+        headline=("car/bev@0.5", "car BEV AP@0.5"),
         title="LiDAR 3D detection", report="glassbox.bag.sections:lidar_section",
         bench={"rate_hz": 10.0},
         description="3D boxes from a spinning LiDAR's range image (SPI detector)"),
@@ -127,6 +129,7 @@ _BUILTIN = (
         pipeline="glassbox.pipelines.segmentation:SegmentationPipeline",
         default_card="bisenet.card.yaml", node="segmentation_node", node_name="segmentation",
         namespace="segmentation", params_file="segmentation.yaml", train_task="segmentation",
+        headline=("miou", "mIoU"),
         title="Segmentation", report="glassbox.bag.sections:segmentation_section",
         bench={"rate_hz": 15.0},
         description="per-pixel classes (BiSeNet)"),
@@ -138,6 +141,7 @@ _BUILTIN = (
         stage="glassbox.stages.camera:FusionStage", pipeline="glassbox.pipelines.fusion:FusionPipeline",
         default_card="gem.card.yaml", node="rgbt_fusion_node", node_name="rgbt_fusion",
         namespace="fusion", params_file="rgbt_fusion.yaml", train_task="fusion",
+        headline=("map50", "mAP@0.5"),
         title="RGB-thermal fusion detection", report="glassbox.bag.sections:fusion_section",
         bench={"rate_hz": 10.0},
         description="2D boxes from RGB + thermal, reliability-weighted (GEM)"),

@@ -115,10 +115,13 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def summarize(metrics: dict) -> str:
     """A few lines: the headline metric per capability and segment, and the monitor's ERROR/WARN shares."""
+    from glassbox.capabilities import all_capabilities
     lines = []
-    for cap, key, label in (("lidar", "car/bev@0.5", "car BEV AP@0.5"), ("segmentation", "miou", "mIoU"),
-                            ("fusion", "map50", "mAP@0.5")):
+    for c in all_capabilities():
+        cap, (key, label) = c.name, (c.headline or ("", ""))
         m = metrics.get(cap)
+        if not key and isinstance(m, dict):
+            continue
         if isinstance(m, dict):
             parts = ", ".join(f"{seg} {v.get(key) if v.get(key) is not None else '—'}" for seg, v in m.items())
             lines.append(f"  {cap:<13} {label}: {parts}")
@@ -148,9 +151,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from glassbox.bag.report import write_report
     from glassbox.sim.camera import rgb_camera, thermal_camera
     from glassbox.sim.drive import DriveConfig, write_drive
-    from glassbox.stages.build import CAPABILITIES, card_path_for
+    from glassbox.capabilities import names
+    from glassbox.stages.build import card_path_for
 
-    missing = [str(card_path_for(c, models_dir=args.models)) for c in CAPABILITIES
+    missing = [str(card_path_for(c, models_dir=args.models)) for c in names()
                if not card_path_for(c, models_dir=args.models).is_file()]
     if missing:
         print("glassbox demo: shipped models missing: " + ", ".join(missing) +
@@ -171,8 +175,8 @@ def run_demo(args: argparse.Namespace) -> int:
                                                                     height=args.camera_height)))
     t1 = time.perf_counter()
     print(f"      {sum(summary.messages.values())} messages in {t1 - t0:.0f} s -> {drive}")
-    print("[2/3] replaying it through LiDAR detection, refinement, segmentation and RGB-thermal fusion ...",
-          flush=True)
+    from glassbox.capabilities import all_capabilities
+    print("[2/3] replaying it through " + ", ".join(c.title for c in all_capabilities()) + " ...", flush=True)
     update, close = _progress(args.quiet)
     try:
         result = replay(drive, out / "perception", ReplayConfig(models_dir=str(args.models or "")), progress=update)
