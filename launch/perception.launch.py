@@ -7,13 +7,16 @@ Arguments:
   lidar,refiner,segmentation,fusion,monitor; default all),
   backend (onnxruntime|torch), providers (comma-separated, e.g. tensorrt,cuda,cpu), device (torch backend),
   use_sim_time, models_dir (folder of model cards; default the installed share/glassbox_bringup/models),
-  points_topic, camera_topic, thermal_topic (the robot's sensor topics), segment_refined (true|false).
+  points_topic, camera_topic, thermal_topic (the robot's sensor topics), segment_refined (true|false),
+  dds_profile (Fast DDS XML profile applied when the environment names none; default the large-data profile
+  config/dds/fastdds_large_data.xml; empty = leave the environment alone).
 """
+import os
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -37,7 +40,7 @@ def _setup(context):
     unknown = sorted(wanted - {s["key"] for s in specs})
     if unknown:
         raise ValueError(f"nodes: unknown node '{unknown[0]}' (known: {', '.join(s['key'] for s in specs)})")
-    actions, entropy_topics, cards = [], [], []
+    actions, entropy_topics, cards = _dds_profile(arg("dds_profile"), share), [], []
     for spec in specs:
         if spec["key"] not in wanted or spec["key"] == "monitor":
             continue
@@ -45,6 +48,8 @@ def _setup(context):
         if spec["key"] == "segmentation" and arg("segment_refined") == "true" and "refiner" in wanted:
             remaps = [("image", f"/{ns}/refiner/image_refined")]
         card = str(models / spec["card"])
+        if not Path(card).is_file():
+            raise FileNotFoundError(f"{spec['executable']}: model card {card} not found (models_dir:={models})")
         actions.append(Node(package=spec["package"], executable=spec["executable"], name=spec["name"],
                             namespace=f"{ns}/{spec['sub_namespace']}", output="screen",
                             parameters=[str(share / "config" / spec["config"]), common, infer, {"model_card": card}],
@@ -58,6 +63,18 @@ def _setup(context):
                             parameters=[str(share / "config" / spec["config"]), common,
                                         {"entropy_topics": entropy_topics, "reference_files": cards}]))
     return actions
+
+
+def _dds_profile(profile: str, share: Path) -> list:
+    """Point Fast DDS at ``profile`` unless the environment already names a profile (Humble reads the
+    FASTRTPS_ variable, Jazzy and later the FASTDDS_ one)."""
+    keys = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+    if not profile or any(os.environ.get(k) for k in keys):
+        return []
+    path = Path(profile) if Path(profile).is_absolute() else share / profile
+    if not path.is_file():
+        raise FileNotFoundError(f"dds_profile: {path} not found")
+    return [LogInfo(msg=f"Fast DDS profile: {path}"), *[SetEnvironmentVariable(k, str(path)) for k in keys]]
 
 
 def generate_launch_description():
@@ -74,5 +91,6 @@ def generate_launch_description():
         DeclareLaunchArgument("camera_topic", default_value="/sensors/camera/rgb/image_raw"),
         DeclareLaunchArgument("thermal_topic", default_value="/sensors/camera/thermal/image_raw"),
         DeclareLaunchArgument("segment_refined", default_value="true"),
+        DeclareLaunchArgument("dds_profile", default_value="config/dds/fastdds_large_data.xml"),
         OpaqueFunction(function=_setup),
     ])

@@ -23,13 +23,16 @@ def _table(path: Path, name: str):
 
 def launch_nodes(path: Path) -> list[dict]:
     """The nodes a launch file starts: the suite's from the capability record (``node_specs``, which
-    perception.launch.py reads), and for a file that includes another with a subset of nodes, that subset (read
-    with ast: the `launch` package is not needed)."""
+    perception.launch.py reads), a file's own static NODES table, or for a file that includes another with a
+    subset of nodes, that subset (read with ast: the `launch` package is not needed)."""
     if path.name == "perception.launch.py":
         assert "node_specs" in path.read_text(), "perception.launch.py no longer reads the capability record"
         return node_specs()
+    nodes = _table(path, "NODES")
+    if nodes is not None:
+        return nodes
     include = _table(path, "INCLUDES")
-    assert include is not None, f"{path.name} neither is the suite launch file nor has an INCLUDES table"
+    assert include is not None, f"{path.name} has neither a NODES nor an INCLUDES table"
     included = path.parent / include["launch"]
     assert included.is_file(), f"{path.name} includes missing {included.name}"
     wanted = set(include["nodes"].split(","))
