@@ -113,7 +113,7 @@ class ModelPipeline:
         """The ONNX Runtime backend (None under torch); ``runtime`` is the backend of either kind."""
         return None if self.runtime.providers[0].startswith("torch:") else self.runtime
 
-    def entropy(self, features: Mapping[str, Any], frame: int) -> EntropyProfile | None:
+    def entropy(self, features: Mapping[str, Any], frame: int = 0) -> EntropyProfile | None:
         """The entropy profile of the probed layers, or None when ``frame`` is not probed."""
         cfg: PipelineConfig = self.cfg
         if not cfg.probe.enabled or frame % cfg.probe.every_n:
