@@ -2,8 +2,9 @@
 
 The refiner (``glassbox.vision.refiner``) runs on the full-resolution image scaled to [0, 1] with eager
 PyTorch or ONNX Runtime (``glassbox.runtime``; the exported graph also returns the named feature maps, so both
-backends give the entropy profile); the output is clipped to [0, 1] and returned as uint8. The same object can sit in front of
-the segmentation and fusion pipelines (their ``refiner`` argument), which is how the refined image reaches them.
+backends give the entropy profile); the output is clipped to [0, 1] and returned as uint8. The same object can
+sit in front of the segmentation and fusion pipelines (their ``refiner`` argument), which is how the refined
+image reaches them.
 """
 from __future__ import annotations
 
