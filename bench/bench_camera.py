@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from glassbox.config import from_dict
-from glassbox.export import OrtSession
+from glassbox.export import export_with_features
+from glassbox.runtime import OrtBackend, RuntimeConfig, load_state
 from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
-from glassbox.vision.export import export_with_features, load_state
 from glassbox.vision.gem import Gem, GemConfig
 from glassbox.vision.refiner import Refiner, RefinerConfig
 
@@ -73,17 +73,17 @@ def median_ms(fn, reps: int) -> float:
 def bench_networks(reps: int, threads: int, tmp: Path) -> tuple[list[dict], dict]:
     torch.set_num_threads(threads)
     specs = {
-        "refiner": (Refiner, RefinerConfig, RefinerConfig(), ["image"], ["refined"]),
-        "bisenet": (BiSeNet, BiSeNetConfig, BiSeNetConfig(), ["image"], ["logits"]),
-        "gem": (Gem, GemConfig, GemConfig(), ["rgb", "thermal"], ["heatmap", "size", "offset", "w_rgb", "w_thermal"]),
+        "refiner": (Refiner, RefinerConfig, RefinerConfig(), ["image"]),
+        "bisenet": (BiSeNet, BiSeNetConfig, BiSeNetConfig(), ["image"]),
+        "gem": (Gem, GemConfig, GemConfig(), ["rgb", "thermal"]),
     }
     rows, sources = [], {}
-    for name, (cls, cfg_cls, default, in_names, out_names) in specs.items():
+    for name, (cls, cfg_cls, default, in_names) in specs.items():
         model, sources[name] = load_model(name, cls, cfg_cls, default)
         onnx_path = tmp / f"{name}.onnx"
         example = inputs_for(name, 64, 64)
-        export_with_features(model, example, onnx_path, in_names, out_names, [])
-        session = OrtSession(onnx_path, intra_op_threads=threads)
+        export_with_features(model, dict(zip(in_names, example)), onnx_path, feature_names=[], dynamic_spatial=True)
+        session = OrtBackend(onnx_path, RuntimeConfig(backend="onnxruntime", threads=threads))
         for res, (w, h) in RESOLUTIONS.items():
             xs = inputs_for(name, w, h)
             feeds = {n: x.numpy() for n, x in zip(in_names, xs)}

@@ -26,10 +26,12 @@ import torch
 
 from _common import print_table, time_ms, write_results
 from glassbox.config import from_dict
+from glassbox.export import export_with_features
 from glassbox.lidar import (DecodeConfig, ProjectionConfig, SpiConfig, build_model, decode, normalise,
                             project_points)
 from glassbox.msgcodec import pointcloud2_fields_from_dtype, pointcloud2_to_xyzi, xyz_to_structured
-from glassbox.pipelines.lidar import LidarDetectionConfig, LidarDetectionPipeline, export_spi_onnx, load_weights
+from glassbox.pipelines.lidar import INPUT_NAME, LidarDetectionConfig, LidarDetectionPipeline
+from glassbox.runtime import load_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,12 +98,13 @@ def pipeline_rows(tmp: Path) -> tuple[list[dict], str]:
     source = str(weights.relative_to(ROOT)) if weights.exists() else "fresh weights (no models/spi_lidar.pt)"
     model = build_model("spi", model_cfg).eval()
     if weights.exists():
-        model.load_state_dict(load_weights(weights))
+        model.load_state_dict(load_state(weights)[1])
     else:
         torch.save(model.state_dict(), tmp / "spi.pt")
         weights = tmp / "spi.pt"
     onnx_path = tmp / "spi.onnx"
-    export_spi_onnx(model, onnx_path, 64, 1024)
+    export_with_features(model, {INPUT_NAME: torch.zeros(1, model_cfg.in_channels, 64, 1024)}, onnx_path,
+                         dynamic_spatial=True)
     pts, ring = spinning_scan(64, 2048)
     msg = fake_pointcloud2(pts, ring)
     rows = []

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from glassbox.heads import DenseLogits
 from glassbox.vision import build_model
 from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig, BiSeNetError
 from glassbox.vision.hinge import SegmentationLoss, pixel_cross_entropy, pixel_entropy, pixel_hinge_loss
@@ -15,7 +16,9 @@ def test_forward_shapes_and_features(cfg):
     feats = model.forward_features(x)
     assert feats["spatial"].shape[2:] == (8, 12) and feats["fused"].shape[2:] == (8, 12)
     assert feats["context5"].shape[2:] == (2, 3)
-    logits = model(x)
+    head = model(x)
+    assert isinstance(head, DenseLogits)
+    logits = head.logits
     assert logits.shape == (2, cfg.num_classes, 64, 96) and torch.isfinite(logits).all()
     aux = model.forward_aux(feats)
     assert [a.shape for a in aux] == [logits.shape, logits.shape]

@@ -6,11 +6,11 @@ import torch
 
 from glassbox.config import to_dict
 from glassbox.entropy import ProbeConfig
+from glassbox.export import export_with_features
 from glassbox.pipelines.fusion import FusionPipeline, FusionPipelineConfig
 from glassbox.pipelines.refiner import RefinerPipeline, RefinerPipelineConfig
 from glassbox.pipelines.segmentation import SegmentationPipeline, SegmentationPipelineConfig
 from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
-from glassbox.vision.export import export_with_features
 from glassbox.vision.gem import Gem, GemConfig
 from glassbox.vision.refiner import Refiner
 
@@ -47,7 +47,8 @@ def test_refiner_parity_and_identity(tmp_path):
     model = _perturb(Refiner(), 1).eval()
     _save(model, tmp_path / "r.pt")
     feats = [n for n in model.forward_features(torch.rand(1, 3, 32, 32)) if n != "stage3"]
-    export_with_features(model, (torch.rand(1, 3, 64, 80),), tmp_path / "r.onnx", ["image"], ["refined"], feats)
+    export_with_features(model, {"image": torch.rand(1, 3, 64, 80)}, tmp_path / "r.onnx", feature_names=feats,
+                         dynamic_spatial=True)
     pt = RefinerPipeline(RefinerPipelineConfig(model_path=str(tmp_path / "r.pt"), probe=PROBE))
     ort = RefinerPipeline(RefinerPipelineConfig(backend="onnxruntime", model_path=str(tmp_path / "r.onnx"),
                                                 probe=PROBE))
@@ -66,8 +67,8 @@ def test_segmentation_parity(tmp_path):
     cfg = BiSeNetConfig(num_classes=3)
     model = BiSeNet(cfg).eval()
     _save(model, tmp_path / "s.pt")
-    export_with_features(model, (torch.rand(1, 3, 64, 96),), tmp_path / "s.onnx", ["image"], ["logits"],
-                         ["spatial", "context3", "context4", "context5", "fused"])
+    export_with_features(model, {"image": torch.rand(1, 3, 64, 96)}, tmp_path / "s.onnx", dynamic_spatial=True,
+                         feature_names=["spatial", "context3", "context4", "context5", "fused"])
     common = dict(input_size=(96, 64), model=cfg, probe=PROBE)
     pt = SegmentationPipeline(SegmentationPipelineConfig(model_path=str(tmp_path / "s.pt"), **common))
     ort = SegmentationPipeline(SegmentationPipelineConfig(backend="onnxruntime",
@@ -86,16 +87,17 @@ def test_fusion_parity_and_missing_thermal(tmp_path):
     cfg = GemConfig(width_mult=0.25)
     model = Gem(cfg).eval()
     _save(model, tmp_path / "g.pt")
-    example = (torch.rand(1, 3, 64, 96), torch.rand(1, 1, 64, 96))
-    export_with_features(model, example, tmp_path / "g.onnx", ["rgb", "thermal"],
-                         ["heatmap", "size", "offset", "w_rgb", "w_thermal"], ["feat_rgb", "feat_thermal", "fused", "neck"])
+    example = {"rgb": torch.rand(1, 3, 64, 96), "thermal": torch.rand(1, 1, 64, 96)}
+    spec = export_with_features(model, example, tmp_path / "g.onnx", dynamic_spatial=True,
+                                feature_names=["feat_rgb", "feat_thermal", "fused", "neck"])
+    assert spec["outputs"] == ["heatmap", "size", "offset", "w_rgb", "w_thermal"]
     common = dict(input_size=(96, 64), model=cfg, probe=PROBE, score_threshold=0.0, max_detections=20)
     pt = FusionPipeline(FusionPipelineConfig(model_path=str(tmp_path / "g.pt"), **common))
     ort = FusionPipeline(FusionPipelineConfig(backend="onnxruntime", model_path=str(tmp_path / "g.onnx"), **common))
     rgb, th = _image(128, 192, seed=3), _image(100, 120, seed=4)[..., 0]
     x_rgb, x_th = pt.prepare(rgb, th)
-    oa, _ = pt.runner.run(x_rgb, x_th)
-    ob, _ = ort.runner.run(x_rgb, x_th)
+    oa, _ = pt.runtime.run({"rgb": x_rgb, "thermal": x_th})
+    ob, _ = ort.runtime.run({"rgb": x_rgb, "thermal": x_th})
     for k in oa:
         np.testing.assert_allclose(oa[k], ob[k], atol=1e-4, rtol=1e-4)
     a, b = pt(rgb, th), ort(rgb, th)

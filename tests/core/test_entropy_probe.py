@@ -221,7 +221,8 @@ class FeatureOutputs(nn.Module):
 
 
 def test_profile_from_onnx_runtime_outputs_matches_torch(tmp_path):
-    from glassbox.export.onnx import OrtSession, export_onnx
+    from glassbox.export.onnx import export_onnx
+    from glassbox.runtime import OrtBackend
 
     torch.manual_seed(0)
     model = SmallCnn().eval()
@@ -229,7 +230,7 @@ def test_profile_from_onnx_runtime_outputs_matches_torch(tmp_path):
     names = ["logits", "act1", "act2", "conv3"]
     path = export_onnx(FeatureOutputs(model), (x,), tmp_path / "cnn.onnx", input_names=["image"],
                        output_names=names)
-    outputs = OrtSession(path, providers=("cpu",)).run({"image": x.numpy()})
+    outputs = OrtBackend(path).run({"image": x.numpy()}).outputs
     cfg = ProbeConfig(max_samples=None, max_dim=64)
     ort_profile = profile_from_features({n: outputs[n] for n in names[1:]}, cfg, model_name="cnn")
     with torch.no_grad():

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from glassbox.heads import Detection2DHead
 from glassbox.vision.centernet import centernet_loss, decode, encode_targets, focal_loss, score_entropy
 from glassbox.vision.gem import FUSIONS, Gem, GemConfig, GemError, ReliabilityWeight, display_share, gumbel_softmax
 
@@ -24,7 +25,9 @@ def test_every_fusion_mode_runs(fusion):
     f = model.feat_channels
     expected = 2 * f if fusion in ("scalar_concat", "mask_concat", "gumbel") else f
     assert feats["fused"].shape == (2, expected, H // 8, W // 8)
-    heat, size, offset, w_r, w_t = model.forward_head(feats)
+    head = model.forward_head(feats)
+    assert isinstance(head, Detection2DHead)
+    heat, size, offset, w_r, w_t = head
     assert heat.shape == (2, 3, H // 8, W // 8) and size.shape == offset.shape == (2, 2, H // 8, W // 8)
     assert w_r.shape == w_t.shape == (2,)
     assert all(torch.isfinite(t).all() for t in (heat, size, offset, w_r, w_t))

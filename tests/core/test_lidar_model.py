@@ -7,6 +7,7 @@ import torch
 
 from glassbox.lidar import (MODELS, DecodeConfig, ProjectionConfig, SpiConfig, TargetConfig, build_model,
                             build_targets, decode, project_points, rotated_nms, spi_config, spi_loss)
+from glassbox.heads import Detection3DHead
 from glassbox.lidar.decode import binary_entropy
 from glassbox.lidar.iou import bev_iou
 
@@ -64,9 +65,9 @@ def test_every_model_runs_forward(name, size):
     with torch.no_grad():
         feats = model.forward_features(x)
         out = model.forward_head(feats)
-    assert out["heatmap"].shape == (2, 3, 16, 64)
-    assert out["offset"].shape == out["size"].shape == (2, 3, 16, 64) and out["yaw"].shape == (2, 3, 16, 64)
-    assert all(torch.isfinite(v).all() for v in out.values())
+    assert isinstance(out, Detection3DHead) and out.heatmap.shape == (2, 3, 16, 64)
+    assert out.offset.shape == out.size.shape == (2, 3, 16, 64) and out.yaw.shape == (2, 3, 16, 64)
+    assert all(torch.isfinite(v).all() for v in out)
     names = list(feats)
     assert names[0] == "stem" and names[-1] == "neck"
     for group in model.eloss_groups():

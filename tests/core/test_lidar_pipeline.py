@@ -5,8 +5,8 @@ import torch
 
 from glassbox.entropy import ProbeConfig
 from glassbox.lidar import DecodeConfig, ProjectionConfig, SpiConfig, build_model
-from glassbox.pipelines.lidar import (LidarDetectionConfig, LidarDetectionPipeline, LidarPipelineError,
-                                      export_spi_onnx)
+from glassbox.export import export_with_features
+from glassbox.pipelines.lidar import INPUT_NAME, LidarDetectionConfig, LidarDetectionPipeline, LidarPipelineError
 from glassbox.sim import lidar_preset, make_scene, scan_lidar, SceneConfig
 
 
@@ -42,7 +42,8 @@ def exported(tmp_path_factory, scan):
                 mod.bias.uniform_(-0.3, 0.3)
     d = tmp_path_factory.mktemp("spi")
     torch.save(model.state_dict(), d / "spi.pt")
-    spec = export_spi_onnx(model, d / "spi.onnx", 32, 512)
+    spec = export_with_features(model, {INPUT_NAME: torch.zeros(1, 5, 32, 512)}, d / "spi.onnx",
+                                dynamic_spatial=True)
     return d, spec
 
 

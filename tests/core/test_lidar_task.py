@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from glassbox.heads import Detection3DHead
 from glassbox.lidar import DecodeConfig, decode
 
 pytest.importorskip("glassbox_trainer")
@@ -33,8 +34,8 @@ class PerfectModel(nn.Module):
         hm = batch["heatmap"].clamp(1e-6, 1 - 1e-6)
         yaw = batch["yaw"].clone()
         yaw[:, 2] = torch.where(yaw[:, 2] > 0.5, 10.0, -10.0)
-        self.out = {"heatmap": torch.log(hm / (1 - hm)), "offset": batch["offset"], "size": batch["size"],
-                    "yaw": yaw}
+        self.out = Detection3DHead(heatmap=torch.log(hm / (1 - hm)), offset=batch["offset"], size=batch["size"],
+                                   yaw=yaw)
 
     def forward(self, x):
         return self.out

@@ -13,7 +13,7 @@ def test_identity_at_init_any_size():
     model = Refiner().eval()
     for shape in [(2, 3, 37, 53), (1, 3, 64, 64), (1, 3, 5, 7)]:
         x = torch.rand(shape)
-        y = model(x)
+        y = model(x).refined
         assert y.shape == x.shape and y.dtype == x.dtype
         assert torch.max(torch.abs(y - x)).item() <= 1e-6
 
@@ -79,7 +79,7 @@ def test_stage3_gate_is_bounded_and_gradients_reach_every_parameter():
     ratio = feats["stage3"] / feats["stage2"]
     assert bool(((ratio > 0) & (ratio < 2)).all())
     assert model.g["conv1"].in_channels == 3 + 8
-    loss = ((model(x) - x) ** 2).mean()
+    loss = ((model(x).refined - x) ** 2).mean()
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
@@ -89,7 +89,7 @@ def test_denominator_is_guarded():
     model = Refiner(RefinerConfig(stages=(1,), min_denominator=0.05))
     with torch.no_grad():
         model.w12.fill_(-10.0)          # 1 + h^T W12 far below zero without the guard
-    y = model(torch.rand(1, 3, 8, 8))
+    y = model(torch.rand(1, 3, 8, 8)).refined
     assert torch.isfinite(y).all() and y.abs().max() <= 1.0 / 0.05 + 1e-4
 
 

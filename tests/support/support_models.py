@@ -13,14 +13,16 @@ def make_lidar_card(folder: Path, height: int = 32, width: int = 512) -> Path:
     from glassbox.lidar.projection import ProjectionConfig
     from glassbox.lidar.spi import SpiConfig, build_model
     from glassbox.models.card import ModelCard, save_card, sha256_file
-    from glassbox.pipelines.lidar import card_extra, export_spi_onnx
+    from glassbox.export import export_with_features
+    from glassbox.pipelines.lidar import INPUT_NAME, card_extra
 
     torch.manual_seed(0)
     proj = ProjectionConfig(height=height, width=width)
     spi = SpiConfig()
     model = build_model("spi", spi)
     onnx_path = folder / "spi_test.onnx"
-    spec = export_spi_onnx(model, onnx_path, height, width)
+    spec = export_with_features(model, {INPUT_NAME: torch.zeros(1, spi.in_channels, height, width)}, onnx_path,
+                                dynamic_spatial=True)
     card = ModelCard(name="spi_test", task="lidar_detection", file=onnx_path.name, sha256=sha256_file(onnx_path),
                      inputs=spec["inputs"], outputs=tuple(spec["outputs"]), features=tuple(spec["features"]),
                      classes=("car", "pedestrian", "cyclist"),

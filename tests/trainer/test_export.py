@@ -8,9 +8,9 @@ import pytest
 import torch
 import yaml
 
-from glassbox.export import OrtSession
 from glassbox.models import (ModelCard, ModelCardError, ModelIntegrityError, load_card, save_card, verify_model_file,
                              verify_weights_file)
+from glassbox.runtime import OrtBackend
 from glassbox_trainer.export import ExportError, check_parity, export_with_features
 from glassbox_trainer.train import read_log
 from test_train import cli, env, write_config
@@ -25,7 +25,7 @@ def test_onnx_export_has_feature_outputs_and_matches_torch(tmp_path):
     assert spec == {"inputs": {"image": {"shape": [1, 3, 12, 12], "dtype": "float32"}}, "outputs": ["logits"],
                     "features": ["stem", "block1", "block2", "block3"]}
     x = np.random.default_rng(0).standard_normal((3, 3, 12, 12)).astype(np.float32)   # dynamic batch
-    out = OrtSession(path).run({"image": x})
+    out = OrtBackend(path).run({"image": x}).outputs
     with torch.no_grad():
         feats = model.forward_features(torch.from_numpy(x))
         logits = model(torch.from_numpy(x))

@@ -21,8 +21,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 import glassbox
-from glassbox.export import OrtSession, export_onnx
+from glassbox.export import FeatureGraph, export_with_features  # noqa: F401 (the tasks import it from here)
 from glassbox.models.card import EntropyReference, ModelCard, save_card, sha256_file
+from glassbox.runtime import OrtBackend
 
 log = logging.getLogger(__name__)
 
@@ -31,68 +32,18 @@ class ExportError(RuntimeError):
     """Export failed or the exported graph disagrees with the eager model."""
 
 
-def _as_tuple(out: Any) -> tuple[Tensor, ...]:
-    if isinstance(out, Tensor):
-        return (out,)
-    if isinstance(out, Mapping):
-        return tuple(out.values())
-    return tuple(out)
-
-
-class FeatureExportWrapper(nn.Module):
-    """``forward(*inputs)`` -> forward outputs + the named feature maps, as one flat tuple (for ONNX)."""
-
-    def __init__(self, model: nn.Module, feature_names: Sequence[str]):
-        super().__init__()
-        self.model = model
-        self.feature_names = list(feature_names)
-
-    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
-        feats = self.model.forward_features(*inputs)
-        if hasattr(self.model, "forward_head"):
-            out = _as_tuple(self.model.forward_head(feats))
-        else:
-            out = _as_tuple(self.model(*inputs))
-        return out + tuple(feats[n] for n in self.feature_names)
-
-
-def export_with_features(model: nn.Module, example_inputs: Mapping[str, Tensor], path: str | Path,
-                         output_names: Sequence[str], feature_names: Sequence[str] | None = None,
-                         dynamic_batch: bool = True, opset: int = 17) -> dict:
-    """Export ``model`` to ONNX with its feature maps as extra outputs; returns the card's input spec.
-
-    ``example_inputs`` maps input names to example tensors (their shapes go into the spec; the batch axis is
-    dynamic when ``dynamic_batch``). ``feature_names=None`` exports every map of ``forward_features``.
-    """
-    model = model.eval().cpu()
-    inputs = {k: v.detach().cpu() for k, v in example_inputs.items()}
-    with torch.no_grad():
-        feats = model.forward_features(*inputs.values())
-    names = list(feats) if feature_names is None else list(feature_names)
-    missing = [n for n in names if n not in feats]
-    if missing:
-        raise ExportError(f"model has no feature '{missing[0]}' (has: {', '.join(feats)})")
-    all_outputs = list(output_names) + names
-    dyn = {n: {0: "batch"} for n in [*inputs, *all_outputs]} if dynamic_batch else None
-    export_onnx(FeatureExportWrapper(model, names), tuple(inputs.values()), path, list(inputs), all_outputs,
-                dynamic_axes=dyn, opset=opset)
-    return {"inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
-                       for k, v in inputs.items()},
-            "outputs": list(output_names), "features": names}
-
-
 def check_parity(model: nn.Module, onnx_path: str | Path, inputs: Mapping[str, np.ndarray], atol: float = 1e-3,
                  feature_names: Sequence[str] | None = None) -> dict[str, float]:
     """Max |ORT - torch| per output on ``inputs``; raises :class:`ExportError` above ``atol``."""
-    session = OrtSession(onnx_path, providers=("cpu",))
-    got = session.run(inputs)
+    session = OrtBackend(onnx_path)
+    got = session.run(inputs).outputs
     model = model.eval().cpu()
     with torch.no_grad():
         tin = [torch.from_numpy(np.asarray(inputs[n])) for n in session.input_names]
         names = list(feature_names) if feature_names is not None else None
         feats = model.forward_features(*tin)
-        wrapper = FeatureExportWrapper(model, names if names is not None else
-                                       [n for n in session.output_names if n in feats])
+        wrapper = FeatureGraph(model, names if names is not None else
+                               [n for n in session.output_names if n in feats])
         ref = [t.numpy() for t in wrapper(*tin)]
     if len(ref) != len(session.output_names):
         raise ExportError(f"{onnx_path}: {len(session.output_names)} ONNX outputs but the model gives {len(ref)}")

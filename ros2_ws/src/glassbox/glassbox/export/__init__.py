@@ -1,4 +1,5 @@
-"""Deployment: ONNX export and ONNX Runtime sessions with explicit provider selection and loud fallback."""
-from glassbox.export.onnx import OrtSession, ProviderError, export_onnx, resolve_providers
+"""Deployment: ONNX export of glassbox models with their feature maps as extra outputs (run by
+``glassbox.runtime``)."""
+from glassbox.export.onnx import FeatureGraph, OnnxExportError, export_onnx, export_with_features
 
-__all__ = ["OrtSession", "ProviderError", "export_onnx", "resolve_providers"]
+__all__ = ["FeatureGraph", "OnnxExportError", "export_onnx", "export_with_features"]

@@ -1,53 +1,22 @@
-"""ONNX export of glassbox models and ONNX Runtime sessions.
+"""ONNX export of glassbox models, with their named feature maps as extra graph outputs.
 
-Providers are named the way users think of them (``cpu``, ``cuda``, ``tensorrt``) and resolved in the order
-given: the first available one runs, and every requested provider that is not available is reported with a
-warning (never silently). ``OrtSession.providers`` says what actually runs.
+``export_with_features`` is the one export path of every model (LiDAR and camera pipelines' tests, the trainer's
+tasks): the graph returns the fields of the model's head (``glassbox.heads``, whose names become the output
+names) followed by the chosen ``forward_features`` maps, so that the ONNX Runtime backend of a pipeline builds
+the same entropy profile as the torch backend. ``export_onnx`` is the plain ``torch.onnx.export`` step under it.
+Running a graph is ``glassbox.runtime``'s job.
 """
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
-log = logging.getLogger(__name__)
-
-PROVIDER_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
+from torch import Tensor, nn
 
 
-class ProviderError(RuntimeError):
-    """None of the requested execution providers is available."""
-
-
-def resolve_providers(requested: Sequence[str], available: Sequence[str] | None = None,
-                      allow_fallback_to_cpu: bool = True) -> tuple[list[str], list[str]]:
-    """Map short names to ORT providers present in this build; return (providers, warnings)."""
-    if available is None:
-        import onnxruntime as ort
-        available = ort.get_available_providers()
-    providers, warnings = [], []
-    for name in requested:
-        if name not in PROVIDER_NAMES:
-            raise ValueError(f"unknown execution provider '{name}' (known: {', '.join(PROVIDER_NAMES)})")
-        full = PROVIDER_NAMES[name]
-        if full in available:
-            providers.append(full)
-        else:
-            warnings.append(f"execution provider '{name}' ({full}) is not available in this onnxruntime build "
-                            f"(available: {', '.join(available)})")
-    if not providers:
-        if not allow_fallback_to_cpu:
-            raise ProviderError("; ".join(warnings) or "no execution provider requested")
-        warnings.append("FALLING BACK to CPUExecutionProvider: inference will be slow")
-        providers = ["CPUExecutionProvider"]
-    return providers, warnings
+class OnnxExportError(ValueError):
+    """The model cannot be exported as asked (unnamed outputs, unknown feature maps)."""
 
 
 def export_onnx(model, example_inputs: tuple, path: str | Path, input_names: Sequence[str],
@@ -78,29 +47,70 @@ def export_onnx(model, example_inputs: tuple, path: str | Path, input_names: Seq
     return path
 
 
-class OrtSession:
-    """An ONNX Runtime inference session with named inputs/outputs and reported providers."""
+def head_tensors(head) -> tuple[Tensor, ...]:
+    """A ``forward_head`` result as a flat tuple (a typed head is a tuple already; a bare tensor is wrapped)."""
+    return (head,) if isinstance(head, Tensor) else tuple(head)
 
-    def __init__(self, path: str | Path, providers: Sequence[str] = ("cpu",), intra_op_threads: int = 0,
-                 allow_fallback_to_cpu: bool = True):
-        import onnxruntime as ort
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
-        resolved, self.warnings = resolve_providers(providers, allow_fallback_to_cpu=allow_fallback_to_cpu)
-        for w in self.warnings:
-            log.warning(w)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if intra_op_threads:
-            opts.intra_op_num_threads = intra_op_threads
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=resolved)
-        self.providers: list[str] = self.session.get_providers()
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
+class FeatureGraph(nn.Module):
+    """``forward(*inputs) -> (*head outputs, *feature maps)``: the output layout of an exported graph."""
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run on named float32 inputs; returns every output by name."""
-        outs = self.session.run(self.output_names, {k: np.ascontiguousarray(v) for k, v in inputs.items()})
-        return dict(zip(self.output_names, outs))
+    def __init__(self, model: nn.Module, feature_names: Sequence[str]):
+        super().__init__()
+        self.model = model
+        self.feature_names = list(feature_names)
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        feats = self.model.forward_features(*inputs)
+        return head_tensors(self.model.forward_head(feats)) + tuple(feats[n] for n in self.feature_names)
+
+
+def _dynamic_axes(inputs: Mapping[str, Tensor], outputs: Mapping[str, Tensor], batch: bool, spatial: bool) -> dict:
+    """Batch (axis 0) and, for 4-D tensors, height and width (axes 2, 3) as symbolic axes. The inputs share
+    ``height``/``width``; every output has its own (feature maps sit at different strides)."""
+    dyn: dict[str, dict[int, str]] = {}
+    for n, t in [*inputs.items(), *outputs.items()]:
+        axes = {0: "batch"} if batch and t.dim() >= 1 else {}
+        if spatial and t.dim() == 4:
+            h, w = ("height", "width") if n in inputs else (f"{n}_height", f"{n}_width")
+            axes.update({2: h, 3: w})
+        if axes:
+            dyn[n] = axes
+    return dyn
+
+
+def export_with_features(model: nn.Module, example_inputs: Mapping[str, Tensor], path: str | Path,
+                         output_names: Sequence[str] | None = None, feature_names: Sequence[str] | None = None,
+                         *, dynamic_batch: bool = True, dynamic_spatial: bool = False, opset: int = 17) -> dict:
+    """Export ``model`` (``forward_features`` + ``forward_head``) to ONNX with feature maps as extra outputs;
+    returns the model card's spec (``inputs`` with shapes and dtypes, ``outputs``, ``features``).
+
+    ``example_inputs`` maps input names to example tensors, in ``forward_features``' argument order.
+    ``output_names``: default the head's field names (required when the head is a bare tensor).
+    ``feature_names``: default every 4-D map of ``forward_features`` that is not a head output.
+    ``dynamic_batch`` / ``dynamic_spatial``: batch / height and width become symbolic axes.
+    """
+    import torch
+
+    model = model.eval().cpu()
+    inputs = {k: v.detach().cpu() for k, v in example_inputs.items()}
+    with torch.no_grad():
+        feats = model.forward_features(*inputs.values())
+        head = model.forward_head(feats)
+    if output_names is None:
+        if not hasattr(head, "_fields"):
+            raise OnnxExportError(f"{type(model).__name__}.forward_head returns no named head: give output_names")
+        output_names = head._fields
+    outputs = dict(zip(output_names, head_tensors(head)))
+    names = ([n for n, t in feats.items() if t.dim() == 4 and n not in outputs] if feature_names is None
+             else list(feature_names))
+    missing = [n for n in names if n not in feats]
+    if missing:
+        raise OnnxExportError(f"model has no feature '{missing[0]}' (has: {', '.join(feats)})")
+    outputs.update({n: feats[n] for n in names})
+    export_onnx(FeatureGraph(model, names), tuple(inputs.values()), path, list(inputs), list(outputs),
+                dynamic_axes=_dynamic_axes(inputs, outputs, dynamic_batch, dynamic_spatial), opset=opset)
+    spatial = {"dynamic": ["height", "width"]} if dynamic_spatial else {}
+    return {"inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""), **spatial}
+                       for k, v in inputs.items()},
+            "outputs": list(output_names), "features": names}

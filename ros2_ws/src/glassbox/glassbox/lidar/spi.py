@@ -42,8 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.classes import DETECTION_CLASSES
-
-HEAD_OUTPUTS = ("heatmap", "offset", "size", "yaw")
+from glassbox.heads import Detection3DHead
 
 
 class SpiError(ValueError):
@@ -159,11 +158,11 @@ class Spi(nn.Module):
         feats["neck"] = torch.cat(ups, dim=1)              # (B, S * Cn, H, W)
         return feats
 
-    def forward_head(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+    def forward_head(self, features: dict[str, Tensor]) -> Detection3DHead:
         h = self.shared(features["neck"])                  # (B, Ch, H, W)
-        return {"heatmap": self.heatmap(h), "offset": self.offset(h), "size": self.size(h), "yaw": self.yaw(h)}
+        return Detection3DHead(self.heatmap(h), self.offset(h), self.size(h), self.yaw(h))
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Tensor) -> Detection3DHead:
         return self.forward_head(self.forward_features(x))
 
 
@@ -216,18 +215,18 @@ class SpiLossConfig:
     direction: float = 0.2
 
 
-def spi_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor],
+def spi_loss(outputs: Detection3DHead, targets: dict[str, Tensor],
              cfg: SpiLossConfig = SpiLossConfig()) -> tuple[Tensor, dict[str, float]]:
-    """Total loss and its terms. ``targets``: ``heatmap`` (B, K, H, W), ``offset``/``size`` (B, 3, H, W),
+    """Total loss and its terms of the head ``outputs``. ``targets``: ``heatmap`` (B, K, H, W), ``offset``/``size`` (B, 3, H, W),
     ``yaw`` (B, 3, H, W: sin 2a, cos 2a, direction in {0, 1}) and ``reg_weight`` (B, H, W). The direction term is
     the binary cross-entropy of the direction logit, averaged over the same pixels as the regression."""
     w = targets["reg_weight"]
     terms = {
-        "heatmap": focal_heatmap_loss(outputs["heatmap"], targets["heatmap"]),
-        "offset": masked_smooth_l1(outputs["offset"], targets["offset"], w),
-        "size": masked_smooth_l1(outputs["size"], targets["size"], w),
-        "yaw": masked_smooth_l1(outputs["yaw"][:, :2], targets["yaw"][:, :2], w),
-        "direction": (F.binary_cross_entropy_with_logits(outputs["yaw"][:, 2], targets["yaw"][:, 2], reduction="none")
+        "heatmap": focal_heatmap_loss(outputs.heatmap, targets["heatmap"]),
+        "offset": masked_smooth_l1(outputs.offset, targets["offset"], w),
+        "size": masked_smooth_l1(outputs.size, targets["size"], w),
+        "yaw": masked_smooth_l1(outputs.yaw[:, :2], targets["yaw"][:, :2], w),
+        "direction": (F.binary_cross_entropy_with_logits(outputs.yaw[:, 2], targets["yaw"][:, 2], reduction="none")
                       * w).sum() / w.sum().clamp(min=1.0),
     }
     total = sum(getattr(cfg, k) * v for k, v in terms.items())

@@ -11,21 +11,18 @@ its score; per frame, the reliability weights ``w_rgb``, ``w_thermal`` and the R
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from glassbox.classes import DETECTION_CLASSES
 from glassbox.config import from_dict
-from glassbox.entropy import EntropyProfile, ProbeConfig
+from glassbox.entropy import EntropyProfile
+from glassbox.heads import Detection2DHead
+from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
 from glassbox.vision.centernet import decode, score_entropy
-from glassbox.vision.export import ModelRunner, card_model_path, entropy_profile, load_state
 from glassbox.vision.gem import Gem, GemConfig
-
-OUTPUTS = ("heatmap", "size", "offset", "w_rgb", "w_thermal")
 
 
 class FusionPipelineError(ValueError):
@@ -33,20 +30,13 @@ class FusionPipelineError(ValueError):
 
 
 @dataclass(frozen=True)
-class FusionPipelineConfig:
-    backend: Literal["torch", "onnxruntime"] = "torch"
-    model_path: str = ""
+class FusionPipelineConfig(PipelineConfig):
     model_name: str = "gem"
-    providers: tuple[str, ...] = ("cpu",)
-    device: str = "cpu"
-    threads: int = 0
     input_size: tuple[int, int] = (160, 128)                 # (width, height); divisible by 8
     homography_thermal_to_rgb: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)  # row-major
     score_threshold: float = 0.3
     max_detections: int = 100
     model: GemConfig = field(default_factory=GemConfig)
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
-    probe_layers: tuple[str, ...] = ()                       # empty: every feature map of the graph
 
     def __post_init__(self) -> None:
         if self.input_size[0] % 8 or self.input_size[1] % 8:
@@ -77,39 +67,25 @@ def thermal_to_uint8(thermal: np.ndarray) -> np.ndarray:
     return np.clip((t - lo) * (255.0 / max(hi - lo, 1e-6)) + 0.5, 0, 255).astype(np.uint8)
 
 
-class FusionPipeline:
-    """``pipeline(rgb (H, W, 3) uint8, thermal (Ht, Wt) uint8/uint16 or None) -> FusionResult``."""
+class FusionPipeline(ModelPipeline):
+    """``pipeline(rgb (H, W, 3) uint8, thermal (Ht, Wt) uint8/uint16 or None) -> FusionResult``. From a card, the
+    training camera pair's ``extra.homography_thermal_to_rgb`` is the default, which a deployment overrides with
+    its own calibration."""
+
+    config_cls = FusionPipelineConfig
+    error = FusionPipelineError
 
     def __init__(self, cfg: FusionPipelineConfig = FusionPipelineConfig(), refiner=None) -> None:
         self.cfg, self.refiner = cfg, refiner
         self.homography = np.asarray(cfg.homography_thermal_to_rgb, np.float64).reshape(3, 3)
-        model = None
-        if cfg.backend == "torch":
-            model_cfg = cfg.model
-            if cfg.model_path:
-                saved, _ = load_state(cfg.model_path)
-                if saved:
-                    model_cfg = from_dict(GemConfig, saved, source=cfg.model_path)
-            model = Gem(model_cfg)
-        self.runner = ModelRunner(cfg.backend, model, cfg.model_path, ["rgb", "thermal"], OUTPUTS, cfg.providers,
-                                  cfg.device, cfg.threads)
+        w, h = cfg.input_size
+        example = {"rgb": np.zeros((1, cfg.model.rgb_channels, h, w), np.float32),
+                   "thermal": np.zeros((1, cfg.model.thermal_channels, h, w), np.float32)}
+        self.runtime = self._open(cfg, self._build, ["rgb", "thermal"], Detection2DHead._fields, example)
         self._frame = 0
 
-    @classmethod
-    def from_card(cls, card_path: str | Path, backend: str = "onnxruntime", refiner=None, **overrides
-                  ) -> FusionPipeline:
-        """Build from a model card (``extra.model_config``, ``extra.input_size``, ``extra.score_threshold`` and
-        the training camera pair's ``extra.homography_thermal_to_rgb``, which a deployment overrides with its
-        own calibration); sha256 checked."""
-        card, path = card_model_path(card_path, backend)
-        extra = card.extra
-        model = from_dict(GemConfig, extra.get("model_config", {}), f"{card_path}:model_config")
-        cfg = FusionPipelineConfig(backend=backend, model_path=str(path), model=model,
-                                   input_size=tuple(extra.get("input_size", (160, 128))),
-                                   score_threshold=float(extra.get("score_threshold", 0.3)),
-                                   homography_thermal_to_rgb=tuple(float(v) for v in np.ravel(
-                                       extra.get("homography_thermal_to_rgb", np.eye(3)))))
-        return cls(replace(cfg, **overrides), refiner=refiner)
+    def _build(self, saved: dict) -> Gem:
+        return Gem(from_dict(GemConfig, saved, source=self.cfg.model_path) if saved else self.cfg.model)
 
     def prepare(self, rgb: np.ndarray, thermal: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Network inputs (1, 3, h, w) and (1, 1, h, w) in [0, 1] at ``input_size``."""
@@ -137,10 +113,9 @@ class FusionPipeline:
             small = (x_rgb[0].transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
             x_rgb = (self.refiner(small).refined.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         t2 = time.perf_counter()
-        out, feats = self.runner.run(x_rgb, x_th)
+        out, feats = self.runtime.run({"rgb": x_rgb, "thermal": x_th})
         t3 = time.perf_counter()
-        profile = entropy_profile({k: v for k, v in feats.items() if k not in ("w_rgb", "w_thermal")},
-                                  self.cfg.probe_layers, self.cfg.probe, self._frame, self.cfg.model_name)
+        profile = self.entropy(feats, self._frame)
         t4 = time.perf_counter()
         boxes, scores, classes = decode(out["heatmap"][0], out["size"][0], out["offset"][0], Gem.STRIDE,
                                         self.cfg.max_detections, self.cfg.score_threshold)
@@ -151,7 +126,5 @@ class FusionPipeline:
         share = w_r / (w_r + w_t) if w_r + w_t > 1e-12 else 0.5
         t5 = time.perf_counter()
         self._frame += 1
-        timings = {"pre": t1 - t0, "refiner": t2 - t1, "network": t3 - t2, "entropy": t4 - t3, "post": t5 - t4,
-                   "total": t5 - t0}
-        return FusionResult(boxes, scores, classes, score_entropy(scores), w_r, w_t, share, profile,
-                            {k: 1e3 * v for k, v in timings.items()})
+        timings = milliseconds((t0, t1, t2, t3, t4, t5), ("pre", "refiner", "network", "entropy", "post"))
+        return FusionResult(boxes, scores, classes, score_entropy(scores), w_r, w_t, share, profile, timings)

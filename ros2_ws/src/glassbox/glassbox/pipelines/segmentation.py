@@ -10,18 +10,17 @@ feature maps (hooks-free: ``forward_features`` under torch, extra graph outputs 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from glassbox.classes import BINARY_CLASSES, SEMANTIC_CLASSES
 from glassbox.config import from_dict
-from glassbox.entropy import EntropyProfile, ProbeConfig
+from glassbox.entropy import EntropyProfile
+from glassbox.heads import DenseLogits
+from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
 from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
-from glassbox.vision.export import ModelRunner, card_model_path, entropy_profile, load_state
 
 
 class SegmentationPipelineError(ValueError):
@@ -29,17 +28,11 @@ class SegmentationPipelineError(ValueError):
 
 
 @dataclass(frozen=True)
-class SegmentationPipelineConfig:
-    backend: Literal["torch", "onnxruntime"] = "torch"
-    model_path: str = ""
+class SegmentationPipelineConfig(PipelineConfig):
     model_name: str = "bisenet"
-    providers: tuple[str, ...] = ("cpu",)
-    device: str = "cpu"
-    threads: int = 0
     input_size: tuple[int, int] = (160, 128)          # (width, height) the network sees; divisible by 32
     model: BiSeNetConfig = field(default_factory=BiSeNetConfig)
     class_names: tuple[str, ...] = ()                  # empty: binary or semantic table by class count
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
     probe_layers: tuple[str, ...] = ("spatial", "context3", "context4", "context5", "fused")
 
     def __post_init__(self) -> None:
@@ -66,35 +59,26 @@ def softmax_entropy(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return logits.argmax(axis=0), ent.astype(np.float32)
 
 
-class SegmentationPipeline:
+class SegmentationPipeline(ModelPipeline):
     """``pipeline(rgb (H, W, 3) uint8) -> SegmentationResult``; optionally with a refiner in front."""
+
+    config_cls = SegmentationPipelineConfig
+    error = SegmentationPipelineError
 
     def __init__(self, cfg: SegmentationPipelineConfig = SegmentationPipelineConfig(), refiner=None) -> None:
         self.cfg, self.refiner = cfg, refiner
-        model_cfg = cfg.model
-        model = None
-        if cfg.backend == "torch":
-            if cfg.model_path:
-                saved, _ = load_state(cfg.model_path)
-                if saved:
-                    model_cfg = from_dict(BiSeNetConfig, saved, source=cfg.model_path)
-            model = BiSeNet(model_cfg)
-        self.class_names = cfg.class_names or (BINARY_CLASSES if model_cfg.num_classes == 2 else
-                                               SEMANTIC_CLASSES[:model_cfg.num_classes])
-        self.runner = ModelRunner(cfg.backend, model, cfg.model_path, ["image"], ["logits"], cfg.providers,
-                                  cfg.device, cfg.threads)
+        self.model_cfg = cfg.model
+        w, h = cfg.input_size
+        example = {"image": np.zeros((1, cfg.model.in_channels, h, w), np.float32)}
+        self.runtime = self._open(cfg, self._build, ["image"], DenseLogits._fields, example)
+        k = self.model_cfg.num_classes
+        self.class_names = cfg.class_names or (BINARY_CLASSES if k == 2 else SEMANTIC_CLASSES[:k])
         self._frame = 0
 
-    @classmethod
-    def from_card(cls, card_path: str | Path, backend: str = "onnxruntime", refiner=None,
-                  **overrides) -> SegmentationPipeline:
-        """Build from a model card (``extra.model_config``, ``extra.input_size``); sha256 checked."""
-        card, path = card_model_path(card_path, backend)
-        model = from_dict(BiSeNetConfig, card.extra.get("model_config", {}), f"{card_path}:model_config")
-        cfg = SegmentationPipelineConfig(backend=backend, model_path=str(path), model=model,
-                                         input_size=tuple(card.extra.get("input_size", (160, 128))),
-                                         class_names=tuple(card.classes))
-        return cls(replace(cfg, **overrides), refiner=refiner)
+    def _build(self, saved: dict) -> BiSeNet:
+        if saved:
+            self.model_cfg = from_dict(BiSeNetConfig, saved, source=self.cfg.model_path)
+        return BiSeNet(self.model_cfg)
 
     def __call__(self, rgb: np.ndarray) -> SegmentationResult:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -108,16 +92,14 @@ class SegmentationPipeline:
             small = refined = self.refiner(small).refined
         t2 = time.perf_counter()
         x = (small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        out, feats = self.runner.run(x)
+        out, feats = self.runtime.run({"image": x})
         t3 = time.perf_counter()
-        profile = entropy_profile(feats, self.cfg.probe_layers, self.cfg.probe, self._frame, self.cfg.model_name)
+        profile = self.entropy(feats, self._frame)
         t4 = time.perf_counter()
         ids, ent = softmax_entropy(out["logits"][0])
         labels = cv2.resize(ids.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
         uncertainty = cv2.resize(ent, (w, h), interpolation=cv2.INTER_LINEAR)
         t5 = time.perf_counter()
         self._frame += 1
-        timings = {"pre": t1 - t0, "refiner": t2 - t1, "network": t3 - t2, "entropy": t4 - t3, "post": t5 - t4,
-                   "total": t5 - t0}
-        return SegmentationResult(labels, uncertainty, profile, {k: 1e3 * v for k, v in timings.items()},
-                                  self.class_names, refined)
+        timings = milliseconds((t0, t1, t2, t3, t4, t5), ("pre", "refiner", "network", "entropy", "post"))
+        return SegmentationResult(labels, uncertainty, profile, timings, self.class_names, refined)

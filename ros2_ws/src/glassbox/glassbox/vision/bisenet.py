@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from glassbox.heads import DenseLogits
+
 
 class BiSeNetError(ValueError):
     """A BiSeNet input or configuration is invalid."""
@@ -129,7 +131,7 @@ class FeatureFusion(nn.Module):
 
 
 class BiSeNet(nn.Module):
-    """``forward(x) -> logits (B, K, H, W)``; ``forward_aux(features)`` gives the two auxiliary logits."""
+    """``forward(x) -> DenseLogits(logits (B, K, H, W))``; ``forward_aux(features)`` gives the two auxiliary logits."""
 
     def __init__(self, cfg: BiSeNetConfig = BiSeNetConfig()) -> None:
         super().__init__()
@@ -164,13 +166,13 @@ class BiSeNet(nn.Module):
         feats["fused"] = self.ffm([sp, feats["arm16"], feats["arm32"]])         # (B, F, H/8, W/8)
         return feats
 
-    def forward_head(self, features: dict[str, Tensor]) -> Tensor:
-        return F.interpolate(self.classifier(features["fused"]), scale_factor=8.0, mode="bilinear",
-                             align_corners=False)
+    def forward_head(self, features: dict[str, Tensor]) -> DenseLogits:
+        return DenseLogits(F.interpolate(self.classifier(features["fused"]), scale_factor=8.0, mode="bilinear",
+                                         align_corners=False))
 
     def forward_aux(self, features: dict[str, Tensor]) -> list[Tensor]:
         return [F.interpolate(head(features[name]), scale_factor=8.0, mode="bilinear", align_corners=False)
                 for head, name in ((self.aux16, "arm16"), (self.aux32, "arm32"))]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> DenseLogits:
         return self.forward_head(self.forward_features(x))

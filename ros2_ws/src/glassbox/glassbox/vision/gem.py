@@ -32,6 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from glassbox.heads import Detection2DHead
+
 FUSIONS = ("scalar_avg", "scalar_concat", "mask_avg", "mask_concat", "gumbel", "rgb", "thermal")
 
 
@@ -150,7 +152,7 @@ def gumbel_softmax(logits: Tensor, tau: float, dim: int, noise: bool, generator:
 
 
 class Gem(nn.Module):
-    """``forward(rgb, thermal) -> (heatmap_logits, size, offset, w_rgb, w_thermal)``; see the module docstring.
+    """``forward(rgb, thermal) -> Detection2DHead(heatmap, size, offset, w_rgb, w_thermal)``; see the module docstring.
 
     rgb: (B, 3, H, W) in [0, 1]; thermal: (B, 1, H, W) in [0, 1], aligned to the RGB image; H, W divisible by 8.
     Features: ``feat_rgb``, ``feat_thermal`` (backbone maps), ``fused``, ``neck``, masks in the mask modes, and
@@ -240,12 +242,12 @@ class Gem(nn.Module):
         feats["w_rgb"], feats["w_thermal"] = w_r, w_t
         return feats
 
-    def forward_head(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def forward_head(self, features: dict[str, Tensor]) -> Detection2DHead:
         n = features["neck"]
-        return (self.heatmap(n), F.relu(self.size(n)), torch.sigmoid(self.offset(n)), features["w_rgb"],
-                features["w_thermal"])
+        return Detection2DHead(self.heatmap(n), F.relu(self.size(n)), torch.sigmoid(self.offset(n)),
+                               features["w_rgb"], features["w_thermal"])
 
-    def forward(self, rgb: Tensor, thermal: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, rgb: Tensor, thermal: Tensor) -> Detection2DHead:
         return self.forward_head(self.forward_features(rgb, thermal))
 
 

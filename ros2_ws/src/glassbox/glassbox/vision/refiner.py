@@ -34,6 +34,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from glassbox.heads import RefinedImage
+
 
 class RefinerError(ValueError):
     """A refiner input or configuration is invalid."""
@@ -85,7 +87,7 @@ class SoftHistogram(nn.Module):
 
 
 class Refiner(nn.Module):
-    """The three-stage refiner; ``forward(x) -> x'''`` with the input's shape."""
+    """The three-stage refiner; ``forward(x) -> RefinedImage(x''')``, the input's shape."""
 
     def __init__(self, cfg: RefinerConfig = RefinerConfig()) -> None:
         super().__init__()
@@ -146,10 +148,10 @@ class Refiner(nn.Module):
         feats["stage3"] = x2 * (1.0 + gate)
         return feats
 
-    def forward_head(self, features: dict[str, Tensor]) -> Tensor:
-        return features[f"stage{self.cfg.stages[-1]}"]
+    def forward_head(self, features: dict[str, Tensor]) -> RefinedImage:
+        return RefinedImage(features[f"stage{self.cfg.stages[-1]}"])
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> RefinedImage:
         return self.forward_head(self.forward_features(x))
 
 

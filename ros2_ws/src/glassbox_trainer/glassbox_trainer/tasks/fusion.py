@@ -31,7 +31,7 @@ from glassbox.classes import DETECTION_CLASSES
 from glassbox.config import from_dict
 from glassbox.metrics.detection2d import Detections2D, GroundTruth2D, evaluate_detections_2d
 from glassbox.vision.centernet import centernet_loss, decode, encode_targets
-from glassbox.vision.export import export_with_features
+from glassbox.export import export_with_features
 from glassbox.vision.gem import Gem, GemConfig
 from glassbox_trainer.tasks.segmentation import CameraDataConfig, frame_indices, render_frame, run
 
@@ -180,8 +180,8 @@ class FusionTask:
         w, h = self.cfg.input_size
         example = (torch.rand(1, 3, h, w), torch.rand(1, 1, h, w))
         feats = [n for n in ("feat_rgb", "feat_thermal", "fused", "neck") if n in model.forward_features(*example)]
-        spec = export_with_features(model.eval(), example, path, ["rgb", "thermal"],
-                                    ["heatmap", "size", "offset", "w_rgb", "w_thermal"], feats)
+        spec = export_with_features(model.eval(), dict(zip(("rgb", "thermal"), example)), path,
+                                    feature_names=feats, dynamic_spatial=True)
         spec["stride"] = Gem.STRIDE
         spec["classes"] = list(DETECTION_CLASSES)
         return spec

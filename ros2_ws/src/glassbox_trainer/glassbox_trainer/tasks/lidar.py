@@ -32,7 +32,8 @@ from glassbox.lidar import (DecodeConfig, ProjectionConfig, SpiLossConfig, Targe
                             build_targets, decode, normalise, project_points, spi_config, spi_loss)
 from glassbox.lidar.decode import Detections3D
 from glassbox.metrics.detection3d import evaluate_detections
-from glassbox.pipelines.lidar import card_extra, export_spi_onnx
+from glassbox.export import export_with_features
+from glassbox.pipelines.lidar import INPUT_NAME, card_extra
 
 TARGET_KEYS = ("heatmap", "offset", "size", "yaw", "reg_weight")
 
@@ -133,8 +134,8 @@ class LidarTask:
     def build_model(self, size: str = "default") -> nn.Module:
         model = build_model("spi", self._model_cfg(size))
         if self.cfg.init_weights and size in ("default", "student"):
-            from glassbox.pipelines.lidar import load_weights
-            model.load_state_dict(load_weights(os.path.expanduser(self.cfg.init_weights)))
+            from glassbox.runtime import load_state
+            model.load_state_dict(load_state(os.path.expanduser(self.cfg.init_weights))[1])
         return model
 
     def datasets(self) -> tuple[Dataset, Dataset]:
@@ -157,7 +158,7 @@ class LidarTask:
         feats = model.forward_features(batch["input"])
         out = model.forward_head(feats)
         total, terms = spi_loss(out, {k: batch[k] for k in TARGET_KEYS}, self.cfg.loss)
-        return total, terms, {"features": feats, "logits": out["heatmap"], "valid": batch["mask"],
+        return total, terms, {"features": feats, "logits": out.heatmap, "valid": batch["mask"],
                               "outputs": out}
 
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
@@ -167,7 +168,7 @@ class LidarTask:
         for batch in loader:
             x = batch["input"].to(device)
             out = model(x)
-            out = {k: v.float().cpu().numpy() for k, v in out.items()}
+            out = {k: v.float().cpu().numpy() for k, v in out._asdict().items()}
             for i in range(x.shape[0]):
                 dets.append(decode({k: v[i] for k, v in out.items()}, batch["xyz"][i].numpy(),
                                    batch["mask"][i].numpy(), dec))
@@ -181,7 +182,8 @@ class LidarTask:
         return {k: (0.0 if math.isnan(v) else float(v)) for k, v in res.items()}
 
     def export(self, model: nn.Module, path: str) -> dict:
-        spec = export_spi_onnx(model, path, self.projection.height, self.projection.width)
+        x = torch.zeros(1, model.cfg.in_channels, self.projection.height, self.projection.width)
+        spec = export_with_features(model, {INPUT_NAME: x}, path, dynamic_spatial=True)
         spec["classes"] = list(DETECTION_CLASSES)
         spec.update(card_extra(self.projection, model.cfg, self.cfg.decode))
         return spec

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from glassbox.config import from_dict
 from glassbox.metrics.image_quality import psnr, ssim
 from glassbox.vision.corruptions import BASELINES, EVAL_CORRUPTIONS, random_corruption
-from glassbox.vision.export import export_with_features
+from glassbox.export import export_with_features
 from glassbox.vision.refiner import Refiner, RefinerConfig
 from glassbox_trainer.tasks.segmentation import CameraDataConfig, render_frame
 
@@ -133,7 +133,7 @@ class RefinerTask:
             return total, {"mse": float(total.detach())}, parts[-1][2]
         corrupted = random_corruption(clean, self.gen)
         feats = model.forward_features(corrupted)
-        out = model.forward_head(feats)
+        out = model.forward_head(feats).refined
         mse = torch.mean((out - clean) ** 2)
         return mse, {"mse": float(mse.detach())}, {"features": feats, "logits": out}
 
@@ -145,7 +145,7 @@ class RefinerTask:
                 ref = _to_uint8(clean)
                 for fn in EVAL_CORRUPTIONS.values():
                     bad = fn(clean)
-                    gains.append(psnr(ref, _to_uint8(model(bad)), 255) - psnr(ref, _to_uint8(bad), 255))
+                    gains.append(psnr(ref, _to_uint8(model(bad).refined), 255) - psnr(ref, _to_uint8(bad), 255))
         return {"psnr_gain_db": float(np.mean(gains))}
 
     card_task = "image_refinement"
@@ -176,7 +176,7 @@ class RefinerTask:
         model = model.eval()
         example = torch.rand(1, self.cfg.model.in_channels, 128, 160)
         feats = [n for n in model.forward_features(example) if n != "stage3"]
-        spec = export_with_features(model, (example,), path, ["image"], ["refined"], feats)
+        spec = export_with_features(model, {"image": example}, path, feature_names=feats, dynamic_spatial=True)
         spec["inputs"]["image"]["range"] = [0.0, 1.0]
         return spec
 
@@ -198,7 +198,7 @@ def photo_table(model: nn.Module) -> dict[str, dict[str, dict[str, float]]]:
             for cname, fn in EVAL_CORRUPTIONS.items():
                 bad = _to_uint8(fn(clean))
                 bad_t = torch.from_numpy(bad).permute(2, 0, 1)[None].float() / 255.0
-                outs = {"corrupted": bad, "refiner": _to_uint8(model(bad_t))}
+                outs = {"corrupted": bad, "refiner": _to_uint8(model(bad_t).refined)}
                 outs.update({m: f(bad) for m, f in BASELINES.items()})
                 for m, img in outs.items():
                     acc[cname][m].append((psnr(ref, img, 255), ssim(ref, img, 255)))

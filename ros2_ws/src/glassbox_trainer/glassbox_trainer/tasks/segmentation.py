@@ -35,7 +35,7 @@ from glassbox.classes import BINARY_CLASSES, SEMANTIC_CLASSES, TRAVERSABLE_SEMAN
 from glassbox.config import from_dict, to_dict
 from glassbox.metrics.segmentation import SegmentationMeter
 from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
-from glassbox.vision.export import export_with_features
+from glassbox.export import export_with_features
 from glassbox.vision.hinge import SegmentationLoss
 
 SPLIT_SEED_BASE = {"train": 0, "val": 100_000}
@@ -172,14 +172,14 @@ class SegmentationTask:
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, float], dict[str, Any]]:
         feats = model.forward_features(batch["image"])
-        logits = model.forward_head(feats)
+        logits = model.forward_head(feats).logits
         total, terms = self.criterion(logits, model.forward_aux(feats), batch["labels"])
         return total, terms, {"features": feats, "logits": logits, "labels": batch["labels"]}
 
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
         meter = SegmentationMeter(len(self.classes))
         for batch in loader:
-            meter.update(model(batch["image"]).argmax(dim=1).numpy(), batch["labels"].numpy())
+            meter.update(model(batch["image"]).logits.argmax(dim=1).numpy(), batch["labels"].numpy())
         res = meter.result()
         out = {"miou": float(res["miou"]), "pixel_accuracy": float(res["pixel_accuracy"])}
         out.update({f"iou_{name}": float(v) for name, v in zip(self.classes, res["iou"])})
@@ -197,8 +197,8 @@ class SegmentationTask:
     def export(self, model: nn.Module, path: str) -> dict:
         w, h = self.cfg.input_size
         example = torch.rand(1, 3, h, w)
-        spec = export_with_features(model.eval(), (example,), path, ["image"], ["logits"],
-                                    ["spatial", "context3", "context4", "context5", "fused"])
+        spec = export_with_features(model.eval(), {"image": example}, path, dynamic_spatial=True,
+                                    feature_names=["spatial", "context3", "context4", "context5", "fused"])
         spec["inputs"]["image"]["range"] = [0.0, 1.0]
         spec["classes"] = list(self.classes)
         return spec
@@ -264,7 +264,7 @@ def run(task_cls: type, description: str, train_fn: Any = train_from_schedule) -
     task = task_cls(raw.get("task", {}))
     t0 = time.time()
     if args.weights:
-        from glassbox.vision.export import load_state
+        from glassbox.runtime import load_state
 
         model = task.build_model()
         model.load_state_dict(load_state(args.weights)[1])
@@ -285,7 +285,7 @@ def finish(task: Any, model: nn.Module, out: Path, command: str, raw: dict, trai
 
     import glassbox
     from glassbox.entropy import ProbeConfig, profile_from_features
-    from glassbox.export import OrtSession
+    from glassbox.runtime import OrtBackend
     from glassbox.models.card import EntropyReference, ModelCard, save_card, sha256_file
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -298,7 +298,7 @@ def finish(task: Any, model: nn.Module, out: Path, command: str, raw: dict, trai
     torch.save({"config": to_dict(model.cfg), "task": raw.get("task", {}), "state_dict": model.state_dict()},
                pt_path)
     spec = task.export(model, str(onnx_path))
-    session = OrtSession(onnx_path)
+    session = OrtBackend(onnx_path)
     probe = ProbeConfig()
     diffs, profiles = [], []
     items = task.reference_items() if hasattr(task, "reference_items") else [val[i] for i in range(min(8, len(val)))]
@@ -307,8 +307,7 @@ def finish(task: Any, model: nn.Module, out: Path, command: str, raw: dict, trai
             inputs = task.example_inputs(task.collate([item]))
             feats = model.forward_features(*inputs)
             head = model.forward_head(feats)
-            head = tuple(head) if isinstance(head, (tuple, list)) else (head,)
-            ort = session.run({n: t.numpy() for n, t in zip(spec["inputs"], inputs)})
+            ort = session.run({n: t.numpy() for n, t in zip(spec["inputs"], inputs)}).outputs
             diffs += [float(np.abs(ort[n] - h.numpy()).max()) for n, h in zip(spec["outputs"], head)]
             profiles.append(profile_from_features({n: feats[n] for n in spec["features"]}, probe))
     ent = np.stack([p.entropy_nats for p in profiles])

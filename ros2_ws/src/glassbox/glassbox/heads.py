@@ -1,0 +1,42 @@
+"""The typed outputs of every network's ``forward_head`` (and ``forward``): one NamedTuple per task family.
+
+A head is a tuple, so it unpacks (``heat, size, offset, w_rgb, w_thermal = gem(rgb, thermal)``) and exports to
+ONNX as a flat list of outputs; its field names are the output names of the exported graph, which is how the
+runtime (``glassbox.runtime``) names the outputs of both backends the same way. The fields hold torch tensors
+from a model and numpy arrays from an ONNX Runtime session (``Head._make`` of the named outputs).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class Detection3DHead(NamedTuple):
+    """Range-image 3D detection (``glassbox.lidar.spi``), all (B, ., H, W) at the input resolution."""
+
+    heatmap: Any        # (B, K, H, W) class logits
+    offset: Any         # (B, 3, H, W) centre offset (viewing frame, metres)
+    size: Any           # (B, 3, H, W) log box size
+    yaw: Any            # (B, 3, H, W) sin 2a, cos 2a, direction logit
+
+
+class Detection2DHead(NamedTuple):
+    """CenterNet-style 2D detection at the model's output stride (``glassbox.vision.gem``)."""
+
+    heatmap: Any        # (B, K, h, w) class logits
+    size: Any           # (B, 2, h, w) box width, height in output cells
+    offset: Any         # (B, 2, h, w) sub-cell centre offset
+    w_rgb: Any          # (B,) fusion weight of the RGB branch (1 where the mode has none)
+    w_thermal: Any      # (B,) fusion weight of the thermal branch
+
+
+class DenseLogits(NamedTuple):
+    """Per-pixel class scores at the input resolution (``glassbox.vision.bisenet``)."""
+
+    logits: Any         # (B, K, H, W)
+
+
+class RefinedImage(NamedTuple):
+    """An image-to-image refinement (``glassbox.vision.refiner``), unclipped."""
+
+    refined: Any        # (B, C, H, W)
+
