@@ -27,7 +27,10 @@ from glassbox import msgcodec as mc
 from glassbox.bag.typestore import make_typestore
 from glassbox.classes import BINARY_CLASSES, DETECTION_CLASSES, DETECTION_ID, TRAVERSABLE_SEMANTIC_IDS
 from glassbox.monitor import EntropyMonitor, Level, MonitorConfig, load_references
-from glassbox.stages.build import CAPABILITIES, build_pipeline, build_stage, card_path_for
+from glassbox.capabilities import names as _capability_names
+from glassbox.stages.build import build_pipeline, build_stage, card_path_for
+
+CAPABILITIES = _capability_names()
 from glassbox.sync import ApproximateTimeSync, SyncConfig
 
 log = logging.getLogger(__name__)

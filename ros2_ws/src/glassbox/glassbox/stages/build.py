@@ -6,18 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from glassbox import capabilities
 from glassbox.models.card import ModelCard, load_card
 from glassbox.msgcodec import MessageFactory
-from glassbox.pipelines import FusionPipeline, LidarDetectionPipeline, RefinerPipeline, SegmentationPipeline
 from glassbox.stages.base import probe_config_for_card
-
-#: capability -> pipeline class (every one has ``from_card``)
-PIPELINES = {"lidar": LidarDetectionPipeline, "refiner": RefinerPipeline, "segmentation": SegmentationPipeline,
-             "fusion": FusionPipeline}
-#: capability -> default model card file name in the models folder
-DEFAULT_CARDS = {"lidar": "spi_lidar.card.yaml", "refiner": "refiner.card.yaml",
-                 "segmentation": "bisenet.card.yaml", "fusion": "gem.card.yaml"}
-CAPABILITIES = tuple(DEFAULT_CARDS)
 
 
 class StageBuildError(ValueError):
@@ -30,12 +22,17 @@ def default_models_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[5] / "models"
 
 
+def _capability(name: str) -> capabilities.Capability:
+    try:
+        return capabilities.get(name)
+    except capabilities.CapabilityError as exc:
+        raise StageBuildError(str(exc)) from None
+
+
 def card_path_for(capability: str, card: str | Path = "", models_dir: str | Path | None = None) -> Path:
-    if capability not in DEFAULT_CARDS:
-        raise StageBuildError(f"unknown capability '{capability}' (known: {', '.join(CAPABILITIES)})")
-    if card:
-        return Path(card)
-    return Path(models_dir or default_models_dir()) / DEFAULT_CARDS[capability]
+    """``card`` if given, else the capability's default card in ``models_dir`` (default: the shipped models)."""
+    default = _capability(capability).default_card
+    return Path(card) if card else Path(models_dir or default_models_dir()) / default
 
 
 def build_pipeline(capability: str, card_path: str | Path, backend: str = "onnxruntime",
@@ -43,17 +40,14 @@ def build_pipeline(capability: str, card_path: str | Path, backend: str = "onnxr
                    entropy_enabled: bool = True, entropy_every_n: int = 1, **overrides: Any) -> tuple[Any, ModelCard]:
     """The pipeline of ``capability`` from its model card (sha256 checked by the pipeline's ``from_card``);
     entropy profiles are named after the card, whose reference profile the monitor holds."""
-    if capability not in PIPELINES:
-        raise StageBuildError(f"unknown capability '{capability}' (known: {', '.join(CAPABILITIES)})")
+    pipeline_cls = _capability(capability).load_pipeline()
     card = load_card(card_path)
     probe = probe_config_for_card(card, enabled=entropy_enabled, every_n=entropy_every_n)
-    pipeline = PIPELINES[capability].from_card(card_path, backend=backend, providers=tuple(providers), device=device,
-                                               threads=threads, probe=probe, model_name=card.name, **overrides)
+    pipeline = pipeline_cls.from_card(card_path, backend=backend, providers=tuple(providers), device=device,
+                                      threads=threads, probe=probe, model_name=card.name, **overrides)
     return pipeline, card
 
 
-def build_stage(capability: str, pipeline: Any, factory: MessageFactory) -> Any:
-    from glassbox.stages.camera import FusionStage, RefinerStage, SegmentationStage
-    from glassbox.stages.lidar import LidarStage
-    return {"lidar": LidarStage, "refiner": RefinerStage, "segmentation": SegmentationStage,
-            "fusion": FusionStage}[capability](pipeline, factory)
+def build_stage(capability: str, pipeline: Any, factory: MessageFactory, **stage_options: Any) -> Any:
+    """The message-level stage of ``capability`` around ``pipeline``."""
+    return _capability(capability).load_stage()(pipeline, factory, **stage_options)
