@@ -173,15 +173,3 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{f.name}"] = value
     return out
-
-
-def unflatten(flat: dict[str, Any]) -> dict:
-    """Inverse of :func:`flatten` for plain mappings: ``{"a.b": 1}`` -> ``{"a": {"b": 1}}``."""
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
