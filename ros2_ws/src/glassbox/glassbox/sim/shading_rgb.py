@@ -44,7 +44,7 @@ def shade_rgb(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, world_T_
     ok = hit["tri"] >= 0
     colour[~ok] = sky_radiance(d_world[~ok], lighting, sun)
     hits = surface_hits(scene, world_T_cam, d_world, hit)
-    alb, _, lit = texture_albedo(scene, hits.surf, hits.mat, hits.point, hits.normal)
+    alb, lit = texture_albedo(scene, hits.surf, hits.mat, hits.point, hits.normal)
     light = np.zeros((len(hits.idx), 3), np.float32)
     if sun_is_up(lighting, sun):
         ndl, vis = sun_visibility(scene, hits, sun, t)
