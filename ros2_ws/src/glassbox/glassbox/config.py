@@ -28,64 +28,77 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert where lossless (int -> float, list -> tuple)."""
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key, source)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{source}: key '{key}' expects {_type_name(tp)}, got {value!r}")
+        return _coerce_union(value, tp, key, source)
     if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{source}: key '{key}' must be one of {list(args)}, got {value!r}")
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{source}: key '{key}' must be one of {list(typing.get_args(tp))}, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: key '{key}' expects a mapping for {tp.__name__}, got {value!r}")
         return _build(tp, value, source, prefix=f"{key}.")
     if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: key '{key}' expects a list, got {value!r}")
-        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-            items = [_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
-        elif origin is tuple and args:
-            if len(args) != len(value):
-                raise ConfigError(f"{source}: key '{key}' expects {len(args)} items, got {len(value)}")
-            items = [_coerce(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args))]
-        else:
-            items = [_coerce(v, args[0], f"{key}[{i}]", source) if args else v for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        return _coerce_sequence(value, tp, key, source)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: key '{key}' expects a mapping, got {value!r}")
         return dict(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: key '{key}' expects float, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: key '{key}' expects int, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: key '{key}' expects bool (true/false), got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{source}: key '{key}' expects str, got {value!r}")
-        return value
+    if tp in _SCALARS:
+        return _coerce_scalar(value, tp, key, source)
     if isinstance(tp, type) and not isinstance(value, tp):
         raise ConfigError(f"{source}: key '{key}' expects {_type_name(tp)}, got {value!r}")
     return value
+
+
+def _coerce_union(value: Any, tp: Any, key: str, source: str) -> Any:
+    """The first member of the union that accepts ``value`` (None for an optional left empty)."""
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg, key, source)
+        except ConfigError:
+            continue
+    raise ConfigError(f"{source}: key '{key}' expects {_type_name(tp)}, got {value!r}")
+
+
+def _coerce_sequence(value: Any, tp: Any, key: str, source: str) -> Any:
+    """A list or tuple annotation: ``tuple[X, ...]``, fixed ``tuple[X, Y]`` or ``list[X]``, item by item."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{source}: key '{key}' expects a list, got {value!r}")
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        items = [_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
+    elif origin is tuple and args:
+        if len(args) != len(value):
+            raise ConfigError(f"{source}: key '{key}' expects {len(args)} items, got {len(value)}")
+        items = [_coerce(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args))]
+    else:
+        items = [_coerce(v, args[0], f"{key}[{i}]", source) if args else v for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else items
+
+
+_SCALARS = (float, int, bool, str)
+
+
+def _coerce_scalar(value: Any, tp: type, key: str, source: str) -> Any:
+    """float (ints accepted and converted), int, bool and str; bools are never numbers here."""
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        expects = "bool (true/false)" if tp is bool else tp.__name__
+        raise ConfigError(f"{source}: key '{key}' expects {expects}, got {value!r}")
+    return float(value) if tp is float else value
 
 
 def _build(cls: type[T], data: dict, source: str, prefix: str = "") -> T:
@@ -159,16 +172,4 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, f"{prefix}{f.name}."))
         else:
             out[f"{prefix}{f.name}"] = value
-    return out
-
-
-def unflatten(flat: dict[str, Any]) -> dict:
-    """Inverse of :func:`flatten` for plain mappings: ``{"a.b": 1}`` -> ``{"a": {"b": 1}}``."""
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
     return out

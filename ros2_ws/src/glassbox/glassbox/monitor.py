@@ -38,7 +38,7 @@ class Level(enum.IntEnum):
     STALE = 3
 
 
-class ReferenceError(ValueError):
+class ReferenceProfileError(ValueError):
     """A reference profile file is missing, malformed or inconsistent."""
 
 
@@ -69,15 +69,15 @@ class MonitorConfig:
 
 def _parse_layers(layers: object, source: str, model: str) -> dict[str, LayerReference]:
     if not isinstance(layers, Mapping) or not layers:
-        raise ReferenceError(f"{source}: model '{model}' has no layer table")
+        raise ReferenceProfileError(f"{source}: model '{model}' has no layer table")
     out = {}
     for name, stats in layers.items():
         try:
             mean, std = float(stats["mean"]), float(stats["std"])
         except (TypeError, KeyError, ValueError):
-            raise ReferenceError(f"{source}: layer '{name}' of model '{model}' needs numeric 'mean' and 'std'") from None
+            raise ReferenceProfileError(f"{source}: layer '{name}' of model '{model}' needs numeric 'mean' and 'std'") from None
         if not math.isfinite(mean) or not math.isfinite(std) or std < 0:
-            raise ReferenceError(f"{source}: layer '{name}' of model '{model}' has invalid mean/std {mean}, {std}")
+            raise ReferenceProfileError(f"{source}: layer '{name}' of model '{model}' has invalid mean/std {mean}, {std}")
         out[str(name)] = LayerReference(mean, std)
     return out
 
@@ -87,7 +87,7 @@ def _card_reference(path: Path) -> tuple[str, dict[str, LayerReference] | None]:
     try:
         card = load_card(path)
     except ModelCardError as exc:
-        raise ReferenceError(str(exc)) from None
+        raise ReferenceProfileError(str(exc)) from None
     ref = card.entropy_reference
     if ref is None:
         return card.name, None
@@ -106,9 +106,9 @@ def load_references(paths: Sequence[str | Path], allow_missing: bool = False) ->
         try:
             data = yaml.safe_load(path.read_text())
         except FileNotFoundError:
-            raise ReferenceError(f"{path}: reference file not found") from None
+            raise ReferenceProfileError(f"{path}: reference file not found") from None
         except yaml.YAMLError as exc:
-            raise ReferenceError(f"{path}: not valid YAML: {exc}") from None
+            raise ReferenceProfileError(f"{path}: not valid YAML: {exc}") from None
         if isinstance(data, Mapping) and isinstance(data.get("models"), Mapping):
             for model, entry in data["models"].items():
                 layers = entry.get("layers") if isinstance(entry, Mapping) else None
@@ -116,11 +116,11 @@ def load_references(paths: Sequence[str | Path], allow_missing: bool = False) ->
         elif isinstance(data, Mapping) and "entropy_reference" in data:
             name, layers = _card_reference(path)
             if layers is None and not allow_missing:
-                raise ReferenceError(f"{path}: model card '{name}' has no entropy_reference")
+                raise ReferenceProfileError(f"{path}: model card '{name}' has no entropy_reference")
             if layers is not None:
                 refs[name] = layers
         else:
-            raise ReferenceError(f"{path}: expected a 'models:' table or a model card with an 'entropy_reference'")
+            raise ReferenceProfileError(f"{path}: expected a 'models:' table or a model card with an 'entropy_reference'")
     return refs
 
 

@@ -1,4 +1,4 @@
-"""Approximate-time pairing of two stamped streams (e.g. RGB and thermal images), online and offline.
+"""Approximate-time pairing of two stamped streams (e.g. RGB and thermal images).
 
 ``ApproximateTimeSync`` is what the fusion node and the bag replay use: each stream keeps a queue of at most
 ``queue_size`` items; when an item arrives, the other queue's item with the nearest stamp is taken as its
@@ -6,17 +6,12 @@ partner if the two stamps differ by at most ``slop_s``. A pair is emitted at onc
 waiting for a possibly closer partner), and every queued item at or before the paired ones is then dropped, so
 emitted pairs are strictly increasing in time on both streams and no item is used twice. Items that never find
 a partner are counted as dropped. Stamps are integer nanoseconds.
-
-``pair_offline`` does the same greedy matching over two complete, sorted stamp arrays (the replay of a bag
-whose messages are all known), choosing mutual-nearest pairs within the slop.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 
 class SyncError(ValueError):
@@ -91,29 +86,3 @@ class ApproximateTimeSync:
         if stream == 0:
             return Pair(item, partner, stamp_ns, partner_ns)
         return Pair(partner, item, partner_ns, stamp_ns)
-
-
-def pair_offline(stamps_first_ns: np.ndarray, stamps_second_ns: np.ndarray, slop_s: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (i, j) of mutual-nearest pairs within ``slop_s`` between two sorted stamp arrays."""
-    a = np.asarray(stamps_first_ns, np.int64)
-    b = np.asarray(stamps_second_ns, np.int64)
-    if (np.diff(a) < 0).any() or (np.diff(b) < 0).any():
-        raise SyncError("stamps must be sorted in time")
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-
-    def nearest(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        j = np.clip(np.searchsorted(y, x), 1, len(y) - 1) if len(y) > 1 else np.zeros(len(x), np.int64)
-        if len(y) == 1:
-            return j
-        left = j - 1
-        return np.where(np.abs(y[left] - x) <= np.abs(y[j] - x), left, j)
-
-    ab = nearest(a, b)
-    ba = nearest(b, a)
-    i = np.arange(len(a))
-    mutual = ba[ab] == i
-    close = np.abs(b[ab] - a) <= int(round(slop_s * 1e9))
-    keep = mutual & close
-    return i[keep], ab[keep]

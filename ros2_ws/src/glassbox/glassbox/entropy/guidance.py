@@ -1,4 +1,4 @@
-"""Closed-form entropy changes of linear layers and the entropy-guidance loss (Meni et al., arXiv 2308.14938).
+"""Closed-form entropy changes of linear layers and the entropy-guidance penalty (Meni et al., arXiv 2308.14938).
 
 Weight-only quantities: no activations, no forward pass, cost independent of the batch.
 
@@ -11,8 +11,8 @@ Weight-only quantities: no activations, no forward pass, cost independent of the
   layout), per (output, input) channel pair. The rule ignores padding, stride and activations, as the paper
   does.
 
-The paper's loss formulas were lost from the available text; what is implemented is a reconstruction from the
-surrounding prose, with every free choice a parameter:
+The paper's loss formulas were lost from the available text; ``guidance_penalty`` is the phi of a reconstruction
+from the surrounding prose, with every free choice a parameter:
 
     L = sum_dense lambda_l * phi(W_s,l) + sum_conv sum_(o,i) lambda_l,o * phi(c11_l,o,i)
 
@@ -26,8 +26,6 @@ surrogate of it would be inert (constant, zero gradient). In "log" mode ``log|x|
 per-layer constant and is absorbed into lambda.
 """
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -76,64 +74,6 @@ def guidance_penalty(log_abs: Tensor, mode: str = "log", a: float = 0.1, log_flo
             raise GuidanceError(f"surrogate constant a must be > 0, got {a}")
         return 1.0 / (torch.exp(log_abs / dim) + a)
     raise GuidanceError(f"mode must be one of {GUIDANCE_MODES}, got {mode!r}")
-
-
-class GuidanceLoss(nn.Module):
-    """Entropy-guidance regulariser on named layers of ``model`` (reads parameters only).
-
-    ``dense``: {module name: lambda} for ``nn.Linear`` layers; ``conv``: {module name: lambda or a (C_out,)
-    tensor of per-filter lambdas} for ``nn.Conv2d`` layers. Names as in ``model.named_modules()``.
-    ``forward()`` returns ``(total, terms)``: terms are detached floats, per layer the raw entropy change
-    (``dH/<name>``: log|det W_s|, or the mean log|c11|) and the weighted ``guidance`` total.
-    """
-
-    def __init__(self, model: nn.Module, dense: Mapping[str, float] | None = None,
-                 conv: Mapping[str, float | Tensor] | None = None, mode: str = "log", a: float = 0.1,
-                 log_floor: float = -30.0) -> None:
-        super().__init__()
-        if mode not in GUIDANCE_MODES:
-            raise GuidanceError(f"mode must be one of {GUIDANCE_MODES}, got {mode!r}")
-        modules = dict(model.named_modules())
-        self._dense: list[tuple[str, nn.Module, float]] = []
-        self._conv: list[tuple[str, nn.Module, Tensor | float]] = []
-        for name, lam in (dense or {}).items():
-            mod = modules.get(name)
-            if not isinstance(mod, nn.Linear):
-                raise GuidanceError(f"dense layer '{name}' is not an nn.Linear in the model")
-            self._dense.append((name, mod, float(lam)))
-        for name, lam in (conv or {}).items():
-            mod = modules.get(name)
-            if not isinstance(mod, nn.Conv2d):
-                raise GuidanceError(f"conv layer '{name}' is not an nn.Conv2d in the model")
-            if isinstance(lam, Tensor):
-                if lam.shape != (mod.out_channels,):
-                    raise GuidanceError(f"conv layer '{name}': per-filter lambdas must have shape "
-                                        f"({mod.out_channels},), got {tuple(lam.shape)}")
-                lam = lam.detach().clone()
-            else:
-                lam = float(lam)
-            self._conv.append((name, mod, lam))
-        self.mode = mode
-        self.a = float(a)
-        self.log_floor = float(log_floor)
-
-    def forward(self) -> tuple[Tensor, dict[str, float]]:
-        params = [p for _, m, _ in self._dense + self._conv for p in m.parameters()]
-        total = params[0].new_zeros(()) if params else torch.zeros(())
-        terms: dict[str, float] = {}
-        for name, mod, lam in self._dense:
-            w = mod.weight
-            logdet = dense_entropy_change(w)
-            total = total + lam * guidance_penalty(logdet, self.mode, self.a, self.log_floor, dim=min(w.shape))
-            terms[f"dH/{name}"] = float(logdet.detach())
-        for name, mod, lam in self._conv:
-            log_c11 = conv_entropy_change(mod.weight)                      # (C_out, C_in)
-            pen = guidance_penalty(log_c11, self.mode, self.a, self.log_floor).sum(1)   # (C_out,)
-            weights = lam.to(pen) if isinstance(lam, Tensor) else lam
-            total = total + (weights * pen).sum()
-            terms[f"dH/{name}"] = float(log_c11.detach().mean())
-        terms["guidance"] = float(total.detach())
-        return total, terms
 
 
 def conv_entropy_statistics(model: nn.Module) -> dict[str, tuple[float, float]]:

@@ -156,16 +156,40 @@ def project_points(points: np.ndarray, cfg: ProjectionConfig, ring: np.ndarray |
 
     ``ring`` (N,) is the beam index of every point, used for the row when ``cfg.use_ring`` is set.
     """
+    pts, ring = _checked_input(points, ring)
+    n = pts.shape[0]
+    h, w = cfg.height, cfg.width
+    rng, finite, near, far = _ranges(pts, cfg)
+    keep = finite & ~near & ~far
+    idx, r, x, y, rows = _kept_points(pts, rng, keep, ring, cfg)
+    pixel = rows.astype(np.int64) * w + _columns(x, y, w)
+    filled_pixels, local = _closest_per_pixel(pixel, r, h, w)
+    src = local if idx is None else idx[local]
+    point_index = np.full(h * w, -1, dtype=np.int64)
+    point_index[filled_pixels] = src
+    feats = _scatter_channels(pts, rng, src, filled_pixels, h * w).reshape(h, w, 5)
+    return RangeImage(
+        range=feats[..., 0], xyz=feats[..., 1:4], intensity=feats[..., 4], mask=(point_index >= 0).reshape(h, w),
+        point_index=point_index.reshape(h, w), config=cfg,
+        dropped={"nonfinite": int(n - np.count_nonzero(finite)), "zero_range": int(np.count_nonzero(near)),
+                 "beyond_range": int(np.count_nonzero(far)), "out_of_fov": int(np.count_nonzero(keep)) - int(r.size)},
+        occluded=int(r.size - src.size))
+
+
+def _checked_input(points: np.ndarray, ring: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The cloud as float32 (a view when it already is) and the ring array, shapes checked."""
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] < 3:
         raise ProjectionError(f"points must be (N, >=3) x, y, z[, intensity], got shape {points.shape}")
-    n = points.shape[0]
     if ring is not None:
         ring = np.asarray(ring)
-        if ring.shape != (n,):
-            raise ProjectionError(f"ring must have shape ({n},), got {ring.shape}")
-    h, w = cfg.height, cfg.width
-    pts = points.astype(np.float32, copy=False)
+        if ring.shape != (points.shape[0],):
+            raise ProjectionError(f"ring must have shape ({points.shape[0]},), got {ring.shape}")
+    return points.astype(np.float32, copy=False), ring
+
+
+def _ranges(pts: np.ndarray, cfg: ProjectionConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Range of every point and the masks: finite (coordinates and intensity), too near, too far."""
     xyz = pts[:, :3]
     with np.errstate(invalid="ignore", over="ignore"):
         r2 = np.einsum("ij,ij->i", xyz, xyz)                      # NaN / inf coordinates give a non-finite r2
@@ -175,7 +199,14 @@ def project_points(points: np.ndarray, cfg: ProjectionConfig, ring: np.ndarray |
         rng = np.sqrt(r2)
         near = finite & (rng <= cfg.min_range_m)
         far = finite & (rng > cfg.max_range_m)
-    keep = finite & ~near & ~far
+    return rng, finite, near, far
+
+
+def _kept_points(pts: np.ndarray, rng: np.ndarray, keep: np.ndarray, ring: np.ndarray | None,
+                 cfg: ProjectionConfig) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The points in range and inside the vertical field of view: their input indices (None when every point
+    is kept), ranges, x, y and rows."""
+    xyz = pts[:, :3]
     if keep.all():
         idx = None
         r, x, y, z = rng, xyz[:, 0], xyz[:, 1], xyz[:, 2]
@@ -188,22 +219,29 @@ def project_points(points: np.ndarray, cfg: ProjectionConfig, ring: np.ndarray |
         rows = _rows(None, ring_k, cfg)
     else:
         rows = _rows(np.arcsin(np.clip(z / r, -1.0, 1.0)).astype(np.float64), None, cfg)
-    in_fov = (rows >= 0) & (rows < h)
-    kept_count = r.size
+    in_fov = (rows >= 0) & (rows < cfg.height)
     if not in_fov.all():
         sel = np.flatnonzero(in_fov)
         idx = sel if idx is None else idx[sel]
         rows, r, x, y = rows[sel], r[sel], x[sel], y[sel]
-    out_of_fov = int(kept_count - r.size)
-    # azimuth: torch's vectorised atan2 is about 8x faster than numpy's on float32 (same IEEE result class)
+    return idx, r, x, y, rows
+
+
+def _columns(x: np.ndarray, y: np.ndarray, w: int) -> np.ndarray:
+    """Column of every point from its azimuth (column 0 at phi = +pi, wrapped into [0, W))."""
+    # torch's vectorised atan2 is about 8x faster than numpy's on float32 (same IEEE result class)
     azimuth = torch.atan2(torch.from_numpy(np.ascontiguousarray(y)), torch.from_numpy(np.ascontiguousarray(x)))
     cols = np.floor((0.5 - azimuth.numpy() * (0.5 / math.pi)) * w).astype(np.int64)
     cols[cols >= w] -= w
     cols[cols < 0] += w
-    pixel = rows.astype(np.int64) * w + cols
+    return cols
 
-    # Closest point per pixel, with one np.sort (no argsort) of packed 63-bit keys: pixel | range | point, where
-    # the range field holds the top bits of the float32 range (positive float bits sort like the floats).
+
+def _closest_per_pixel(pixel: np.ndarray, r: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The filled pixels (unique, increasing) and, per filled pixel, the position in ``r`` of its closest point.
+
+    One np.sort (no argsort) of packed 63-bit keys: pixel | range | point, where the range field holds the top
+    bits of the float32 range (positive float bits sort like the floats)."""
     m = r.size
     pix_bits = max(1, (h * w - 1).bit_length())
     idx_bits = max(1, (m - 1).bit_length()) if m else 1
@@ -220,26 +258,21 @@ def project_points(points: np.ndarray, cfg: ProjectionConfig, ring: np.ndarray |
         pix_sorted = keys >> (range_bits + idx_bits)
         np.not_equal(pix_sorted[1:], pix_sorted[:-1], out=first[1:])
     heads = keys[first]
-    filled_pixels = heads >> (range_bits + idx_bits)             # unique, increasing
-    local = heads & ((1 << idx_bits) - 1)
-    src = local if idx is None else idx[local]
-    point_index = np.full(h * w, -1, dtype=np.int64)
-    point_index[filled_pixels] = src
+    return heads >> (range_bits + idx_bits), heads & ((1 << idx_bits) - 1)
+
+
+def _scatter_channels(pts: np.ndarray, rng: np.ndarray, src: np.ndarray, filled_pixels: np.ndarray,
+                      n_pixels: int) -> np.ndarray:
+    """(H*W, 5) float32 range, x, y, z, intensity of the winning points, zeros elsewhere."""
     rows_src = np.take(pts, src, axis=0)                         # row gather: far faster than xyz[src]
     stacked = np.empty((src.size, 5), dtype=np.float32)
     stacked[:, 0] = rng[src]
     stacked[:, 1:4] = rows_src[:, :3]
     stacked[:, 4] = rows_src[:, 3] if pts.shape[1] > 3 else 0.0
-    feats = np.zeros((h * w, 5), dtype=np.float32)
+    feats = np.zeros((n_pixels, 5), dtype=np.float32)
     row_t = np.dtype((np.void, 5 * 4))                            # one 20-byte element per pixel: one scatter
     np.put(feats.view(row_t).reshape(-1), filled_pixels, stacked.view(row_t).reshape(-1))
-    feats = feats.reshape(h, w, 5)
-    return RangeImage(
-        range=feats[..., 0], xyz=feats[..., 1:4], intensity=feats[..., 4], mask=(point_index >= 0).reshape(h, w),
-        point_index=point_index.reshape(h, w), config=cfg,
-        dropped={"nonfinite": int(n - np.count_nonzero(finite)), "zero_range": int(np.count_nonzero(near)),
-                 "beyond_range": int(np.count_nonzero(far)), "out_of_fov": out_of_fov},
-        occluded=int(r.size - src.size))
+    return feats
 
 
 def unproject(image: RangeImage) -> np.ndarray:

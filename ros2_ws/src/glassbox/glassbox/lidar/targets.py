@@ -66,28 +66,38 @@ def build_targets(image: RangeImage, centers: np.ndarray, sizes: np.ndarray, yaw
     yaw = np.asarray(yaw, dtype=np.float64).reshape(-1)
     classes = np.asarray(classes).reshape(-1).astype(np.int64)
     m = len(centers)
-    heatmap = np.zeros((cfg.num_classes, h, w), dtype=np.float32)
-    offset = np.zeros((3, h, w), dtype=np.float32)
-    size_t = np.zeros((3, h, w), dtype=np.float32)
-    yaw_t = np.zeros((3, h, w), dtype=np.float32)
-    weight = np.zeros((h, w), dtype=np.float32)
-    object_id = np.full((h, w), -1, dtype=np.int64)
-    centre_px = np.full((m, 2), -1, dtype=np.int64)
-    out = {"heatmap": heatmap, "offset": offset, "size": size_t, "yaw": yaw_t, "reg_weight": weight,
-           "object_id": object_id, "centre_pixel": centre_px}
+    out = {"heatmap": np.zeros((cfg.num_classes, h, w), dtype=np.float32),
+           "offset": np.zeros((3, h, w), dtype=np.float32), "size": np.zeros((3, h, w), dtype=np.float32),
+           "yaw": np.zeros((3, h, w), dtype=np.float32), "reg_weight": np.zeros((h, w), dtype=np.float32),
+           "object_id": np.full((h, w), -1, dtype=np.int64), "centre_pixel": np.full((m, 2), -1, dtype=np.int64)}
     if m == 0:
         out["stats"] = {"objects": 0, "no_points": 0}
         return out
     if np.any((classes < 0) | (classes >= cfg.num_classes)):
         raise ValueError(f"box classes must be in [0, {cfg.num_classes}), got {np.unique(classes)}")
+    r_o, c_o, b_o = _object_pixels(image, centers, sizes, yaw, cfg.margin_m)
+    _write_regression(out, image, r_o, c_o, b_o, centers, sizes, yaw)
+    no_points = _write_heatmaps(out, image, r_o, c_o, b_o, centers, sizes, yaw, classes, cfg)
+    out["stats"] = {"objects": m, "no_points": no_points}
+    return out
 
+
+def _object_pixels(image: RangeImage, centers: np.ndarray, sizes: np.ndarray, yaw: np.ndarray,
+                   margin_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and owning box of the filled pixels inside a box (the first box wins on overlaps)."""
     rows, cols = np.nonzero(image.mask)
     pts = image.xyz[rows, cols].astype(np.float64)                        # (P, 3)
-    inside = points_in_boxes(pts, centers, sizes, yaw, cfg.margin_m)      # (P, M)
-    has = inside.any(axis=1)
-    owner = np.where(has, inside.argmax(axis=1), -1)                      # first box wins on overlaps
+    inside = points_in_boxes(pts, centers, sizes, yaw, margin_m)          # (P, M)
+    owner = np.where(inside.any(axis=1), inside.argmax(axis=1), -1)
     sel = owner >= 0
-    r_o, c_o, p_o, b_o = rows[sel], cols[sel], pts[sel], owner[sel]
+    return rows[sel], cols[sel], owner[sel]
+
+
+def _write_regression(out: dict, image: RangeImage, r_o: np.ndarray, c_o: np.ndarray, b_o: np.ndarray,
+                      centers: np.ndarray, sizes: np.ndarray, yaw: np.ndarray) -> None:
+    """Offsets (in the viewing frame of each point), log sizes, yaw axis and direction bit at the object pixels."""
+    offset, size_t, yaw_t = out["offset"], out["size"], out["yaw"]
+    p_o = image.xyz[r_o, c_o].astype(np.float64)
     phi = np.arctan2(p_o[:, 1], p_o[:, 0])
     d = centers[b_o] - p_o
     cp, sp = np.cos(phi), np.sin(phi)
@@ -100,9 +110,14 @@ def build_targets(image: RangeImage, centers: np.ndarray, sizes: np.ndarray, yaw
     yaw_t[1, r_o, c_o] = np.cos(2 * alpha)
     axis = 0.5 * np.arctan2(np.sin(2 * alpha), np.cos(2 * alpha))
     yaw_t[2, r_o, c_o] = (np.cos(alpha - axis) > 0).astype(np.float32)
-    weight[r_o, c_o] = 1.0
-    object_id[r_o, c_o] = b_o
+    out["reg_weight"][r_o, c_o] = 1.0
+    out["object_id"][r_o, c_o] = b_o
 
+
+def _heatmap_sigmas(image: RangeImage, centers: np.ndarray, sizes: np.ndarray, yaw: np.ndarray,
+                    cfg: TargetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Projected box centres (row, col) and the Gaussian sigmas (rows, cols) from the projected corners."""
+    m, w = len(centers), image.shape[1]
     cfg_p = image.config
     c_row, c_col, _ = pixel_of(centers, cfg_p)
     corner_rows, corner_cols, _ = pixel_of(box_corners_3d(centers, sizes, yaw).reshape(-1, 3), cfg_p)
@@ -112,9 +127,20 @@ def build_targets(image: RangeImage, centers: np.ndarray, sizes: np.ndarray, yaw
                        cfg.min_sigma_px)
     sig_c = np.maximum((dcol.max(1) - dcol.min(1)) * cfg.sigma_fraction, cfg.min_sigma_px)
     sig_r = np.where(np.isfinite(sig_r), sig_r, cfg.min_sigma_px)
+    return c_row, c_col, sig_r, sig_c
+
+
+def _write_heatmaps(out: dict, image: RangeImage, r_o: np.ndarray, c_o: np.ndarray, b_o: np.ndarray,
+                    centers: np.ndarray, sizes: np.ndarray, yaw: np.ndarray, classes: np.ndarray,
+                    cfg: TargetConfig) -> int:
+    """A Gaussian peak per box at its object pixel closest to the projected centre; returns the number of boxes
+    without object pixels (no peak)."""
+    h, w = image.shape
+    heatmap, centre_px = out["heatmap"], out["centre_pixel"]
+    c_row, c_col, sig_r, sig_c = _heatmap_sigmas(image, centers, sizes, yaw, cfg)
     grid_r = np.arange(h)[:, None]
     no_points = 0
-    for k in range(m):  # per object (tens per scan), each step vectorised over pixels
+    for k in range(len(centers)):  # per object (tens per scan), each step vectorised over pixels
         mine = b_o == k
         if not mine.any():
             no_points += 1
@@ -129,5 +155,4 @@ def build_targets(image: RangeImage, centers: np.ndarray, sizes: np.ndarray, yaw
         g = np.exp(-(gr * gr) / (2 * sig_r[k] ** 2) - (gc * gc) / (2 * sig_c[k] ** 2)).astype(np.float32)
         g[pr, pc] = 1.0
         np.maximum(heatmap[classes[k]], g, out=heatmap[classes[k]])
-    out["stats"] = {"objects": m, "no_points": no_points}
-    return out
+    return no_points

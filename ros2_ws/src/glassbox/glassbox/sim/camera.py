@@ -17,18 +17,20 @@ column pattern; 16-bit raw in the FLIR "TLinear" convention (counts = kelvin x 1
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 
-import cv2
 import numpy as np
 from scipy import ndimage
 
-from glassbox.sim.materials import (MAT_EMISSIVITY, MAT_SPECULAR, MAT_TEMP_DAY_C, MAT_TEMP_NIGHT_C,
-                                    MATERIAL_ID)
-from glassbox.sim.scene import Boxes3D, Scene, SceneError, _open3d, rotate, rpy_matrix
-from glassbox.sim.texture import albedo as texture_albedo
-from glassbox.sim.texture import window_lit
+from glassbox.sim.geometry import Boxes3D, SceneError, rotate, rpy_matrix
+from glassbox.sim.scene import Scene, make_rays
+from glassbox.sim.shading_rgb import shade_rgb
+from glassbox.sim.shading_thermal import shade_thermal, thermal_agc
+
+__all__ = ["BASE_R_OPTICAL", "LIGHTINGS", "CameraConfig", "CameraError", "CameraFrame", "Lighting", "ThermalFrame",
+           "homography_thermal_to_rgb", "lighting_preset", "render_cameras", "render_thermal", "rgb_camera",
+           "thermal_agc", "thermal_camera"]
 
 # base (x fwd, y left, z up) <- optical (x right, y down, z fwd)
 BASE_R_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -176,38 +178,6 @@ def _pixel_dirs(width: int, height: int, hfov_deg: float) -> np.ndarray:
     return d
 
 
-def _sun_direction(lighting: Lighting, world_T_base: np.ndarray) -> np.ndarray:
-    az = np.deg2rad(lighting.sun_azimuth_deg)
-    if lighting.sun_relative_to_ego:
-        az += np.arctan2(world_T_base[1, 0], world_T_base[0, 0])
-    el = np.deg2rad(lighting.sun_elevation_deg)
-    return np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
-
-
-def _sky(d: np.ndarray, lighting: Lighting, sun: np.ndarray) -> np.ndarray:
-    """Sky radiance (N, 3) for world directions ``d``: horizon-to-zenith gradient plus the sun and its halo."""
-    el = np.clip(d[:, 2], 0.0, 1.0)[:, None] ** 0.6
-    sky = np.asarray(lighting.sky_horizon_rgb, np.float32) * (1 - el) + np.asarray(lighting.sky_zenith_rgb,
-                                                                                    np.float32) * el
-    sky = sky * np.where(d[:, 2:3] < 0, 0.6, 1.0)
-    if lighting.sun_intensity > 0 and sun[2] > -0.05:
-        cos_a = np.einsum("ij,j->i", d, sun.astype(np.float32))
-        halo = np.exp((cos_a - 1.0) * 60.0) * 0.6 + np.exp((cos_a - 1.0) * 800.0) * 2.0
-        disk = (cos_a > np.cos(np.deg2rad(0.6))) * 40.0
-        sky = sky + (halo + disk)[:, None] * np.asarray(lighting.sun_rgb, np.float32) * lighting.sun_intensity / 3
-    return sky.astype(np.float32)
-
-
-def _labels(scene: Scene, hit: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
-    tri = hit["tri"]
-    ok = tri >= 0
-    sem = np.zeros(n, np.uint8)
-    inst = np.zeros(n, np.int32)
-    sem[ok] = scene.tri_semantic[tri[ok]]
-    inst[ok] = scene.tri_instance[tri[ok]]
-    return sem, inst
-
-
 def _boxes_from_mask(instance: np.ndarray, min_pixels: int, inst_cls: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Tight xyxy boxes of every instance with at least ``min_pixels`` pixels; classes, ids, pixel counts."""
@@ -218,37 +188,6 @@ def _boxes_from_mask(instance: np.ndarray, min_pixels: int, inst_cls: np.ndarray
     boxes = np.array([[slices[i - 1][1].start, slices[i - 1][0].start, slices[i - 1][1].stop, slices[i - 1][0].stop]
                       for i in ids], np.float32).reshape(-1, 4)
     return boxes, inst_cls[ids].astype(np.int64), ids.astype(np.int32), counts[ids]
-
-
-def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma <= 0:
-        return img
-    return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
-
-
-def _glare_overlay(h: int, w: int, k: np.ndarray, cam_T_world_r: np.ndarray, sun: np.ndarray,
-                   lighting: Lighting) -> np.ndarray:
-    """Additive bloom, veiling glare, streak and flare ghosts (H, W, 3) for a sun in or near the view."""
-    s_cam = cam_T_world_r @ sun
-    if s_cam[2] <= 0.05:
-        return np.zeros((h, w, 3), np.float32)
-    us, vs = k[0, 0] * s_cam[0] / s_cam[2] + k[0, 2], k[1, 1] * s_cam[1] / s_cam[2] + k[1, 2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r = np.hypot(xx - us, yy - vs)
-    tint = np.asarray(lighting.sun_rgb, np.float32)
-    diag = np.hypot(h, w)
-    bloom = 6.0 * np.exp(-r / (0.02 * diag)) + 0.8 * np.exp(-r / (0.12 * diag)) + 0.12
-    streak = 0.5 * np.exp(-np.abs(yy - vs) / 2.0) * np.exp(-np.abs(xx - us) / (0.4 * w))
-    out = (bloom + streak)[..., None] * tint
-    cx, cy = w / 2, h / 2
-    ghosts = ((-0.35, 0.05 * diag, (0.2, 0.6, 0.3)), (-0.7, 0.03 * diag, (0.6, 0.3, 0.8)),
-              (0.4, 0.02 * diag, (0.9, 0.6, 0.2)), (-1.2, 0.07 * diag, (0.3, 0.4, 0.9)))
-    for f, radius, col in ghosts:
-        gx, gy = cx + (us - cx) * f, cy + (vs - cy) * f
-        rr = np.hypot(xx - gx, yy - gy)
-        disk = np.clip((radius - rr) / (0.15 * radius) + 0.5, 0, 1) * 0.25
-        out += disk[..., None] * np.asarray(col, np.float32)
-    return out
 
 
 def _project(k: np.ndarray, p_cam: np.ndarray) -> np.ndarray:
@@ -277,184 +216,6 @@ def _truncation(boxes: Boxes3D, world_T_cam: np.ndarray, k: np.ndarray, w: int, 
 
 
 # --------------------------------------------------------------------------------------------------------------
-def _shade_rgb(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, world_T_base: np.ndarray,
-               d_world: np.ndarray, hit: dict, t: float, lighting: Lighting, rng: np.random.Generator) -> np.ndarray:
-    h, w = cfg.height, cfg.width
-    n = h * w
-    sun = _sun_direction(lighting, world_T_base)
-    colour = np.empty((n, 3), np.float32)
-    tri = hit["tri"]
-    ok = tri >= 0
-    colour[~ok] = _sky(d_world[~ok], lighting, sun)
-    idx = np.nonzero(ok)[0]
-    tri_h = tri[idx]
-    mat = scene.tri_material[tri_h]
-    surf = scene.tri_surface[tri_h]
-    nrm = hit["normal"][idx].astype(np.float32)
-    dv = d_world[idx].astype(np.float32)
-    p = world_T_cam[:3, 3].astype(np.float32) + dv * hit["t_hit"][idx][:, None]
-    alb, _, lit = texture_albedo(scene, surf, mat, p, nrm)
-
-    light = np.zeros((len(idx), 3), np.float32)
-    spec_w = MAT_SPECULAR[mat]
-    if lighting.sun_intensity > 0 and sun[2] > 0:
-        ndl = np.clip(np.einsum("ij,j->i", nrm, sun.astype(np.float32)), 0, None)
-        facing = np.nonzero(ndl > 0)[0]
-        vis = np.zeros(len(idx), np.float32)
-        if len(facing):
-            rays = np.empty((len(facing), 6), np.float32)
-            rays[:, :3] = p[facing] + nrm[facing] * 0.03
-            rays[:, 3:] = sun
-            occ = scene.raycaster(t).test_occlusions(_o3d_tensor(rays)).numpy()
-            vis[facing] = ~occ
-        light += (ndl * vis)[:, None] * np.asarray(lighting.sun_rgb, np.float32) * lighting.sun_intensity
-    else:
-        vis = np.zeros(len(idx), np.float32)
-    sky_avg = (np.asarray(lighting.sky_zenith_rgb, np.float32) + np.asarray(lighting.sky_horizon_rgb, np.float32)) / 2
-    light += lighting.sky_ambient * (0.55 + 0.45 * nrm[:, 2:3]) * sky_avg
-    if lighting.headlights:
-        base_R = world_T_base[:3, :3]
-        fwd = base_R @ np.array([np.cos(np.deg2rad(-4)), 0, np.sin(np.deg2rad(-4))])
-        for side in (-0.7, 0.7):
-            pos = (world_T_base @ np.array([2.0, side, 0.7, 1.0]))[:3]
-            light += _spot(p, nrm, pos, fwd, 40.0, 28.0, 10.0) * np.array([1.0, 0.97, 0.9], np.float32)
-    if lighting.street_lights and len(scene.lights):
-        cam = world_T_cam[:3, 3]
-        dist = np.linalg.norm(scene.lights - cam, axis=1)
-        for pos in scene.lights[np.argsort(dist)[:8]]:
-            light += _spot(p, nrm, pos, np.array([0, 0, -1.0]), 12.0, 75.0, 55.0) * np.array([1.0, 0.8, 0.55],
-                                                                                          np.float32)
-    rad = alb * light
-    shiny = np.nonzero(spec_w > 0)[0]
-    if len(shiny):
-        ds, ns = dv[shiny], nrm[shiny]
-        if lighting.sun_intensity > 0 and sun[2] > 0:                # Blinn-Phong highlight of the sun
-            half = sun.astype(np.float32) - ds
-            half /= np.linalg.norm(half, axis=1, keepdims=True)
-            n_h = np.clip(np.einsum("ij,ij->i", ns, half), 0, 1)
-            rad[shiny] += (spec_w[shiny] * n_h ** 80 * vis[shiny] * lighting.sun_intensity * 3)[:, None]
-        cos_v = np.einsum("ij,ij->i", ds, ns)
-        refl = ds - 2 * cos_v[:, None] * ns
-        env = _sky(refl, lighting, sun) * np.clip(refl[:, 2:3] + 0.2, 0, 1)
-        rad[shiny] += (spec_w[shiny] * (0.08 + 0.6 * (1 + cos_v) ** 5))[:, None] * env
-    if lighting.daylight < 0.6:
-        night = 1.0 - lighting.daylight / 0.6
-        emissive = np.zeros(len(idx), np.float32)
-        lamp = mat == MATERIAL_ID["lamp"]
-        emissive[lamp] = 4.0
-        emissive[lit] = 0.5
-        rad += (night * emissive)[:, None] * np.where(lit[:, None], np.array([1.0, 0.8, 0.5], np.float32),
-                                                      scene.surface_rgb[surf])
-    colour[idx] = rad
-    img = colour.reshape(h, w, 3) * lighting.exposure
-    if lighting.glare:
-        img = img + _glare_overlay(h, w, cfg.intrinsics(), world_T_cam[:3, :3].T, sun, lighting)
-    img *= _vignette(h, w)[..., None]
-    img = 1.0 - np.exp(-1.8 * np.clip(img, 0, None))                # soft shoulder: saturates smoothly
-    read = max(lighting.read_noise, cfg.noise_std)
-    img += rng.standard_normal(img.shape, dtype=np.float32) * np.sqrt(lighting.shot_noise * img + read ** 2)
-    img = _gaussian_blur(np.clip(img, 0, 1).astype(np.float32), cfg.blur_sigma_px)
-    return _GAMMA_LUT[(img * (_GAMMA_LEVELS - 1) + 0.5).astype(np.int32)]
-
-
-_GAMMA_LEVELS = 4096
-_GAMMA_LUT = (np.power(np.arange(_GAMMA_LEVELS) / (_GAMMA_LEVELS - 1), 1 / 2.2) * 255.0 + 0.5).astype(np.uint8)
-
-
-@lru_cache(maxsize=8)
-def _vignette(h: int, w: int) -> np.ndarray:
-    """Radial fall-off to 75 % in the corners."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / ((w / 2) ** 2 + (h / 2) ** 2)
-    out = (1.0 - 0.25 * r2).astype(np.float32)
-    out.setflags(write=False)
-    return out
-
-
-def _spot(p: np.ndarray, nrm: np.ndarray, pos: np.ndarray, axis: np.ndarray, power: float, outer_deg: float,
-          inner_deg: float) -> np.ndarray:
-    """Irradiance (N, 1) from a spot light at ``pos`` pointing along ``axis`` (no shadows)."""
-    v = p - pos.astype(np.float32)
-    d2 = np.einsum("ij,ij->i", v, v) + 0.5
-    vn = v / np.sqrt(d2)[:, None]
-    cos_axis = np.einsum("ij,j->i", vn, axis.astype(np.float32))
-    lo, hi = np.cos(np.deg2rad(outer_deg)), np.cos(np.deg2rad(inner_deg))
-    cone = np.clip((cos_axis - lo) / (hi - lo), 0, 1)
-    lam = np.clip(-np.einsum("ij,ij->i", nrm, vn), 0, None)
-    return (power * cone * lam / d2)[:, None].astype(np.float32)
-
-
-def _o3d_tensor(a: np.ndarray):
-    return _open3d().core.Tensor(np.ascontiguousarray(a, dtype=np.float32))
-
-
-def _shade_thermal(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, world_T_base: np.ndarray,
-                   d_world: np.ndarray, hit: dict, t: float, lighting: Lighting, rng: np.random.Generator
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    h, w = cfg.height, cfg.width
-    n = h * w
-    sun = _sun_direction(lighting, world_T_base)
-    amb = lighting.ambient_temp_c
-    temp = np.empty(n, np.float32)
-    tri = hit["tri"]
-    ok = tri >= 0
-    sky_el = np.clip(d_world[~ok, 2], 0, 1)
-    temp[~ok] = amb - 20.0 - 25.0 * sky_el
-    idx = np.nonzero(ok)[0]
-    tri_h = tri[idx]
-    mat = scene.tri_material[tri_h]
-    surf = scene.tri_surface[tri_h]
-    nrm = hit["normal"][idx].astype(np.float32)
-    dv = d_world[idx].astype(np.float32)
-    p = world_T_cam[:3, 3].astype(np.float32) + dv * hit["t_hit"][idx][:, None]
-    day = lighting.daylight
-    shift = amb - 20.0
-    tk = (MAT_TEMP_NIGHT_C[mat] * (1 - day) + MAT_TEMP_DAY_C[mat] * day) + shift * np.isin(
-        mat, (MATERIAL_ID["skin"], MATERIAL_ID["cloth"]), invert=True)
-    tk = tk + scene.surface_temp_c[surf]
-    if lighting.sun_intensity > 0 and sun[2] > 0:
-        ndl = np.clip(np.einsum("ij,j->i", nrm, sun.astype(np.float32)), 0, None)
-        facing = np.nonzero(ndl > 0)[0]
-        vis = np.zeros(len(idx), np.float32)
-        if len(facing):
-            rays = np.empty((len(facing), 6), np.float32)
-            rays[:, :3] = p[facing] + nrm[facing] * 0.03
-            rays[:, 3:] = sun
-            vis[facing] = ~scene.raycaster(t).test_occlusions(_o3d_tensor(rays)).numpy()
-        tk = tk + (ndl * vis - 0.5) * 8.0 * day * min(lighting.sun_intensity / 2.6, 1.0)
-    tk = tk + window_lit(scene, surf, mat, p, nrm) * 3.0 * (1 - day)
-    eps = MAT_EMISSIVITY[mat]
-    refl_up = np.clip((dv - 2 * np.einsum("ij,ij->i", dv, nrm)[:, None] * nrm)[:, 2], 0, 1)
-    t_env = amb * (1 - refl_up) + (amb - 35.0) * refl_up
-    temp[idx] = eps * tk + (1 - eps) * t_env
-    img = _gaussian_blur(temp.reshape(h, w), cfg.blur_sigma_px)
-    fpn = np.random.default_rng(0xF9A).normal(0, 0.03, (1, w)).astype(np.float32)   # fixed column pattern
-    img = img + fpn + rng.standard_normal((h, w), dtype=np.float32) * cfg.noise_std
-    raw = np.clip(np.round((img + 273.15) * 100.0), 0, 65535).astype(np.uint16)
-    return raw, thermal_agc(raw)
-
-
-def thermal_agc(raw: np.ndarray, plateau: float = 0.004, linear_weight: float = 0.4,
-                min_span: int = 800) -> np.ndarray:
-    """8-bit automatic gain control of raw counts, in the style of thermal cores' plateau equalisation: a
-    histogram equalisation whose bins are clipped at ``plateau`` x (pixel count), blended with a linear
-    1st-99th percentile stretch (weight ``linear_weight``; its span is at least ``min_span`` counts)."""
-    flat = raw.ravel()
-    lo = int(flat.min())
-    hist = np.bincount(flat - lo).astype(np.float64)
-    np.minimum(hist, plateau * flat.size, out=hist)
-    cdf = np.cumsum(hist)
-    eq = (cdf - cdf[0]) / max(cdf[-1] - cdf[0], 1.0)
-    p_lo, p_hi = np.percentile(flat, [1.0, 99.0])
-    if p_hi - p_lo < min_span:
-        mid = (p_hi + p_lo) / 2
-        p_lo, p_hi = mid - min_span / 2, mid + min_span / 2
-    levels = np.arange(len(hist), dtype=np.float64) + lo
-    lin = np.clip((levels - p_lo) / (p_hi - p_lo), 0, 1)
-    lut = np.clip(((1 - linear_weight) * eq + linear_weight * lin) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return lut[flat - lo].reshape(raw.shape)
-
-
 def homography_thermal_to_rgb(rgb_cfg: CameraConfig, thermal_cfg: CameraConfig,
                               depth_m: float = 20.0) -> np.ndarray:
     """3x3 H with rgb_px ~ H @ thermal_px: exact for co-centred cameras, else the homography induced by the
@@ -466,14 +227,32 @@ def homography_thermal_to_rgb(rgb_cfg: CameraConfig, thermal_cfg: CameraConfig,
     return hmat / hmat[2, 2]
 
 
-def _render_labels(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, t: float
-                   ) -> tuple[np.ndarray, dict, np.ndarray]:
+@dataclass(frozen=True)
+class _CameraRays:
+    """One camera's rays through its pixel centres, cast into the scene, with the per-pixel labels."""
+
+    world_T_cam: np.ndarray
+    d_world: np.ndarray          # (H*W, 3) float32 unit directions
+    rays: np.ndarray             # (H*W, 6) float32
+    hit: dict                    # Scene.cast output
+    semantic: np.ndarray         # (H, W) uint8
+    instance: np.ndarray         # (H, W) int32
+
+
+def _cast_camera(scene: Scene, cfg: CameraConfig, world_T_base: np.ndarray, t: float) -> _CameraRays:
+    world_T_cam = world_T_base @ cfg.base_T_cam()
     dirs = _pixel_dirs(cfg.width, cfg.height, cfg.hfov_deg)
     d_world = rotate(dirs, world_T_cam[:3, :3]).astype(np.float32)
-    rays = np.empty((len(dirs), 6), np.float32)
-    rays[:, :3] = world_T_cam[:3, 3]
-    rays[:, 3:] = d_world
-    return d_world, scene.cast(rays, t), rays
+    rays = make_rays(world_T_cam[:3, 3], d_world)
+    hit = scene.cast(rays, t)
+    tri = hit["tri"]
+    ok = tri >= 0
+    sem = np.zeros(len(tri), np.uint8)
+    inst = np.zeros(len(tri), np.int32)
+    sem[ok] = scene.tri_semantic[tri[ok]]
+    inst[ok] = scene.tri_instance[tri[ok]]
+    shape = (cfg.height, cfg.width)
+    return _CameraRays(world_T_cam, d_world, rays, hit, sem.reshape(shape), inst.reshape(shape))
 
 
 @dataclass(frozen=True)
@@ -504,14 +283,44 @@ def render_thermal(scene: Scene, cfg: CameraConfig, ego_pose: np.ndarray, lighti
     if isinstance(lighting, str):
         lighting = lighting_preset(lighting)
     world_T_base = np.asarray(ego_pose, np.float64)
-    world_T_th = world_T_base @ cfg.base_T_cam()
-    dth, hth, _ = _render_labels(scene, cfg, world_T_th, t)
-    sem, inst = _labels(scene, hth, cfg.height * cfg.width)
+    cam = _cast_camera(scene, cfg, world_T_base, t)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7E11]))
-    raw, t8 = _shade_thermal(scene, cfg, world_T_th, world_T_base, dth, hth, t, lighting, rng)
-    sem, inst = sem.reshape(cfg.height, cfg.width), inst.reshape(cfg.height, cfg.width)
-    boxes, classes, ids, _ = _boxes_from_mask(inst, cfg.min_box_pixels, _instance_classes(scene))
-    return ThermalFrame(raw, t8, sem, inst, boxes, classes, ids, cfg.intrinsics(), cfg.base_T_cam())
+    raw, t8 = shade_thermal(scene, cfg, cam.world_T_cam, world_T_base, cam.d_world, cam.hit, t, lighting, rng)
+    boxes, classes, ids, _ = _boxes_from_mask(cam.instance, cfg.min_box_pixels, _instance_classes(scene))
+    return ThermalFrame(raw, t8, cam.semantic, cam.instance, boxes, classes, ids, cfg.intrinsics(), cfg.base_T_cam())
+
+
+def _occlusion(scene: Scene, cam: _CameraRays, rects: np.ndarray, ids: np.ndarray, counts: np.ndarray,
+               n_instances: int, t: float) -> np.ndarray:
+    """Fraction of each object hidden by static scenery: its visible pixels over its pixels when the same rays
+    (inside the objects' rectangles) are cast against the objects alone."""
+    region = np.zeros(cam.instance.shape, bool)
+    for x0, y0, x1, y1 in rects:
+        region[y0:y1, x0:x1] = True
+    sel = np.nonzero(region.ravel())[0]
+    t_inst = np.zeros(len(sel), np.int32)
+    if len(sel):
+        things = scene.cast(cam.rays[sel], t, things_only=True)
+        okt = things["tri"] >= 0
+        t_inst[okt] = scene.tri_instance[things["tri"][okt]]
+    full = np.bincount(t_inst, minlength=n_instances)[ids]
+    return (1.0 - counts / np.maximum(full, 1)).clip(0, 1).astype(np.float32)
+
+
+def _thermal_fields(scene: Scene, rgb_cfg: CameraConfig, thermal_cfg: CameraConfig | None, world_T_base: np.ndarray,
+                    lighting: Lighting, seed: int, t: float, homography_depth_m: float) -> dict:
+    """The thermal fields of a ``CameraFrame`` (None / empty without a thermal camera)."""
+    if thermal_cfg is None:
+        return {"thermal16": None, "thermal8": None, "thermal_semantic": None, "thermal_instance": None,
+                "thermal_boxes2d": np.zeros((0, 4), np.float32), "thermal_box_classes": np.zeros(0, np.int64),
+                "thermal_box_ids": np.zeros(0, np.int32), "K_thermal": None, "base_T_thermal": None,
+                "homography_thermal_to_rgb": None}
+    th = render_thermal(scene, thermal_cfg, world_T_base, lighting, seed, t)
+    return {"thermal16": th.thermal16, "thermal8": th.thermal8, "thermal_semantic": th.semantic,
+            "thermal_instance": th.instance, "thermal_boxes2d": th.boxes2d, "thermal_box_classes": th.box_classes,
+            "thermal_box_ids": th.box_ids, "K_thermal": thermal_cfg.intrinsics(),
+            "base_T_thermal": thermal_cfg.base_T_cam(),
+            "homography_thermal_to_rgb": homography_thermal_to_rgb(rgb_cfg, thermal_cfg, homography_depth_m)}
 
 
 def render_cameras(scene: Scene, rgb_cfg: CameraConfig, thermal_cfg: CameraConfig | None,
@@ -526,53 +335,19 @@ def render_cameras(scene: Scene, rgb_cfg: CameraConfig, thermal_cfg: CameraConfi
         raise SceneError(f"render_cameras: ego_pose must be a 4x4 matrix, got shape {world_T_base.shape}")
     inst_cls = _instance_classes(scene)
     h, w = rgb_cfg.height, rgb_cfg.width
-
-    world_T_rgb = world_T_base @ rgb_cfg.base_T_cam()
-    d_world, hit, rays = _render_labels(scene, rgb_cfg, world_T_rgb, t)
-    semantic, instance = _labels(scene, hit, h * w)
-    dirs = _pixel_dirs(w, h, rgb_cfg.hfov_deg)
-    depth = (hit["t_hit"] * dirs[:, 2]).astype(np.float32).reshape(h, w)
+    cam = _cast_camera(scene, rgb_cfg, world_T_base, t)
+    depth = (cam.hit["t_hit"] * _pixel_dirs(w, h, rgb_cfg.hfov_deg)[:, 2]).astype(np.float32).reshape(h, w)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xCA11]))
-    rgb = _shade_rgb(scene, rgb_cfg, world_T_rgb, world_T_base, d_world, hit, t, lighting, rng)
-    semantic, instance = semantic.reshape(h, w), instance.reshape(h, w)
-    boxes2d, classes, ids, counts = _boxes_from_mask(instance, rgb_cfg.min_box_pixels, inst_cls)
-    # Occlusion by static scenery: compare with the same rays cast against the objects alone.
+    rgb = shade_rgb(scene, rgb_cfg, cam.world_T_cam, world_T_base, cam.d_world, cam.hit, t, lighting, rng)
+    boxes2d, classes, ids, counts = _boxes_from_mask(cam.instance, rgb_cfg.min_box_pixels, inst_cls)
     world_boxes = scene.boxes_at(t)
     order = np.searchsorted(world_boxes.ids, ids) if len(world_boxes) else np.zeros(0, np.int64)
     sel_world = world_boxes.subset(order)
-    truncation, rects = _truncation(sel_world, world_T_rgb, rgb_cfg.intrinsics(), w, h)
-    # Occlusion by static scenery: the same rays cast against the objects alone, inside the objects' rectangles.
-    region = np.zeros((h, w), bool)
-    for x0, y0, x1, y1 in rects:
-        region[y0:y1, x0:x1] = True
-    sel = np.nonzero(region.ravel())[0]
-    t_inst = np.zeros(len(sel), np.int32)
-    if len(sel):
-        things = scene.cast(rays[sel], t, things_only=True)
-        okt = things["tri"] >= 0
-        t_inst[okt] = scene.tri_instance[things["tri"][okt]]
-    full = np.bincount(t_inst, minlength=len(inst_cls))[ids]
-    occlusion = (1.0 - counts / np.maximum(full, 1)).clip(0, 1).astype(np.float32)
-    boxes3d = sel_world.transform(np.linalg.inv(world_T_base))
-
-    if thermal_cfg is not None:
-        th = render_thermal(scene, thermal_cfg, world_T_base, lighting, seed, t)
-        raw, t8, th_sem, th_inst = th.thermal16, th.thermal8, th.semantic, th.instance
-        tb, tc, tid = th.boxes2d, th.box_classes, th.box_ids
-        hom = homography_thermal_to_rgb(rgb_cfg, thermal_cfg, homography_depth_m)
-        k_th, b_th = thermal_cfg.intrinsics(), thermal_cfg.base_T_cam()
-    else:
-        raw = t8 = th_sem = th_inst = hom = k_th = b_th = None
-        tb, tc, tid = np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int32)
-    return CameraFrame(rgb=rgb, thermal16=raw, thermal8=t8, semantic=semantic, instance=instance, depth=depth,
-                       boxes2d=boxes2d, box_classes=classes, box_ids=ids, box_occlusion=occlusion,
-                       box_truncation=truncation, boxes3d=boxes3d, thermal_semantic=th_sem,
-                       thermal_instance=th_inst, thermal_boxes2d=tb, thermal_box_classes=tc, thermal_box_ids=tid,
-                       K_rgb=rgb_cfg.intrinsics(), K_thermal=k_th, base_T_rgb=rgb_cfg.base_T_cam(),
-                       base_T_thermal=b_th, homography_thermal_to_rgb=hom, world_T_base=world_T_base,
-                       lighting=lighting.name)
-
-
-def with_resolution(cfg: CameraConfig, width: int, height: int) -> CameraConfig:
-    """The same camera at another resolution (same field of view)."""
-    return replace(cfg, width=width, height=height)
+    truncation, rects = _truncation(sel_world, cam.world_T_cam, rgb_cfg.intrinsics(), w, h)
+    occlusion = _occlusion(scene, cam, rects, ids, counts, len(inst_cls), t)
+    return CameraFrame(rgb=rgb, semantic=cam.semantic, instance=cam.instance, depth=depth, boxes2d=boxes2d,
+                       box_classes=classes, box_ids=ids, box_occlusion=occlusion, box_truncation=truncation,
+                       boxes3d=sel_world.transform(np.linalg.inv(world_T_base)), K_rgb=rgb_cfg.intrinsics(),
+                       base_T_rgb=rgb_cfg.base_T_cam(), world_T_base=world_T_base, lighting=lighting.name,
+                       **_thermal_fields(scene, rgb_cfg, thermal_cfg, world_T_base, lighting, seed, t,
+                                         homography_depth_m))

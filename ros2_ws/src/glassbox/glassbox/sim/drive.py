@@ -197,81 +197,113 @@ def calibration(cfg: DriveConfig) -> dict[str, Any]:
     }
 
 
+class _DriveWriter:
+    """The open bag of a drive: one connection per topic, message counts, and one method per capture kind."""
+
+    def __init__(self, bag_dir: Path, cfg: DriveConfig, lidar: LidarConfig) -> None:
+        from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+
+        from glassbox import msgcodec
+        from glassbox.bag import builders
+        from glassbox.bag.typestore import make_typestore
+
+        self.cfg, self.lidar = cfg, lidar
+        self.codec, self.builders = msgcodec, builders
+        self.typestore = make_typestore()
+        self.fac = msgcodec.RosbagsFactory(self.typestore)
+        self.counts = {k: 0 for k in TOPICS}
+        self.writer = Writer(bag_dir, version=9, storage_plugin=StoragePlugin.MCAP)
+        if cfg.compress:
+            self.writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        self.writer.open()
+        self.conns = {k: self.writer.add_connection(topic, typ, typestore=self.typestore)
+                      for k, (topic, typ) in TOPICS.items()}
+
+    def put(self, key: str, msg: Any, stamp_ns: int) -> None:
+        self.writer.write(self.conns[key], stamp_ns, self.typestore.serialize_cdr(msg, TOPICS[key][1]))
+        self.counts[key] += 1
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def _transform(self, matrix: np.ndarray, parent: str, child: str, stamp_ns: int) -> Any:
+        return self.builders.make_transform_stamped(self.fac, matrix, parent, child, stamp_ns)
+
+    def static_mounts(self, stamp_ns: int) -> None:
+        """``/tf_static``: base_link -> LiDAR, RGB and thermal mounts."""
+        cfg = self.cfg
+        mounts = [self._transform(self.lidar.base_T_lidar(), BASE_FRAME, self.lidar.frame_id, stamp_ns),
+                  self._transform(cfg.rgb.base_T_cam(), BASE_FRAME, cfg.rgb.frame_id, stamp_ns),
+                  self._transform(cfg.thermal.base_T_cam(), BASE_FRAME, cfg.thermal.frame_id, stamp_ns)]
+        self.put("tf_static", self.builders.make_tf_message(self.fac, mounts), stamp_ns)
+
+    def capture(self, cap: Capture, a: dict[str, Any], ns: int) -> None:
+        """The ego pose on ``/tf``, then the capture's sensor and ground-truth messages, all stamped ``ns``."""
+        tf = self.builders.make_tf_message(self.fac, [self._transform(a["pose"], ODOM_FRAME, BASE_FRAME, ns)])
+        self.put("tf", tf, ns)
+        {"lidar": self._lidar, "rgb": self._rgb, "thermal": self._thermal}[cap.kind](cap, a, ns)
+
+    def _lidar(self, cap: Capture, a: dict[str, Any], ns: int) -> None:
+        c, fac = self.codec, self.fac
+        hdr = c.make_header(fac, ns, self.lidar.frame_id)
+        cloud = c.xyz_to_structured(a["points"], extra={"ring": a["ring"], "time": a["time"]})
+        self.put("lidar", c.make_pointcloud2(fac, cloud, hdr), ns)
+        b = a["boxes"]
+        self.put("gt_lidar_boxes",
+                 self.builders.make_gt_detection3d_array(fac, b.centers, b.sizes, b.yaw, b.classes, b.ids, hdr), ns)
+        labels = np.empty(len(a["label"]), dtype=[("label", "<u1"), ("instance", "<i4")])
+        labels["label"], labels["instance"] = a["label"], a["instance"]
+        self.put("gt_lidar_labels", c.make_pointcloud2(fac, labels, hdr), ns)
+
+    def _camera_info_and_boxes(self, cam: CameraConfig, info_key: str, boxes_key: str, a: dict[str, Any],
+                               hdr: Any, ns: int) -> None:
+        self.put(info_key, self.builders.make_camera_info(self.fac, cam.intrinsics(), cam.width, cam.height, hdr), ns)
+        self.put(boxes_key, self.builders.make_gt_detection2d_array(self.fac, a["boxes2d"], a["classes"], a["ids"],
+                                                                    hdr), ns)
+
+    def _rgb(self, cap: Capture, a: dict[str, Any], ns: int) -> None:
+        c, fac, cam = self.codec, self.fac, self.cfg.rgb
+        hdr = c.make_header(fac, ns, cam.frame_id)
+        self.put("rgb", c.make_image(fac, a["image"], "rgb8", hdr), ns)
+        self._camera_info_and_boxes(cam, "rgb_info", "gt_rgb_boxes", a, hdr, ns)
+        self.put("gt_rgb_semantic", c.make_image(fac, a["semantic"], "mono8", hdr), ns)
+        inst16 = np.minimum(a["instance"], 65535).astype(np.uint16)
+        self.put("gt_rgb_instance", c.make_image(fac, inst16, "mono16", hdr), ns)
+        self.put("gt_lighting", fac.make("std_msgs/msg/String", data=cap.lighting), ns)
+
+    def _thermal(self, cap: Capture, a: dict[str, Any], ns: int) -> None:
+        c, fac, cam = self.codec, self.fac, self.cfg.thermal
+        hdr = c.make_header(fac, ns, cam.frame_id)
+        self.put("thermal", c.make_image(fac, a["image16"], "mono16", hdr), ns)
+        self.put("thermal8", c.make_image(fac, a["image8"], "mono8", hdr), ns)
+        self._camera_info_and_boxes(cam, "thermal_info", "gt_thermal_boxes", a, hdr, ns)
+
+
 def write_drive(out: str | Path, cfg: DriveConfig = DriveConfig(),
                 progress: Callable[[int, int], None] | None = None) -> DriveSummary:
     """Render the drive and write it to ``out`` (``*.mcap``: one mcap file; else a rosbag2 folder)."""
-    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
-
-    from glassbox.bag.builders import (make_camera_info, make_gt_detection2d_array, make_gt_detection3d_array,
-                                       make_tf_message, make_transform_stamped)
-    from glassbox.bag.typestore import make_typestore
-    from glassbox.msgcodec import RosbagsFactory, make_header, make_image, make_pointcloud2, xyz_to_structured
-
     out = Path(out)
     if out.exists():
         raise DriveError(f"{out} exists already; choose a new output path")
     single_file = out.suffix == ".mcap"
     out.parent.mkdir(parents=True, exist_ok=True)
-    typestore = make_typestore()
-    fac = RosbagsFactory(typestore)
     t0 = _time.perf_counter()
     caps_total = len(schedule(cfg))
     lidar = lidar_preset(cfg.lidar, rate_hz=cfg.lidar_hz)
     tmpdir = Path(tempfile.mkdtemp(prefix=".drive-", dir=out.parent))
     bag_dir = tmpdir / out.stem if single_file else out
-    counts = {k: 0 for k in TOPICS}
     try:
-        writer = Writer(bag_dir, version=9, storage_plugin=StoragePlugin.MCAP)
-        if cfg.compress:
-            writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
-        writer.open()
-        conns = {k: writer.add_connection(topic, typ, typestore=typestore) for k, (topic, typ) in TOPICS.items()}
-
-        def put(key: str, msg: Any, stamp_ns: int) -> None:
-            writer.write(conns[key], stamp_ns, typestore.serialize_cdr(msg, TOPICS[key][1]))
-            counts[key] += 1
-
-        stamp0 = cfg.start_ns
-        statics = [make_transform_stamped(fac, lidar.base_T_lidar(), BASE_FRAME, lidar.frame_id, stamp0),
-                   make_transform_stamped(fac, cfg.rgb.base_T_cam(), BASE_FRAME, cfg.rgb.frame_id, stamp0),
-                   make_transform_stamped(fac, cfg.thermal.base_T_cam(), BASE_FRAME, cfg.thermal.frame_id, stamp0)]
-        put("tf_static", make_tf_message(fac, statics), stamp0)
-        for n, (cap, a) in enumerate(iter_captures(cfg)):
-            ns = stamp0 + int(round(cap.t * 1e9))
-            put("tf", make_tf_message(fac, [make_transform_stamped(fac, a["pose"], ODOM_FRAME, BASE_FRAME, ns)]), ns)
-            if cap.kind == "lidar":
-                hdr = make_header(fac, ns, lidar.frame_id)
-                cloud = xyz_to_structured(a["points"], extra={"ring": a["ring"], "time": a["time"]})
-                put("lidar", make_pointcloud2(fac, cloud, hdr), ns)
-                b = a["boxes"]
-                put("gt_lidar_boxes", make_gt_detection3d_array(fac, b.centers, b.sizes, b.yaw, b.classes, b.ids, hdr),
-                    ns)
-                labels = np.empty(len(a["label"]), dtype=[("label", "<u1"), ("instance", "<i4")])
-                labels["label"], labels["instance"] = a["label"], a["instance"]
-                put("gt_lidar_labels", make_pointcloud2(fac, labels, hdr), ns)
-            elif cap.kind == "rgb":
-                hdr = make_header(fac, ns, cfg.rgb.frame_id)
-                put("rgb", make_image(fac, a["image"], "rgb8", hdr), ns)
-                put("rgb_info", make_camera_info(fac, cfg.rgb.intrinsics(), cfg.rgb.width, cfg.rgb.height, hdr), ns)
-                put("gt_rgb_boxes", make_gt_detection2d_array(fac, a["boxes2d"], a["classes"], a["ids"], hdr), ns)
-                put("gt_rgb_semantic", make_image(fac, a["semantic"], "mono8", hdr), ns)
-                inst16 = np.minimum(a["instance"], 65535).astype(np.uint16)
-                put("gt_rgb_instance", make_image(fac, inst16, "mono16", hdr), ns)
-                put("gt_lighting", fac.make("std_msgs/msg/String", data=cap.lighting), ns)
-            else:
-                hdr = make_header(fac, ns, cfg.thermal.frame_id)
-                put("thermal", make_image(fac, a["image16"], "mono16", hdr), ns)
-                put("thermal8", make_image(fac, a["image8"], "mono8", hdr), ns)
-                put("thermal_info", make_camera_info(fac, cfg.thermal.intrinsics(), cfg.thermal.width,
-                                                     cfg.thermal.height, hdr), ns)
-                put("gt_thermal_boxes", make_gt_detection2d_array(fac, a["boxes2d"], a["classes"], a["ids"], hdr), ns)
+        bag = _DriveWriter(bag_dir, cfg, lidar)
+        bag.static_mounts(cfg.start_ns)
+        for n, (cap, arrays) in enumerate(iter_captures(cfg)):
+            bag.capture(cap, arrays, cfg.start_ns + int(round(cap.t * 1e9)))
             if progress is not None:
                 progress(n + 1, caps_total)
-        writer.close()
+        bag.close()
         if single_file:
             shutil.move(str(bag_dir / f"{out.stem}.mcap"), out)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     calib_path = out.with_name(f"{out.stem}.calib.yaml")
     calib_path.write_text(yaml.safe_dump(calibration(cfg), sort_keys=False))
-    return DriveSummary(out, calib_path, counts, cfg.seconds, _time.perf_counter() - t0)
+    return DriveSummary(out, calib_path, bag.counts, cfg.seconds, _time.perf_counter() - t0)

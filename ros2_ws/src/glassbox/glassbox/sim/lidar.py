@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from glassbox.sim.materials import MAT_REFLECTIVITY
-from glassbox.sim.scene import Boxes3D, Scene, SceneError, rotate
+from glassbox.sim.geometry import Boxes3D, SceneError, rotate
+from glassbox.sim.scene import Scene, make_rays
 from glassbox.sim.texture import surface_reflectivity
 
 
@@ -134,9 +135,7 @@ def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, 
     d_local, ring, column = beam_directions(cfg)
     rot = world_T_lidar[:3, :3]
     d_world = rotate(d_local, rot)
-    rays = np.empty((len(d_world), 6), np.float32)
-    rays[:, :3] = world_T_lidar[:3, 3]
-    rays[:, 3:] = d_world
+    rays = make_rays(world_T_lidar[:3, 3], d_world)
     hit = scene.cast(rays, t)
     r = hit["t_hit"].astype(np.float64)
     tri = hit["tri"]

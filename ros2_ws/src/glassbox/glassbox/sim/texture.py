@@ -106,14 +106,11 @@ def window_lit(scene, surf: np.ndarray, mat: np.ndarray, p: np.ndarray, normal: 
 
 
 def albedo(scene, surf: np.ndarray, mat: np.ndarray, p: np.ndarray, normal: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Albedo (N, 3) float32 at hit points, plus window masks (N,) for facades: ``window`` and ``lit``
-    (windows that glow at night)."""
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Albedo (N, 3) float32 at hit points, and ``lit`` (N,): the facade windows that glow at night."""
     seed = scene.seed
     base = scene.surface_rgb[surf].copy()
-    n = len(p)
-    window = np.zeros(n, bool)
-    lit = np.zeros(n, bool)
+    lit = np.zeros(len(p), bool)
     fine = value_noise(p, 0.35, seed + 1)
     coarse = value_noise(p, 3.0, seed + 2)
     grain = (0.75 + 0.5 * fine) * (0.8 + 0.4 * coarse)
@@ -137,7 +134,6 @@ def albedo(scene, surf: np.ndarray, mat: np.ndarray, p: np.ndarray, normal: np.n
         a = base[sel] * (0.85 + 0.3 * fine[sel])[:, None] * (0.9 + 0.2 * coarse[sel])[:, None]
         a[win] = np.array([0.07, 0.09, 0.12], np.float32) * (0.7 + 0.6 * cell[win])[:, None]
         base[sel] = a
-        window[sel] = win
         lit[sel] = win & (cell > 0.6)
     for name, amount in (("foliage", 1.0), ("grass", 0.7), ("bark", 0.5)):
         sel = mat == _M[name]
@@ -149,4 +145,4 @@ def albedo(scene, surf: np.ndarray, mat: np.ndarray, p: np.ndarray, normal: np.n
     sel = np.isin(mat, (_M["metal"], _M["paint"], _M["engine"], _M["cloth"], _M["bike"], _M["rubber"]))
     if sel.any():
         base[sel] *= (0.9 + 0.2 * fine[sel])[:, None]
-    return np.clip(base, 0.0, 1.0).astype(np.float32), window, lit
+    return np.clip(base, 0.0, 1.0).astype(np.float32), lit

@@ -1,10 +1,17 @@
 """Photometric corruptions used to train and evaluate the refiner, and the classical baselines it is compared to.
 
-Corruptions act on float images in [0, 1], shape (B, 3, H, W), and follow torchvision's definitions:
-brightness multiplies by a factor, contrast blends with the image's mean grey level, hue rotates the HSV hue by
-a fraction of a full turn; each result is clipped to [0, 1]. ``EVAL_CORRUPTIONS`` are the deterministic test
-settings of the refiner paper (D4.2 §2.1): contrast +30/40 %, brightness +-30/40 %, hue +-10 %, and "combined"
-(contrast +20 %, brightness -20 %, hue +5 %). ``random_corruption`` draws one transformation per image for training.
+One implementation for every caller: brightness, contrast and hue act on torch images (B, C, H, W) with values in
+[0, ``peak``] (1 for float images; 255 for the uint8 scale, kept exact in float64) and follow torchvision's
+definitions: brightness multiplies by a factor, contrast blends with the image's mean grey level (ITU-R 601
+weights; a one-channel image is its own grey), hue rotates the HSV hue by a fraction of a full turn (RGB only);
+each result is clipped to [0, peak]. Factors may be one number or one per image (the training draw).
+
+``SEED_CORRUPTIONS`` are the deterministic test settings of the refiner paper (D4.2 §2.1), which names them
+"+30% contrast", "-40% brightness", "+10% hue" without formulas; here they are factors 1.3 and 0.6 and a shift of
+0.1 of the circle: contrast +30/40 %, brightness +-30/40 %, hue +-10 %, and "combined" (contrast +20 %,
+brightness -20 %, hue +5 %). ``EVAL_CORRUPTIONS`` are the same settings as tensor functions, ``corrupt_image`` applies
+them (or any list of operations) to numpy images (uint8 or float, (H, W) or (H, W, C)) such as bag frames, and
+``random_corruption`` draws one transformation per image for training.
 
 Baselines (``autocontrast``, ``equalize_hist``, ``clahe``) take and return uint8 RGB images (H, W, 3) and use
 OpenCV; equalisation and CLAHE act on the luma/lightness channel so that colours are not shifted.
@@ -12,6 +19,7 @@ OpenCV; equalisation and CLAHE act on the luma/lightness channel so that colours
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import cv2
 import numpy as np
@@ -19,18 +27,27 @@ import torch
 from torch import Tensor
 
 
-def adjust_brightness(x: Tensor, factor: Tensor | float) -> Tensor:
-    return (x * _per_image(factor, x)).clamp(0.0, 1.0)
+class CorruptionError(ValueError):
+    """An unknown corruption or an invalid parameter."""
 
 
-def adjust_contrast(x: Tensor, factor: Tensor | float) -> Tensor:
-    grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).mean(dim=(1, 2))[:, None, None, None]
+def adjust_brightness(x: Tensor, factor: Tensor | float, peak: float = 1.0) -> Tensor:
+    """``clip(x * factor, 0, peak)``."""
+    return (x * _per_image(factor, x)).clamp(0.0, peak)
+
+
+def adjust_contrast(x: Tensor, factor: Tensor | float, peak: float = 1.0) -> Tensor:
+    """``clip(factor * x + (1 - factor) * mean(grey(x)), 0, peak)``, the mean taken per image."""
+    if x.shape[1] == 1:
+        grey = x[:, 0].mean(dim=(1, 2))[:, None, None, None]
+    else:
+        grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).mean(dim=(1, 2))[:, None, None, None]
     f = _per_image(factor, x)
-    return (f * x + (1.0 - f) * grey).clamp(0.0, 1.0)
+    return (f * x + (1.0 - f) * grey).clamp(0.0, peak)
 
 
-def adjust_hue(x: Tensor, shift: Tensor | float) -> Tensor:
-    """Rotate hue by ``shift`` turns (in [-0.5, 0.5]); value and saturation are kept."""
+def adjust_hue(x: Tensor, shift: Tensor | float, peak: float = 1.0) -> Tensor:
+    """Rotate hue by ``shift`` turns (in [-0.5, 0.5]) of RGB images; value and saturation are kept."""
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
     maxc, _ = x.max(dim=1)
     minc, _ = x.min(dim=1)
@@ -45,7 +62,7 @@ def adjust_hue(x: Tensor, shift: Tensor | float) -> Tensor:
     n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype)[None, :, None, None]
     k = (n + hue[:, None] * 6.0) % 6.0
     out = maxc[:, None] - maxc[:, None] * sat[:, None] * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
-    return out.clamp(0.0, 1.0)
+    return out.clamp(0.0, peak)
 
 
 def _per_image(value: Tensor | float, x: Tensor) -> Tensor:
@@ -54,17 +71,47 @@ def _per_image(value: Tensor | float, x: Tensor) -> Tensor:
     return torch.full((x.shape[0], 1, 1, 1), float(value), dtype=x.dtype, device=x.device)
 
 
-EVAL_CORRUPTIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "contrast+": lambda x: adjust_contrast(x, 1.3),
-    "contrast++": lambda x: adjust_contrast(x, 1.4),
-    "brightness+": lambda x: adjust_brightness(x, 1.3),
-    "brightness++": lambda x: adjust_brightness(x, 1.4),
-    "brightness-": lambda x: adjust_brightness(x, 0.7),
-    "brightness--": lambda x: adjust_brightness(x, 0.6),
-    "hue+": lambda x: adjust_hue(x, 0.1),
-    "hue-": lambda x: adjust_hue(x, -0.1),
-    "combined": lambda x: adjust_hue(adjust_brightness(adjust_contrast(x, 1.2), 0.8), 0.05),
+_OPS: dict[str, Callable[..., Tensor]] = {"brightness": adjust_brightness, "contrast": adjust_contrast,
+                                          "hue": adjust_hue}
+Ops = tuple[tuple[str, float], ...]
+
+# The refiner seed's deterministic test corruptions (name -> operations applied in order).
+SEED_CORRUPTIONS: dict[str, Ops] = {
+    "clean": (),
+    "contrast+": (("contrast", 1.3),),
+    "contrast++": (("contrast", 1.4),),
+    "brightness+": (("brightness", 1.3),),
+    "brightness++": (("brightness", 1.4),),
+    "brightness-": (("brightness", 0.7),),
+    "brightness--": (("brightness", 0.6),),
+    "hue+": (("hue", 0.1),),
+    "hue-": (("hue", -0.1),),
+    "combined": (("contrast", 1.2), ("brightness", 0.8), ("hue", 0.05)),
 }
+
+
+def _check_op(kind: str, value: float, channels: int) -> None:
+    if kind not in _OPS:
+        raise CorruptionError(f"unknown corruption kind '{kind}' (known: {', '.join(_OPS)})")
+    if kind == "hue":
+        if not -0.5 <= value <= 0.5:
+            raise CorruptionError(f"hue shift must lie in [-0.5, 0.5], got {value}")
+        if channels != 3:
+            raise CorruptionError(f"hue needs RGB images (3 channels), got {channels}")
+    elif value < 0:
+        raise CorruptionError(f"{kind} factor must be >= 0, got {value}")
+
+
+def apply_ops(x: Tensor, ops: Ops, peak: float = 1.0) -> Tensor:
+    """Apply (kind, parameter) operations in order to images (B, C, H, W) in [0, peak]."""
+    for kind, value in ops:
+        _check_op(kind, value, x.shape[1])
+        x = _OPS[kind](x, value, peak)
+    return x
+
+
+EVAL_CORRUPTIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    name: partial(apply_ops, ops=ops) for name, ops in SEED_CORRUPTIONS.items() if ops}
 
 
 def random_corruption(x: Tensor, gen: torch.Generator, max_brightness: float = 0.5, max_contrast: float = 0.5,
@@ -81,6 +128,37 @@ def random_corruption(x: Tensor, gen: torch.Generator, max_brightness: float = 0
         if sel.any():
             out[sel] = fn(x[sel], neutral + amount * u[sel])
     return out
+
+
+# ---- numpy images (uint8 or float in [0, 1]; (H, W) or (H, W, C)) ----
+
+def to_working_float(img: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Working copy: uint8 images stay on their 0..255 scale in float64 (exact products), floats in float32;
+    and whether the image was uint8."""
+    if img.dtype == np.uint8:
+        return img.astype(np.float64), True
+    if np.issubdtype(img.dtype, np.floating):
+        return img.astype(np.float32), False
+    raise CorruptionError(f"images must be uint8 or float in [0, 1], got {img.dtype}")
+
+
+def from_working_float(x: np.ndarray, was_uint8: bool, dtype: np.dtype) -> np.ndarray:
+    """Back to the input type: clipped to the valid range; uint8 rounds half up."""
+    if was_uint8:
+        return np.floor(np.clip(x, 0.0, 255.0) + 0.5).astype(np.uint8)
+    return np.clip(x, 0.0, 1.0).astype(dtype)
+
+
+def corrupt_image(img: np.ndarray, ops: Ops | str) -> np.ndarray:
+    """Apply operations (or the ``SEED_CORRUPTIONS`` entry named ``ops``) to one numpy image; same dtype and shape."""
+    if isinstance(ops, str):
+        if ops not in SEED_CORRUPTIONS:
+            raise CorruptionError(f"unknown corruption '{ops}' (known: {', '.join(SEED_CORRUPTIONS)})")
+        ops = SEED_CORRUPTIONS[ops]
+    x, u8 = to_working_float(img)
+    planes = x[None, None] if x.ndim == 2 else np.moveaxis(x, -1, 0)[None]           # (1, C, H, W)
+    y = apply_ops(torch.from_numpy(np.ascontiguousarray(planes)), ops, 255.0 if u8 else 1.0)[0].numpy()
+    return from_working_float(y[0] if x.ndim == 2 else np.moveaxis(y, 0, -1), u8, img.dtype)
 
 
 # ---- classical baselines on uint8 RGB (H, W, 3) ----
