@@ -28,7 +28,7 @@ from _common import print_table, time_ms, write_results
 from glassbox.config import from_dict
 from glassbox.lidar import (DecodeConfig, ProjectionConfig, SpiConfig, build_model, decode, normalise,
                             project_points)
-from glassbox.msgcodec import pointcloud2_fields_from_dtype, pointcloud2_to_xyzi, xyz_to_structured
+from glassbox.msg import pointcloud2_fields_from_dtype, pointcloud2_to_xyzi, xyz_to_structured
 from glassbox.pipelines.lidar import LidarDetectionConfig, LidarDetectionPipeline, export_spi_onnx, load_weights
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -105,6 +105,7 @@ _BUILTIN = (
         stage="glassbox.stages.lidar:LidarStage", pipeline="glassbox.pipelines.lidar:LidarDetectionPipeline",
         default_card="spi_lidar.card.yaml", node="lidar_detector_node", node_name="lidar_detector",
         namespace="lidar", params_file="lidar_detector.yaml", train_task="lidar",
+        metrics="glassbox.bag.metrics:lidar_metrics",
         bench={"rate_hz": 10.0},
         description="3D boxes from a spinning LiDAR's range image (SPI detector)"),
     Capability(
@@ -124,6 +125,7 @@ _BUILTIN = (
         pipeline="glassbox.pipelines.segmentation:SegmentationPipeline",
         default_card="bisenet.card.yaml", node="segmentation_node", node_name="segmentation",
         namespace="segmentation", params_file="segmentation.yaml", train_task="segmentation",
+        metrics="glassbox.bag.metrics:segmentation_metrics",
         bench={"rate_hz": 15.0},
         description="per-pixel classes (BiSeNet)"),
     Capability(
@@ -134,6 +136,7 @@ _BUILTIN = (
         stage="glassbox.stages.camera:FusionStage", pipeline="glassbox.pipelines.fusion:FusionPipeline",
         default_card="gem.card.yaml", node="rgbt_fusion_node", node_name="rgbt_fusion",
         namespace="fusion", params_file="rgbt_fusion.yaml", train_task="fusion",
+        metrics="glassbox.bag.metrics:fusion_metrics",
         bench={"rate_hz": 10.0},
         description="2D boxes from RGB + thermal, reliability-weighted (GEM)"),
 )

@@ -205,7 +205,7 @@ def write_drive(out: str | Path, cfg: DriveConfig = DriveConfig(),
     from glassbox.bag.builders import (make_camera_info, make_gt_detection2d_array, make_gt_detection3d_array,
                                        make_tf_message, make_transform_stamped)
     from glassbox.bag.typestore import make_typestore
-    from glassbox.msgcodec import RosbagsFactory, make_header, make_image, make_pointcloud2, xyz_to_structured
+    from glassbox.msg import RosbagsFactory, make_header, make_image, make_pointcloud2, xyz_to_structured
 
     out = Path(out)
     if out.exists():

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from glassbox.models.card import ModelCard, load_card
-from glassbox.msgcodec import MessageFactory
+from glassbox.msg import MessageFactory
 from glassbox.stages.base import probe_config_for_card
 
 #: capability -> default model card file name in the models folder
