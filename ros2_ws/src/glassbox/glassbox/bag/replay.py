@@ -1,11 +1,13 @@
 """Offline replay of a ROS 2 bag through the perception stages, with metrics against ground truth.
 
 ``replay(bag, out_bag, cfg)`` reads any ROS 2 bag rosbags can open (mcap or sqlite3, Humble to Kilted), finds the
-sensor topics by type and content (or takes them from a topic map), runs every configured stage on every frame
-(RGB-thermal pairs by the same approximate-time synchroniser as the fusion node), writes all output topics to an
-mcap bag with the input stamps, feeds the entropy profiles to the entropy monitor (its states go to
-``/diagnostics`` in the output bag) and, where the bag holds ground truth, computes metrics per lighting segment.
-The stages are the nodes' own (``glassbox.stages``): what is evaluated here is what runs on the robot.
+sensor topics by type and content (or takes them from a topic map, see ``glassbox.bag.topics``), and routes every
+message by its role to each configured capability that consumes that role (``glassbox.capabilities``), calling
+the very ``Stage.feed`` the nodes call, with the bag's receive time as the clock: decoding, validation and
+rejection reasons, RGB-thermal pairing and the sensor-timeout fallback are the nodes' own. It writes all output
+topics to an mcap bag with the input stamps, feeds the entropy profiles to the entropy monitor (its states go to
+``/diagnostics`` in the output bag) and, where the bag holds ground truth, computes each capability's metrics per
+lighting segment (``glassbox.bag.metrics``). Rejections are counted as ``<capability>:<reason>``.
 
 Whatever happens to the input, the output bag is closed properly: a truncated or corrupt bag gives a
 :class:`ReplayError` naming the problem *after* everything read so far was processed and written.
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from glassbox import capabilities
+from glassbox import capabilities as registry
 from glassbox import msg as gm
 from glassbox.bag.metrics import compute_metrics
 from glassbox.bag.topics import ROLE_TYPES, ROLES, ReplayError, discover_topics  # noqa: F401  (public here)
@@ -45,7 +47,7 @@ REFINED_INPUTS = {("segmentation", "rgb"): "refiner/image_refined"}
 class ReplayConfig:
     """What to run and how. Card paths default to the shipped models (``GLASSBOX_MODELS`` or ``models/``)."""
 
-    capabilities: tuple[str, ...] = capabilities.names()
+    capabilities: tuple[str, ...] = registry.names()
     models_dir: str = ""
     lidar_card: str = ""
     refiner_card: str = ""
@@ -64,7 +66,7 @@ class ReplayConfig:
     sensor_timeout_s: float = 0.5   # bag time after which a silent stream counts as absent (the fusion node's)
 
     def __post_init__(self) -> None:
-        known = capabilities.names()
+        known = registry.names()
         unknown = [c for c in self.capabilities if c not in known]
         if unknown:
             raise ValueError(f"unknown capability '{unknown[0]}' (known: {', '.join(known)})")
@@ -144,7 +146,7 @@ def replay(bag: str | Path, out_bag: str | Path, cfg: ReplayConfig = ReplayConfi
         monitor = EntropyMonitor(references, cfg.monitor)
         result.references = {m: {k: (r.mean, r.std) for k, r in layers.items()} for m, layers in references.items()}
         writer = _Writer(out_bag, typestore)
-        run = _Run(cfg, result, writer, monitor, factory, stages, _routes(stages, roles, cfg), keep_samples)
+        run = _Run(cfg, result, writer, monitor, factory, stages, _routes(stages, cfg), keep_samples)
         try:
             _read(reader, roles, run, progress)
         finally:
@@ -183,7 +185,7 @@ def _build_stages(cfg: ReplayConfig, roles: dict[str, str], factory: gm.MessageF
     """The stage of every configured capability that finds at least one of its inputs in the bag, built like
     its node's (same card, same stage class), and the cards' reference entropy profiles."""
     stages, cards = {}, []
-    for cap in capabilities.all_capabilities():
+    for cap in registry.all_capabilities():
         if cap.name not in cfg.capabilities:
             continue
         if not any(r in roles for r in cap.roles):
@@ -213,14 +215,13 @@ def _make_stage(cls: type, pipeline: Any, factory: gm.MessageFactory, cfg: Repla
     return cls(pipeline, factory, **{k: v for k, v in offered.items() if k in accepted})
 
 
-def _routes(stages: dict[str, Any], roles: dict[str, str], cfg: ReplayConfig) -> dict[str, list[tuple[str, str]]]:
+def _routes(stages: dict[str, Any], cfg: ReplayConfig) -> dict[str, list[tuple[str, str]]]:
     """Source (a bag role, or a stage output "capability/suffix") -> the (capability, role) inputs it feeds."""
     routes: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for name in stages:
-        for role in capabilities.get(name).roles:
-            source = REFINED_INPUTS.get((name, role), role) if cfg.refine_before_segmentation else role
-            if source.split("/")[0] not in stages:
-                source = role
+        for role in registry.get(name).roles:
+            chained = REFINED_INPUTS.get((name, role)) if cfg.refine_before_segmentation else None
+            source = chained if chained and chained.split("/")[0] in stages else role
             routes[source].append((name, role))
     return dict(routes)
 
