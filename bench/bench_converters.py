@@ -11,6 +11,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 
 from _common import print_table, time_ms, write_results
+from glassbox import msg as gm
 from glassbox_ros import converters as cv
 
 
@@ -21,22 +22,22 @@ def cloud_case(name: str, n: int, extra_fields: int) -> dict:
              "reflectivity": rng.integers(0, 255, n).astype(np.uint16), "ambient": rng.random(n).astype(np.float32),
              "range": rng.random(n).astype(np.float32)}
     extra = dict(list(extra.items())[:extra_fields])
-    cloud = cv.xyz_to_structured(pts, extra=extra)
-    msg: PointCloud2 = cv.array_to_pointcloud2(cloud, Header())
+    cloud = gm.xyz_to_structured(pts, extra=extra)
+    msg: PointCloud2 = cv.build.pointcloud2(cloud, Header())
     raw = np.frombuffer(msg.data, np.uint8)
     return {"case": name, "bytes": raw.size,
             "memcpy_ms": time_ms(lambda: raw.copy())["median_ms"],
-            "decode_ms": time_ms(lambda: cv.pointcloud2_to_xyzi(msg))["median_ms"],
-            "encode_ms": time_ms(lambda: cv.array_to_pointcloud2(cloud, Header()))["median_ms"]}
+            "decode_ms": time_ms(lambda: gm.pointcloud2_to_xyzi(msg))["median_ms"],
+            "encode_ms": time_ms(lambda: cv.build.pointcloud2(cloud, Header()))["median_ms"]}
 
 
 def image_case(name: str, arr: np.ndarray, encoding: str) -> dict:
-    msg: Image = cv.array_to_image(arr, encoding, Header())
+    msg: Image = cv.build.image(arr, encoding, Header())
     raw = np.frombuffer(msg.data, np.uint8)
     return {"case": name, "bytes": raw.size,
             "memcpy_ms": time_ms(lambda: raw.copy())["median_ms"],
-            "decode_ms": time_ms(lambda: cv.image_to_array(msg, copy=True))["median_ms"],
-            "encode_ms": time_ms(lambda: cv.array_to_image(arr, encoding, Header()))["median_ms"]}
+            "decode_ms": time_ms(lambda: gm.image_to_array(msg, copy=True))["median_ms"],
+            "encode_ms": time_ms(lambda: cv.build.image(arr, encoding, Header()))["median_ms"]}
 
 
 def main() -> None:

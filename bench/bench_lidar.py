@@ -29,7 +29,7 @@ from glassbox.config import from_dict
 from glassbox.export import export_with_features
 from glassbox.lidar import (DecodeConfig, ProjectionConfig, SpiConfig, build_model, decode, normalise,
                             project_points)
-from glassbox.msgcodec import pointcloud2_fields_from_dtype, pointcloud2_to_xyzi, xyz_to_structured
+from glassbox.msg import pointcloud2_fields_from_dtype, pointcloud2_to_xyzi, xyz_to_structured
 from glassbox.pipelines.lidar import INPUT_NAME, LidarDetectionConfig, LidarDetectionPipeline
 from glassbox.runtime import load_state
 

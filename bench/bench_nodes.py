@@ -52,11 +52,12 @@ from vision_msgs.msg import Detection2DArray, Detection3DArray  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from _common import print_table, write_results, model_cards  # noqa: E402
-from glassbox.msgcodec import stamp_to_ns  # noqa: E402
+from glassbox.msg import stamp_to_ns  # noqa: E402
 from glassbox.sim import (SceneConfig, lidar_preset, make_scene, render_cameras, render_thermal,  # noqa: E402
                           rgb_camera, scan_lidar, thermal_camera)
 from glassbox.stages.build import build_pipeline, build_stage  # noqa: E402
 from glassbox.sync import ApproximateTimeSync, SyncConfig  # noqa: E402
+from glassbox import msg as gm
 from glassbox_ros import converters as cv  # noqa: E402
 from glassbox_ros.converters import RCLPY  # noqa: E402
 from harness import RELIABLE, NodeProcess, RosClient  # noqa: E402
@@ -89,7 +90,7 @@ def make_inputs(seed: int = 7) -> dict:
     scan = scan_lidar(scene, lidar_preset("hdl64"), np.eye(4), seed=seed)
     cam = render_cameras(scene, rgb_camera(width=640, height=512), None, np.eye(4), "day", seed)
     th = render_thermal(scene, thermal_camera(width=640, height=512), np.eye(4), "day", seed)
-    cloud = cv.xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16),
+    cloud = gm.xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16),
                                                      "time": scan.time.astype(np.float32)})
     return {"cloud": cloud, "points": scan.points.astype(np.float32), "ring": scan.ring.astype(np.int64),
             "rgb": np.ascontiguousarray(cam.rgb), "thermal": np.ascontiguousarray(th.thermal16)}
@@ -99,10 +100,10 @@ def make_msg(stream: str, inputs: dict, stamp_ns: int):
     header = Header(frame_id="camera_thermal" if stream == "thermal" else ("lidar" if stream == "lidar" else "camera"))
     header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
     if stream == "lidar":
-        return cv.array_to_pointcloud2(inputs["cloud"], header)
+        return cv.build.pointcloud2(inputs["cloud"], header)
     if stream == "rgb":
-        return cv.array_to_image(inputs["rgb"], "rgb8", header)
-    return cv.array_to_image(inputs["thermal"], "mono16", header)
+        return cv.build.image(inputs["rgb"], "rgb8", header)
+    return cv.build.image(inputs["thermal"], "mono16", header)
 
 
 # ----------------------------------------------------------------------------------------- in-process times
@@ -118,14 +119,19 @@ class InProcess:
         stage = build_stage(cap, pipeline, RCLPY)
         if cap == "lidar":
             msg = make_msg("lidar", inputs, 1)
-            self.fns = {"pipeline": lambda: pipeline(inputs["points"], inputs["ring"]), "stage": lambda: stage(msg)}
+            self.fns = {"pipeline": lambda: pipeline(inputs["points"], inputs["ring"]),
+                        "stage": lambda: stage.feed("lidar", msg, 0)}
         elif cap == "fusion":
             rgb_msg, th_msg = make_msg("rgb", inputs, 1), make_msg("thermal", inputs, 1)
-            self.fns = {"pipeline": lambda: pipeline(inputs["rgb"], inputs["thermal"]),
-                        "stage": lambda: stage(rgb_msg, th_msg)}
+
+            def fused():                          # a fresh stamp per pair: the synchroniser uses each once
+                th_msg.header.stamp.sec = rgb_msg.header.stamp.sec = rgb_msg.header.stamp.sec + 1
+                stage.feed("thermal", th_msg, 0)
+                return stage.feed("rgb", rgb_msg, 0)
+            self.fns = {"pipeline": lambda: pipeline(inputs["rgb"], inputs["thermal"]), "stage": fused}
         else:
             msg = make_msg("rgb", inputs, 1)
-            self.fns = {"pipeline": lambda: pipeline(inputs["rgb"]), "stage": lambda: stage(msg)}
+            self.fns = {"pipeline": lambda: pipeline(inputs["rgb"]), "stage": lambda: stage.feed("rgb", msg, 0)}
         self.samples: dict[str, list[float]] = {k: [] for k in self.fns}
         self.parts: dict[str, list[float]] = {}
         for fn in self.fns.values():              # warm-up

@@ -15,6 +15,9 @@ def cards(tmp_path_factory) -> dict[str, Path]:
 
 
 def replay_config(cards: dict[str, Path], **kw):
+    """Replay settings with the test cards; the test bags hold one frame per second, so a sensor counts as
+    silent (fusion falls back to one camera) only after 2 s of bag time."""
     from glassbox.bag.replay import ReplayConfig
+    kw.setdefault("sensor_timeout_s", 2.0)
     return ReplayConfig(lidar_card=str(cards["lidar"]), refiner_card=str(cards["refiner"]),
                         segmentation_card=str(cards["segmentation"]), fusion_card=str(cards["fusion"]), **kw)

@@ -49,6 +49,7 @@ def test_unusual_sqlite3_bag_replays_one_to_one(unusual_bag, cards, tmp_path):
     # RGB and thermal are 30 ms apart (slop 50 ms): every RGB frame is fused exactly once, with the RGB stamp.
     assert out["/glassbox/fusion/detections"] == stamps["rgb"]
     assert out["/glassbox/fusion/fusion_weights"] == stamps["rgb"]
+    assert all(f["skew_ms"] == pytest.approx(30.0) for f in result.frames if f["capability"] == "fusion")
     assert len(out["/diagnostics"]) == sum(len(v) for k, v in out.items() if k.endswith("/entropy"))
     assert result.metrics["lidar"] == "no ground truth in the bag"
     assert result.metrics["frames"] == {"lidar": 3, "refiner": 3, "segmentation": 3, "fusion": 3}
@@ -64,7 +65,8 @@ def test_cli_replay_writes_bag_report_and_metrics(tmp_path, cards):
     bag = tmp_path / "gt.mcap"
     write_unusual_bag(bag, storage="mcap", frames=2, with_gt=True)
     cfg = tmp_path / "replay.yaml"
-    cfg.write_text("\n".join(f"{k}_card: {v}" for k, v in cards.items()) + "\ncapabilities: [fusion]\n")
+    cfg.write_text("\n".join(f"{k}_card: {v}" for k, v in cards.items()) + "\ncapabilities: [fusion]\n"
+                   "sensor_timeout_s: 2.0\n")
     res = subprocess.run([sys.executable, "-m", "glassbox.cli", "replay", str(bag), "--out", str(tmp_path / "out"),
                           "--config", str(cfg), "--report", str(tmp_path / "report"), "--quiet",
                           "--map", "rgb=/cam/front/image_color,thermal=/flir/image_raw,gt_rgb=/truth/rgb/detections"],

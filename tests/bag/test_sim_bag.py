@@ -8,7 +8,7 @@ from rosbags.highlevel import AnyReader
 
 from glassbox.bag.typestore import make_typestore
 from glassbox.cli import main
-from glassbox.msgcodec import detection3d_array_to_numpy, image_to_array, pointcloud2_to_array, stamp_to_ns
+from glassbox.msg import detection3d_array_to_numpy, image_to_array, pointcloud2_to_array, stamp_to_ns
 from glassbox.sim import rgb_camera, thermal_camera
 from glassbox.sim.drive import TOPICS, DriveConfig, DriveError, schedule, write_drive
 

@@ -1,4 +1,5 @@
-"""Approximate-time pairing: slop, queue limits, monotonic pairs, no reuse, offline mutual-nearest matching."""
+"""Approximate-time pairing: slop, queue limits, monotonic pairs, no reuse, offline mutual-nearest matching; and
+the fusion stage's pairing and sensor-timeout fallback on the caller's clock."""
 import numpy as np
 import pytest
 
@@ -51,3 +52,49 @@ def test_stream_of_jittered_pairs_all_match_in_order():
 def test_config_is_validated():
     with pytest.raises(SyncError):
         SyncConfig(slop_s=-1.0)
+
+
+# ------------------------------------------------------------------------- the fusion stage's pairing and fallback
+class _FakeFusion:
+    """Stands in for the GEM pipeline: records its inputs, returns one fixed box."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, rgb, thermal):
+        from types import SimpleNamespace
+        self.calls.append((rgb, thermal))
+        return SimpleNamespace(class_names=("car",), classes=np.array([0]), boxes=np.array([[1.0, 2.0, 5.0, 6.0]]),
+                               scores=np.array([0.9]), rgb_share=0.5 if thermal is not None else 1.0,
+                               uncertainty=np.array([0.1]), entropy=None)
+
+
+def test_fusion_stage_pairs_then_falls_back_on_the_callers_clock():
+    from glassbox import msg as gm
+    from glassbox.bag.typestore import make_typestore
+    from glassbox.stages import FusionStage
+
+    f = gm.RosbagsFactory(make_typestore())
+    rgb = np.full((4, 6, 3), 200, np.uint8)
+    th = np.full((4, 6), 3000, np.uint16)
+    rgb_at = lambda t: gm.make_image(f, rgb, "rgb8", gm.make_header(f, t, "camera"))  # noqa: E731
+    th_at = lambda t: gm.make_image(f, th, "mono16", gm.make_header(f, t, "thermal"))  # noqa: E731
+    pipeline = _FakeFusion()
+    stage = FusionStage(pipeline, f, SyncConfig(slop_s=0.05), sensor_timeout_s=0.5)
+
+    assert stage.feed("rgb", rgb_at(0), now_ns=0) is None                     # waits for its partner
+    out = stage.feed("thermal", th_at(20 * MS), now_ns=20 * MS)
+    assert out.stamp_ns == 0 and out.frame["skew_ms"] == pytest.approx(20.0)   # the RGB stamp, 20 ms skew
+    assert list(out.messages["fusion_weights"].degraded_sensors) == []
+    # Thermal silent for more than the timeout: RGB alone, at once, and said so.
+    out = stage.feed("rgb", rgb_at(1000 * MS), now_ns=1000 * MS)
+    assert list(out.messages["fusion_weights"].degraded_sensors) == ["thermal"] and pipeline.calls[-1][1] is None
+    assert "thermal" in stage.state
+    # RGB silent: thermal alone with a black RGB frame of the thermal size.
+    out = stage.feed("thermal", th_at(3000 * MS), now_ns=3000 * MS)
+    black, thermal = pipeline.calls[-1]
+    assert list(out.messages["fusion_weights"].degraded_sensors) == ["rgb"]
+    assert black.shape == (4, 6, 3) and not black.any() and thermal.shape == (4, 6)
+    with pytest.raises(gm.ConversionError) as exc:
+        stage.feed("thermal", th_at(2000 * MS), now_ns=3100 * MS)
+    assert exc.value.reason == "stamp_backwards"

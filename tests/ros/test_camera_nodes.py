@@ -11,6 +11,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
 from glassbox.sim import SceneConfig, make_scene, render_cameras, render_thermal, rgb_camera, thermal_camera
+from glassbox import msg as gm
 from glassbox_ros import converters as cv
 from harness import REPO
 
@@ -44,7 +45,7 @@ def frames():
 def _msg(arr, encoding, sec, frame="camera"):
     h = Header(frame_id=frame)
     h.stamp.sec = sec
-    return cv.array_to_image(np.ascontiguousarray(arr), encoding, h)
+    return cv.build.image(np.ascontiguousarray(arr), encoding, h)
 
 
 def _rejected(diags, node_name):
@@ -76,7 +77,7 @@ def test_camera_node_outputs_and_rejections(executable, frames, model_cards, ros
         labels = ros_client.received[f"{ns}/labels"][0]
         unc = ros_client.received[f"{ns}/uncertainty"][0]
         assert (labels.encoding, unc.encoding, labels.height, labels.width) == ("mono8", "32FC1", 256, 320)
-        assert np.isfinite(cv.image_to_array(unc)).all()
+        assert np.isfinite(gm.image_to_array(unc)).all()
     else:
         refined = ros_client.received[f"{ns}/image_refined"][0]
         assert refined.encoding == "bgr8" and (refined.height, refined.width) == (256, 320)

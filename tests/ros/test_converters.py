@@ -7,7 +7,7 @@ from glassbox_msgs.msg import EntropyProfile
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from glassbox.msgcodec import RosbagsFactory
+from glassbox import msg as gm
 from glassbox_ros import converters as cv
 
 F32, F64, U8, U16 = PointField.FLOAT32, PointField.FLOAT64, PointField.UINT8, PointField.UINT16
@@ -43,9 +43,9 @@ def test_pointcloud_any_field_order_padding_extra_fields(rng):
     rec["t"] = rng.random(100)
     msg = _cloud_msg([("intensity", 0, F32), ("z", 4, F32), ("x", 8, F32), ("y", 12, F32), ("ring", 16, U16),
                       ("t", 24, F64)], dtype, rec)
-    xyzi = cv.pointcloud2_to_xyzi(msg)
+    xyzi = gm.pointcloud2_to_xyzi(msg)
     np.testing.assert_array_equal(xyzi, np.stack([rec["x"], rec["y"], rec["z"], rec["intensity"]], 1))
-    full = cv.pointcloud2_to_array(msg).reshape(-1)
+    full = gm.pointcloud2_to_array(msg).reshape(-1)
     np.testing.assert_array_equal(full["ring"], rec["ring"])
     np.testing.assert_array_equal(full["t"], rec["t"])
 
@@ -59,10 +59,10 @@ def test_pointcloud_big_endian_organised_row_padding(rng):
     rec["reflectivity"] = rng.integers(0, 255, 16)
     msg = _cloud_msg([("x", 0, F32), ("y", 4, F32), ("z", 8, F32), ("reflectivity", 12, U8)], dtype, rec,
                      height=2, row_pad=12, bigendian=True)
-    arr = cv.pointcloud2_to_array(msg)
+    arr = gm.pointcloud2_to_array(msg)
     assert arr.shape == (2, 8)
     np.testing.assert_array_equal(arr["x"].reshape(-1), rec["x"].astype(np.float32))
-    xyzi = cv.pointcloud2_to_xyzi(msg)  # no intensity field -> zeros
+    xyzi = gm.pointcloud2_to_xyzi(msg)  # no intensity field -> zeros
     np.testing.assert_array_equal(xyzi[:, 2], rec["z"].astype(np.float32))
     assert (xyzi[:, 3] == 0).all()
 
@@ -71,9 +71,9 @@ def test_pointcloud_nans_kept_or_dropped(rng):
     pts = rng.normal(size=(10, 4)).astype(np.float32)
     pts[[2, 5], 1] = np.nan
     pts[7, 0] = np.inf
-    msg = cv.array_to_pointcloud2(cv.xyz_to_structured(pts), Header())
-    assert cv.pointcloud2_to_xyzi(msg).shape == (7, 4)
-    kept = cv.pointcloud2_to_xyzi(msg, skip_nans=False)
+    msg = cv.build.pointcloud2(gm.xyz_to_structured(pts), Header())
+    assert gm.pointcloud2_to_xyzi(msg).shape == (7, 4)
+    kept = gm.pointcloud2_to_xyzi(msg, skip_nans=False)
     np.testing.assert_array_equal(kept, pts)
 
 
@@ -81,32 +81,33 @@ def test_pointcloud_round_trip_with_extra_fields(rng):
     pts = rng.normal(size=(500, 4)).astype(np.float32)
     ring = rng.integers(0, 128, 500).astype(np.uint16)
     t = rng.random(500).astype(np.float32)
-    msg = cv.array_to_pointcloud2(cv.xyz_to_structured(pts, extra={"ring": ring, "time": t}), Header(frame_id="x"))
+    msg = cv.build.pointcloud2(gm.xyz_to_structured(pts, extra={"ring": ring, "time": t}), Header(frame_id="x"))
     assert [f.name for f in msg.fields] == ["x", "y", "z", "intensity", "ring", "time"]
     assert msg.point_step == 22 and msg.row_step == 22 * 500 and msg.header.frame_id == "x"
-    back = cv.pointcloud2_to_array(msg).reshape(-1)
+    back = gm.pointcloud2_to_array(msg).reshape(-1)
     np.testing.assert_array_equal(back["ring"], ring)
-    np.testing.assert_array_equal(cv.pointcloud2_to_xyzi(msg), pts)
+    np.testing.assert_array_equal(gm.pointcloud2_to_xyzi(msg), pts)
 
 
-@pytest.mark.parametrize("break_it, reason", [
-    (lambda m: setattr(m, "data", bytes(len(m.data) - 4)), "expected row_step"),
-    (lambda m: setattr(m, "fields", [f for f in m.fields if f.name != "y"]), "no 'y' field"),
-    (lambda m: setattr(m.fields[0], "datatype", 42), "unknown datatype"),
-    (lambda m: setattr(m, "row_step", 4), "row_step"),
-    (lambda m: setattr(m.fields[3], "offset", 20), "does not fit"),
+@pytest.mark.parametrize("break_it, detail, reason", [
+    (lambda m: setattr(m, "data", bytes(len(m.data) - 4)), "expected row_step", "size_mismatch"),
+    (lambda m: setattr(m, "fields", [f for f in m.fields if f.name != "y"]), "no 'y' field", "missing_field"),
+    (lambda m: setattr(m.fields[0], "datatype", 42), "unknown datatype", "bad_field"),
+    (lambda m: setattr(m, "row_step", 4), "row_step", "bad_layout"),
+    (lambda m: setattr(m.fields[3], "offset", 20), "does not fit", "bad_field"),
 ])
-def test_pointcloud_bad_messages_raise_with_reason(break_it, reason):
-    msg = cv.array_to_pointcloud2(cv.xyz_to_structured(np.zeros((4, 4), np.float32)), Header())
+def test_pointcloud_bad_messages_raise_with_reason(break_it, detail, reason):
+    msg = cv.build.pointcloud2(gm.xyz_to_structured(np.zeros((4, 4), np.float32)), Header())
     break_it(msg)
-    with pytest.raises(cv.ConversionError, match=reason):
-        cv.pointcloud2_to_xyzi(msg)
+    with pytest.raises(gm.ConversionError, match=detail) as exc:
+        gm.pointcloud2_to_xyzi(msg)
+    assert exc.value.reason == reason
 
 
 def test_empty_cloud_decodes_to_zero_points():
     msg = PointCloud2(height=1, width=0, point_step=16, row_step=0)
     msg.fields = [PointField(name=n, offset=4 * i, datatype=F32, count=1) for i, n in enumerate("xyz")]
-    assert cv.pointcloud2_to_xyzi(msg).shape == (0, 4)
+    assert gm.pointcloud2_to_xyzi(msg).shape == (0, 4)
 
 
 @pytest.mark.parametrize("encoding, dtype, channels", [
@@ -115,9 +116,9 @@ def test_empty_cloud_decodes_to_zero_points():
 def test_image_round_trip_every_encoding(rng, encoding, dtype, channels):
     shape = (5, 7) if channels == 1 else (5, 7, channels)
     arr = (rng.random(shape) * 1000).astype(dtype)
-    msg = cv.array_to_image(arr, encoding, Header(frame_id="cam"))
+    msg = cv.build.image(arr, encoding, Header(frame_id="cam"))
     assert msg.step == 7 * channels * np.dtype(dtype).itemsize
-    np.testing.assert_array_equal(cv.image_to_array(msg), arr)
+    np.testing.assert_array_equal(gm.image_to_array(msg), arr)
 
 
 def test_image_row_padding_and_big_endian(rng):
@@ -126,43 +127,44 @@ def test_image_row_padding_and_big_endian(rng):
     rows[:, :12] = arr.view(np.uint8).reshape(4, 12)
     msg = Image(height=4, width=6, encoding="mono16", is_bigendian=True, step=16)
     msg.data = rows.tobytes()
-    out = cv.image_to_array(msg)
+    out = gm.image_to_array(msg)
     np.testing.assert_array_equal(out, arr.astype(np.uint16))
     assert out.dtype == np.uint16 and out.dtype.byteorder in "=<|"
 
 
 def test_image_to_rgb8_swaps_channels(rng):
     rgb = rng.integers(0, 255, (3, 4, 3)).astype(np.uint8)
-    bgr_msg = cv.array_to_image(np.ascontiguousarray(rgb[:, :, ::-1]), "bgr8", Header())
-    np.testing.assert_array_equal(cv.image_to_rgb8(bgr_msg), rgb)
+    bgr_msg = cv.build.image(np.ascontiguousarray(rgb[:, :, ::-1]), "bgr8", Header())
+    np.testing.assert_array_equal(gm.image_to_rgb8(bgr_msg), rgb)
     bgra = np.concatenate([rgb[:, :, ::-1], np.full((3, 4, 1), 255, np.uint8)], axis=2)
-    np.testing.assert_array_equal(cv.image_to_rgb8(cv.array_to_image(bgra, "bgra8", Header())), rgb)
+    np.testing.assert_array_equal(gm.image_to_rgb8(cv.build.image(bgra, "bgra8", Header())), rgb)
 
 
-@pytest.mark.parametrize("mutate, reason", [
-    (lambda m: setattr(m, "encoding", "yuv422_weird"), "unsupported image encoding"),
-    (lambda m: setattr(m, "data", bytes(10)), "expected step"),
-    (lambda m: (setattr(m, "width", 0), setattr(m, "data", b"")), "empty"),
-    (lambda m: setattr(m, "step", 3), "step 3 <"),
+@pytest.mark.parametrize("mutate, detail, reason", [
+    (lambda m: setattr(m, "encoding", "yuv422_weird"), "unsupported image encoding", "bad_encoding"),
+    (lambda m: setattr(m, "data", bytes(10)), "expected step", "size_mismatch"),
+    (lambda m: (setattr(m, "width", 0), setattr(m, "data", b"")), "empty", "zero_size"),
+    (lambda m: setattr(m, "step", 3), "step 3 <", "bad_layout"),
 ])
-def test_bad_images_raise_with_reason(mutate, reason):
-    msg = cv.array_to_image(np.zeros((4, 4, 3), np.uint8), "rgb8", Header())
+def test_bad_images_raise_with_reason(mutate, detail, reason):
+    msg = cv.build.image(np.zeros((4, 4, 3), np.uint8), "rgb8", Header())
     mutate(msg)
-    with pytest.raises(cv.ConversionError, match=reason):
-        cv.image_to_array(msg)
+    with pytest.raises(gm.ConversionError, match=detail) as exc:
+        gm.image_to_array(msg)
+    assert exc.value.reason == reason
 
 
 def test_detections3d_round_trip_and_quaternion(rng):
     yaw = np.array([0.0, np.pi / 2, -2.5])
-    dets = cv.Detections3D(rng.normal(size=(3, 3)), np.abs(rng.normal(size=(3, 3))) + 1, yaw,
+    dets = gm.Detections3D(rng.normal(size=(3, 3)), np.abs(rng.normal(size=(3, 3))) + 1, yaw,
                            ["car", "pedestrian", "cyclist"], np.array([0.9, 0.5, 0.3]))
     header = Header(frame_id="lidar")
     header.stamp.sec, header.stamp.nanosec = 12, 345
-    msg = cv.detections3d_to_msg(dets, header)
+    msg = cv.build.detection3d_array(dets, header)
     q = msg.detections[1].bbox.center.orientation
     assert q.z == pytest.approx(np.sin(np.pi / 4)) and q.w == pytest.approx(np.cos(np.pi / 4))
     assert all(d.header.stamp.sec == 12 and d.header.stamp.nanosec == 345 for d in msg.detections)
-    back = cv.detection3d_array_to_numpy(msg)
+    back = gm.detection3d_array_to_numpy(msg)
     np.testing.assert_allclose(back.centers, dets.centers)
     np.testing.assert_allclose(back.yaw, yaw)
     assert back.class_names == dets.class_names
@@ -170,8 +172,8 @@ def test_detections3d_round_trip_and_quaternion(rng):
 
 def test_detections2d_round_trip(rng):
     boxes = np.array([[10, 20, 50, 80], [0, 0, 5, 5]], np.float64)
-    dets = cv.Detections2D(boxes, ["car", "pedestrian"], np.array([0.8, 0.4]))
-    back = cv.detection2d_array_to_numpy(cv.detections2d_to_msg(dets, Header()))
+    dets = gm.Detections2D(boxes, ["car", "pedestrian"], np.array([0.8, 0.4]))
+    back = gm.detection2d_array_to_numpy(cv.build.detection2d_array(dets, Header()))
     np.testing.assert_allclose(back.boxes_xyxy, boxes)
     np.testing.assert_allclose(back.scores, dets.scores)
 
@@ -188,21 +190,21 @@ class _Profile:  # the fields of glassbox.entropy.EntropyProfile
 
 
 def test_entropy_profile_round_trip():
-    msg = cv.entropy_profile_to_msg(_Profile, Header(frame_id="lidar"))
+    msg = cv.build.entropy_profile(_Profile, Header(frame_id="lidar"))
     assert isinstance(msg, EntropyProfile)
-    back = cv.entropy_profile_from_msg(msg)
+    back = gm.entropy_profile_from_msg(msg)
     assert back.layer_names == _Profile.layer_names and back.estimator_params == _Profile.estimator_params
     np.testing.assert_array_equal(back.entropy_nats, _Profile.entropy_nats)
     assert back.eloss_direction == -4.5
 
 
 def test_fusion_weights_and_uncertainty_messages():
-    msg = cv.fusion_weights_to_msg(["rgb", "thermal"], np.array([[0.2, 0.8], [0.4, 0.6]]), Header(),
+    msg = cv.build.fusion_weights(["rgb", "thermal"], np.array([[0.2, 0.8], [0.4, 0.6]]), Header(),
                                    degraded_sensors=["rgb"])
     np.testing.assert_allclose(msg.weights, [0.3, 0.7])
     assert msg.num_levels == 2 and list(msg.degraded_sensors) == ["rgb"]
-    unc = cv.DetectionUncertainties(np.array([0.1, 0.6]), np.array([0.95, 0.6]), center_std=np.array([0.2, 0.5]))
-    umsg = cv.uncertainty_to_msg(unc, Header())
+    unc = gm.DetectionUncertainties(np.array([0.1, 0.6]), np.array([0.95, 0.6]), center_std=np.array([0.2, 0.5]))
+    umsg = cv.build.detection_uncertainty_array(unc, Header())
     assert umsg.detections[1].center_std == 0.5 and np.isnan(umsg.detections[0].size_std)
 
 
@@ -210,28 +212,27 @@ def test_fusion_weights_and_uncertainty_messages():
 def test_same_converters_on_rosbags_dataclasses(rng, rosbags_typestore):
     """Builders with a rosbags factory produce dataclasses that serialise to CDR and decode back."""
     ts = rosbags_typestore
-    factory = RosbagsFactory(ts)
-    header = cv.header_copy(Header(frame_id="lidar"), factory)
+    rb = gm.bind(gm.RosbagsFactory(ts))
+    header = rb.copy_header(Header(frame_id="lidar"))
     pts = rng.normal(size=(64, 4)).astype(np.float32)
-    cloud = cv.array_to_pointcloud2(cv.xyz_to_structured(pts, extra={"ring": np.arange(64, dtype=np.uint16)}),
-                                    header, factory)
+    cloud = rb.pointcloud2(gm.xyz_to_structured(pts, extra={"ring": np.arange(64, dtype=np.uint16)}), header)
     raw = ts.serialize_cdr(cloud, "sensor_msgs/msg/PointCloud2")
     decoded = ts.deserialize_cdr(raw, "sensor_msgs/msg/PointCloud2")
-    np.testing.assert_array_equal(cv.pointcloud2_to_xyzi(decoded), pts)
+    np.testing.assert_array_equal(gm.pointcloud2_to_xyzi(decoded), pts)
 
     img = rng.integers(0, 255, (6, 9, 3)).astype(np.uint8)
-    imsg = ts.deserialize_cdr(ts.serialize_cdr(cv.array_to_image(img, "bgr8", header, factory),
+    imsg = ts.deserialize_cdr(ts.serialize_cdr(rb.image(img, "bgr8", header),
                                                "sensor_msgs/msg/Image"), "sensor_msgs/msg/Image")
-    np.testing.assert_array_equal(cv.image_to_rgb8(imsg), img[:, :, ::-1])
+    np.testing.assert_array_equal(gm.image_to_rgb8(imsg), img[:, :, ::-1])
 
-    dets = cv.Detections3D(np.zeros((1, 3)), np.ones((1, 3)), np.array([0.3]), ["car"], np.array([0.7]))
-    d3 = ts.deserialize_cdr(ts.serialize_cdr(cv.detections3d_to_msg(dets, header, factory),
+    dets = gm.Detections3D(np.zeros((1, 3)), np.ones((1, 3)), np.array([0.3]), ["car"], np.array([0.7]))
+    d3 = ts.deserialize_cdr(ts.serialize_cdr(rb.detection3d_array(dets, header),
                                              "vision_msgs/msg/Detection3DArray"), "vision_msgs/msg/Detection3DArray")
-    assert cv.detection3d_array_to_numpy(d3).yaw[0] == pytest.approx(0.3)
+    assert gm.detection3d_array_to_numpy(d3).yaw[0] == pytest.approx(0.3)
 
-    prof = ts.deserialize_cdr(ts.serialize_cdr(cv.entropy_profile_to_msg(_Profile, header, factory),
+    prof = ts.deserialize_cdr(ts.serialize_cdr(rb.entropy_profile(_Profile, header),
                                                "glassbox_msgs/msg/EntropyProfile"), "glassbox_msgs/msg/EntropyProfile")
-    np.testing.assert_array_equal(cv.entropy_profile_from_msg(prof).delta_nats, _Profile.delta_nats)
+    np.testing.assert_array_equal(gm.entropy_profile_from_msg(prof).delta_nats, _Profile.delta_nats)
 
 
 def test_rosbags_and_rclpy_schemas_agree(rosbags_typestore):

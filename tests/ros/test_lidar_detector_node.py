@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from glassbox_msgs.msg import DetectionUncertaintyArray, EntropyProfile
-from sensor_msgs.msg import PointCloud2, PointField
+from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from glassbox.sim import SceneConfig, lidar_preset, make_scene, scan_lidar
+from glassbox import msg as gm
 from glassbox_ros import converters as cv
 from harness import REPO
 
@@ -29,10 +30,10 @@ OUTPUTS = {"detections": Detection3DArray, "markers": MarkerArray, "entropy": En
 def _scan_msg(sec: int) -> PointCloud2:
     scene = make_scene(3, SceneConfig())
     scan = scan_lidar(scene, lidar_preset("hdl32"), np.eye(4), seed=3)
-    cloud = cv.xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16), "time": scan.time})
+    cloud = gm.xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16), "time": scan.time})
     header = Header(frame_id="lidar")
     header.stamp.sec = sec
-    return cv.array_to_pointcloud2(cloud, header)
+    return cv.build.pointcloud2(cloud, header)
 
 
 def _diag_value(msgs, key):
@@ -68,7 +69,7 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
     # Malformed inputs, each with a later stamp so only the defect is wrong.
     empty = PointCloud2(header=Header(frame_id="lidar"), height=1, width=0, point_step=16, row_step=0,
                         fields=list(good.fields))
-    all_nan = cv.array_to_pointcloud2(cv.xyz_to_structured(np.full((50, 4), np.nan, np.float32)), Header())
+    all_nan = cv.build.pointcloud2(gm.xyz_to_structured(np.full((50, 4), np.nan, np.float32)), Header())
     no_x = _scan_msg(0)
     no_x.fields = [f for f in no_x.fields if f.name != "x"]
     short = _scan_msg(0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from glassbox import msgcodec as mc
+from glassbox import msg as mc
 from glassbox.bag.live import live_replay
 from glassbox.bag.replay import ReplayConfig, replay
 from glassbox.bag.typestore import make_typestore

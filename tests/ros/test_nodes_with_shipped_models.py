@@ -14,6 +14,7 @@ from glassbox.lidar.iou import bev_iou
 from glassbox.metrics.detection2d import box_iou
 from glassbox.sim import (SceneConfig, lidar_preset, make_scene, render_cameras, render_thermal, rgb_camera,
                           scan_lidar, thermal_camera)
+from glassbox import msg as gm
 from glassbox_ros import converters as cv
 from harness import REPO
 
@@ -42,11 +43,11 @@ def test_lidar_node_detections_overlap_ground_truth(ros_client, start_node):
     pub = ros_client.publisher(PointCloud2, f"{ns}/points")
     ros_client.wait_for_subscribers(pub, timeout=120)
     ros_client.wait_for_publishers([f"{ns}/detections"], timeout=120)
-    cloud = cv.xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16)})
-    scan_msg = cv.array_to_pointcloud2(cloud, _header(7, "lidar"))
+    cloud = gm.xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16)})
+    scan_msg = cv.build.pointcloud2(cloud, _header(7, "lidar"))
     ros_client.publish_until(lambda: pub.publish(scan_msg), lambda: bool(ros_client.received[f"{ns}/detections"]))
     msg = ros_client.received[f"{ns}/detections"][0]
-    dets = cv.detection3d_array_to_numpy(msg)
+    dets = gm.detection3d_array_to_numpy(msg)
     cars = scan.boxes.classes == 0
     gt = np.concatenate([scan.boxes.centers, scan.boxes.sizes, scan.boxes.yaw[:, None]], 1)[cars]
     pred = np.concatenate([dets.centers, dets.sizes, dets.yaw[:, None]], 1)[np.array(dets.class_names) == "car"]
@@ -68,12 +69,12 @@ def test_fusion_node_detections_overlap_ground_truth(ros_client, start_node):
     ros_client.wait_for_subscribers(pub_rgb, timeout=120)
     ros_client.wait_for_subscribers(pub_th, timeout=120)
     ros_client.wait_for_publishers([f"{ns}/detections"], timeout=120)
-    th_msg = cv.array_to_image(thermal.thermal16, "mono16", _header(8, "thermal"))
-    rgb_msg = cv.array_to_image(frame.rgb, "rgb8", _header(8, "camera"))
+    th_msg = cv.build.image(thermal.thermal16, "mono16", _header(8, "thermal"))
+    rgb_msg = cv.build.image(frame.rgb, "rgb8", _header(8, "camera"))
     ros_client.publish_until(lambda: (pub_th.publish(th_msg), ros_client.spin_for(0.2), pub_rgb.publish(rgb_msg)),
                              lambda: bool(ros_client.received[f"{ns}/detections"]))
     msg = ros_client.received[f"{ns}/detections"][0]
-    dets = cv.detection2d_array_to_numpy(msg)
+    dets = gm.detection2d_array_to_numpy(msg)
     assert len(dets) > 0
     assert (box_iou(dets.boxes_xyxy, frame.boxes2d).max(axis=1) >= 0.5).any()
 
@@ -86,7 +87,7 @@ def _profile_msgs(light: str, n: int) -> list[EntropyProfile]:
     for i in range(n):
         scene = make_scene(SEED + i, SceneConfig())
         rgb = render_cameras(scene, rgb_camera(width=320, height=256), None, scene.ego_pose(0.0), light, SEED + i).rgb
-        out.append(cv.entropy_profile_to_msg(refiner(rgb).entropy, _header(100 + i, "camera")))
+        out.append(cv.build.entropy_profile(refiner(rgb).entropy, _header(100 + i, "camera")))
     return out
 
 

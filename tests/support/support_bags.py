@@ -12,7 +12,7 @@ def write_unusual_bag(path: Path, storage: str = "sqlite3", frames: int = 3, emp
     camera and a mono16 thermal camera 30 ms behind it. Returns the header stamps per input topic."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from glassbox import msgcodec as mc
+    from glassbox import msg as mc
     from glassbox.bag.typestore import make_typestore
     from glassbox.sim import (SceneConfig, lidar_preset, make_scene, render_cameras, render_thermal, rgb_camera,
                               scan_lidar, thermal_camera)

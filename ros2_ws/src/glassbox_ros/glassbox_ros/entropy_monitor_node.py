@@ -16,7 +16,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
 from glassbox.monitor import EntropyMonitor, Level, MonitorConfig, load_references
-from glassbox_ros.converters import ConversionError, entropy_profile_from_msg
+from glassbox.msg import ConversionError, entropy_profile_from_msg
 
 _LEVEL_BYTES = {Level.OK: DiagnosticStatus.OK, Level.WARN: DiagnosticStatus.WARN,
                 Level.ERROR: DiagnosticStatus.ERROR, Level.STALE: DiagnosticStatus.STALE}

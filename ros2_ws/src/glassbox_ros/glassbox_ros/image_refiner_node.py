@@ -5,9 +5,6 @@ by ``glassbox.stages.RefinerStage``.
 """
 from __future__ import annotations
 
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
-
 from glassbox.stages import RefinerStage
 from glassbox_ros.converters import RCLPY
 from glassbox_ros.node_common import PerceptionNode, run_node
@@ -17,10 +14,6 @@ class ImageRefinerNode(PerceptionNode):
     def __init__(self) -> None:
         super().__init__("image_refiner", default_card="refiner.card.yaml")
         self.start(RefinerStage(self.build_pipeline("refiner"), RCLPY))
-        self.sub = self.create_subscription(Image, "image", self.on_image, qos_profile_sensor_data)
-
-    def on_image(self, msg: Image) -> None:
-        self.run_stage("image", lambda: self.stage(msg), msg.header)
 
 
 def main(args=None) -> None:

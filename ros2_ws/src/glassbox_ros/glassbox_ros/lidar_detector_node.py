@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import PointCloud2
-
 from glassbox.stages import LidarStage
 from glassbox_ros.converters import RCLPY
 from glassbox_ros.node_common import PerceptionNode, declare, run_node
@@ -30,10 +27,6 @@ class LidarDetectorNode(PerceptionNode):
             decode, score_threshold=decode.score_threshold if score < 0 else score,
             nms_iou=decode.nms_iou if nms < 0 else nms))
         self.start(LidarStage(pipeline, RCLPY, marker_lifetime_s=lifetime))
-        self.sub = self.create_subscription(PointCloud2, "points", self.on_points, qos_profile_sensor_data)
-
-    def on_points(self, msg: PointCloud2) -> None:
-        self.run_stage("points", lambda: self.stage(msg), msg.header)
 
 
 def main(args=None) -> None:

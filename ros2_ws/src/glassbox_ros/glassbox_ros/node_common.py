@@ -60,21 +60,6 @@ def resolve_model(card_path: str, default_card: str) -> tuple[Path, ModelCard, P
     return path, card, verify_model_file(path)
 
 
-class StampGuard:
-    """Rejects inputs whose header stamp goes backwards (per input stream)."""
-
-    def __init__(self) -> None:
-        self.last_ns: dict[str, int] = {}
-
-    def check(self, stream: str, stamp_ns: int) -> str | None:
-        """None if fine, else the rejection reason."""
-        last = self.last_ns.get(stream)
-        if last is not None and stamp_ns < last:
-            return "stamp_backwards"
-        self.last_ns[stream] = stamp_ns
-        return None
-
-
 class NodeDiagnostics:
     """Input rate, processing latency (mean, p95), rejections by reason, and backend facts -> /diagnostics."""
 
@@ -139,7 +124,7 @@ def has_subscribers(publishers: Sequence[Any]) -> bool:
 
 
 class PerceptionNode(Node):
-    """Base of the perception nodes: common parameters, publishers for a stage's outputs, the guarded callback.
+    """Base of the perception nodes: common parameters, the stage's subscriptions and publishers, one callback.
 
     A subclass declares its own parameters, builds its pipeline and stage, then calls :meth:`start`.
     """
@@ -164,7 +149,6 @@ class PerceptionNode(Node):
             self, "skip_without_subscribers", True, "skip inference while no output topic has a subscriber")
         self.diag_period_s = declare(self, "diagnostics_period_s", 1.0, "period of /diagnostics, s", lo=0.05, hi=60.0)
         self.card_file, self.card, self.model_file = resolve_model(self.model_card_path, default_card)
-        self.stamps = StampGuard()
         self.diag: NodeDiagnostics | None = None
         self.pubs: dict[str, Any] = {}
 
@@ -186,39 +170,46 @@ class PerceptionNode(Node):
         return pipeline
 
     def start(self, stage: Any, extra_info: dict[str, str] | None = None) -> None:
-        """Create one reliable publisher per stage output and the diagnostics; subscriptions are the subclass's."""
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        """Publish the stage's outputs (reliable), subscribe its capability's inputs (sensor data QoS) and start
+        the diagnostics. Each input message goes to :meth:`on_input`."""
+        from functools import partial
 
+        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+        from glassbox.capabilities import get
         from glassbox_ros.converters import RclpyFactory
         self.stage = stage
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = {suffix: self.create_publisher(RclpyFactory._cls(typename), suffix, reliable)
                      for suffix, typename in stage.outputs.items()}
+        self.subs = [self.create_subscription(RclpyFactory._cls(s.msg_type), s.topic, partial(self.on_input, s.role),
+                                              qos_profile_sensor_data) for s in get(stage.capability).inputs]
         self.diag = NodeDiagnostics(self, self.diag_period_s)
         self.diag.info.update({"model": self.card.name, "model_file": str(self.model_file), "backend": self.backend,
                                "providers": getattr(self, "providers_in_use", ""), **(extra_info or {})})
         self.diag.warnings = list(getattr(self, "provider_warnings", []))
         self.get_logger().info(f"{self.card.name} ({self.backend}) ready; publishing {', '.join(self.pubs)}")
 
-    def run_stage(self, stream: str, run: Any, header: Any) -> None:
-        """The guarded callback body: count, check the stamp, skip when nobody listens, run, publish."""
-        from glassbox.msgcodec import ConversionError, stamp_to_ns
+    def on_input(self, role: str, msg: Any) -> None:
+        """The callback of every input: count, skip when nobody listens, feed the stage, publish what it gives."""
+        from glassbox.msg import ConversionError
         self.diag.input_received()
-        reason = self.stamps.check(stream, stamp_to_ns(header.stamp))
-        if reason:
-            self.diag.reject(reason, f"{stream} stamp {stamp_to_ns(header.stamp)} is older than the previous one")
-            return
         if self.skip_without_subscribers and not has_subscribers(list(self.pubs.values())):
             self.diag.skipped_no_subscribers += 1
             return
         t0 = time.perf_counter()
         try:
-            out = run()
+            out = self.stage.feed(role, msg, self.get_clock().now().nanoseconds)
         except ConversionError as exc:
-            self.diag.reject(str(exc).split(" (")[0].split(":")[0][:60].replace(" ", "_"), str(exc))
+            self.diag.reject(exc.reason, str(exc))
             return
-        for suffix, msg in out.messages.items():
-            self.pubs[suffix].publish(msg)
+        finally:
+            self.diag.state = self.stage.state
+            self.diag.info.update(self.stage.info())
+        if out is None:
+            return
+        for suffix, out_msg in out.messages.items():
+            self.pubs[suffix].publish(out_msg)
         self.diag.processed((time.perf_counter() - t0) * 1e3)
 
 

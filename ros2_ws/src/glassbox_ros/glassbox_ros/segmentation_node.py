@@ -5,9 +5,6 @@ Subscribe it to a refiner's ``image_refined`` (by remapping ``image``) to segmen
 """
 from __future__ import annotations
 
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
-
 from glassbox.stages import SegmentationStage
 from glassbox_ros.converters import RCLPY
 from glassbox_ros.node_common import PerceptionNode, declare, run_node
@@ -19,10 +16,6 @@ class SegmentationNode(PerceptionNode):
         alpha = declare(self, "overlay_alpha", 0.5, "opacity of the class colours in the overlay", lo=0.0, hi=1.0)
         self.start(SegmentationStage(self.build_pipeline("segmentation"), RCLPY, overlay_alpha=alpha),
                    {"classes": ",".join(self.card.classes)})
-        self.sub = self.create_subscription(Image, "image", self.on_image, qos_profile_sensor_data)
-
-    def on_image(self, msg: Image) -> None:
-        self.run_stage("image", lambda: self.stage(msg), msg.header)
 
 
 def main(args=None) -> None:

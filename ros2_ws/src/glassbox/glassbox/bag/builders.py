@@ -1,7 +1,7 @@
-"""Message builders that ``glassbox.msgcodec`` does not have: CameraInfo, TF and the simulator's ground truth.
+"""Message builders that ``glassbox.msg`` does not have: CameraInfo, TF and the simulator's ground truth.
 
-Like msgcodec they work through a ``MessageFactory`` (rosbags dataclasses for bags, rclpy messages for nodes), so
-they set fields by name only. Ground-truth detections use the project's class names as ``class_id``, a score of
+Like ``glassbox.msg`` they work through a ``MessageFactory`` (rosbags dataclasses for bags, rclpy messages for
+nodes), so they set fields by name only. Ground-truth detections use the project's class names as ``class_id``, a score of
 1 and the object's instance id as the detection ``id`` (stable over a drive, like a track id).
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from glassbox.classes import DETECTION_CLASSES
-from glassbox.msgcodec import (Detections2D, Detections3D, MessageFactory, make_detection2d_array,
-                               make_detection3d_array, make_time)
+from glassbox.msg import (Detections2D, Detections3D, MessageFactory, make_detection2d_array,
+                           make_detection3d_array, make_time)
 
 
 def make_camera_info(factory: MessageFactory, k: np.ndarray, width: int, height: int, header: Any) -> Any:

@@ -203,14 +203,14 @@ class _DriveWriter:
     def __init__(self, bag_dir: Path, cfg: DriveConfig, lidar: LidarConfig) -> None:
         from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
-        from glassbox import msgcodec
+        from glassbox import msg as gm
         from glassbox.bag import builders
         from glassbox.bag.typestore import make_typestore
 
         self.cfg, self.lidar = cfg, lidar
-        self.codec, self.builders = msgcodec, builders
+        self.codec, self.builders = gm, builders
         self.typestore = make_typestore()
-        self.fac = msgcodec.RosbagsFactory(self.typestore)
+        self.fac = gm.RosbagsFactory(self.typestore)
         self.counts = {k: 0 for k in TOPICS}
         self.writer = Writer(bag_dir, version=9, storage_plugin=StoragePlugin.MCAP)
         if cfg.compress:

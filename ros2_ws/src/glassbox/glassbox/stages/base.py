@@ -1,19 +1,90 @@
-"""What all stages share: the output record and the probe settings recorded in a model card."""
+"""What all stages share: the ``feed`` interface, the output record, stamp checking and card probe settings.
+
+A stage is fed one input message at a time: ``stage.feed(role, msg, now_ns)`` decodes and validates it, checks
+that its stamp does not go backwards on that role, and runs the pipeline once it has what it needs; it returns a
+:class:`StageOutput`, or None while it waits (a fusion stage waiting for the partner of a pair). Bad input raises
+:class:`~glassbox.msg.ConversionError` whose ``reason`` is one of :data:`glassbox.msg.REASONS`. ``now_ns`` is the
+caller's clock: the node's clock in a node, the bag's receive time in a replay, so both run the same logic.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from glassbox import capabilities
 from glassbox.entropy import ProbeConfig
 from glassbox.models.card import ModelCard
+from glassbox.msg import ConversionError, MessageFactory, stamp_to_ns
 
 
 @dataclass
 class StageOutput:
-    """Output messages by topic suffix, and the pipeline result they came from."""
+    """Output messages by topic suffix, the pipeline result they came from, and what a replay keeps of the frame.
+
+    ``frame`` holds per-frame facts for the replay's frame records and metrics (keys starting with ``_`` are
+    objects for metrics, not for printing); ``sample`` the arrays a report draws for this frame.
+    """
 
     messages: dict[str, Any]
     result: Any
+    stamp_ns: int = 0                  # the input header's stamp, which every output carries
+    frame: dict[str, Any] = field(default_factory=dict)
+    sample: dict[str, Any] = field(default_factory=dict)
+
+
+class StampGuard:
+    """Rejects inputs whose header stamp goes backwards (per role)."""
+
+    def __init__(self) -> None:
+        self.last_ns: dict[str, int] = {}
+
+    def check(self, role: str, stamp_ns: int) -> None:
+        last = self.last_ns.get(role)
+        if last is not None and stamp_ns < last:
+            raise ConversionError("stamp_backwards", f"{role} stamp {stamp_ns} is older than the previous one "
+                                  f"({last})")
+        self.last_ns[role] = stamp_ns
+
+
+class Stage:
+    """Base of the message-level stages. A subclass names its ``capability`` and implements ``decode`` and
+    ``step``; ``feed`` is the same for all."""
+
+    capability = ""
+
+    def __init__(self, pipeline: Any, factory: MessageFactory):
+        self.pipeline, self.factory = pipeline, factory
+        self.stamps = StampGuard()
+        self.state = ""             # a degraded state the node reports in its diagnostics ("" = nominal)
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        """Topic suffix -> message type, from the capability record."""
+        return capabilities.get(self.capability).outputs
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return capabilities.get(self.capability).roles
+
+    def feed(self, role: str, msg: Any, now_ns: int) -> StageOutput | None:
+        """Decode, validate and run one input message (see the module docstring)."""
+        if role not in self.roles:
+            raise KeyError(f"{self.capability} takes no '{role}' input (roles: {', '.join(self.roles)})")
+        data = self.decode(role, msg)
+        self.stamps.check(role, stamp_to_ns(msg.header.stamp))
+        return self.step(role, data, msg.header, int(now_ns))
+
+    def decode(self, role: str, msg: Any) -> Any:
+        """The decoded, validated input (raises ``ConversionError``)."""
+        raise NotImplementedError
+
+    def step(self, role: str, data: Any, header: Any, now_ns: int) -> StageOutput | None:
+        """Run on decoded input; None while waiting for more input."""
+        raise NotImplementedError
+
+    def info(self) -> dict[str, str]:
+        """Facts for the node's diagnostics (e.g. synchroniser drops)."""
+        return {}
 
 
 def probe_config_for_card(card: ModelCard, **overrides: Any) -> ProbeConfig:

@@ -8,7 +8,7 @@ from typing import Any
 
 from glassbox import capabilities
 from glassbox.models.card import ModelCard, load_card
-from glassbox.msgcodec import MessageFactory
+from glassbox.msg import MessageFactory
 from glassbox.stages.base import probe_config_for_card
 
 

@@ -1,7 +1,8 @@
 """Camera stages: Image(s) -> refiner / BiSeNet / GEM pipelines -> output messages with the input's header.
 
-Each stage has ``__call__(msg...)`` for messages and ``run(arrays..., header)`` for arrays that are already
-decoded (the replay chains the refiner's output into segmentation without re-encoding it).
+The fusion stage owns RGB-thermal pairing (``glassbox.sync.ApproximateTimeSync``) and the sensor-timeout
+fallback: when one stream has been silent for ``sensor_timeout_s`` (on the caller's clock, ``now_ns``), the other
+runs alone (thermal gets a black RGB frame, as GEM does with a dead sensor), reported in ``degraded_sensors``.
 """
 from __future__ import annotations
 
@@ -10,29 +11,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from glassbox import msgcodec as mc
+from glassbox import msg as gm
 from glassbox.classes import SEMANTIC_COLORS_RGB
-from glassbox.stages.base import StageOutput
+from glassbox.stages.base import Stage, StageOutput
+from glassbox.sync import ApproximateTimeSync, Pair, SyncConfig
 
-COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3")
-THERMAL_ENCODINGS = ("mono16", "16UC1", "mono8", "8UC1")
 BOX_COLORS_BGR = {"car": (255, 100, 30), "pedestrian": (40, 40, 230), "cyclist": (200, 40, 160)}
-
-
-def decode_rgb(msg: Any) -> np.ndarray:
-    """Any 8-bit colour or mono image message -> (H, W, 3) RGB uint8."""
-    if str(msg.encoding) not in COLOR_ENCODINGS:
-        raise mc.ConversionError(f"unsupported camera encoding '{msg.encoding}' (expected one of "
-                                 f"{', '.join(COLOR_ENCODINGS)})")
-    return mc.image_to_rgb8(msg)
-
-
-def decode_thermal(msg: Any) -> np.ndarray:
-    """A thermal image message (16-bit raw or 8-bit) -> (H, W) uint16 or uint8."""
-    if str(msg.encoding) not in THERMAL_ENCODINGS:
-        raise mc.ConversionError(f"unsupported thermal encoding '{msg.encoding}' (expected one of "
-                                 f"{', '.join(THERMAL_ENCODINGS)})")
-    return np.ascontiguousarray(mc.image_to_array(msg))
 
 
 def label_colors(class_names: tuple[str, ...]) -> np.ndarray:
@@ -62,83 +46,116 @@ def draw_boxes_bgr(rgb: np.ndarray, boxes: np.ndarray, names: list[str], scores:
     return img
 
 
-class RefinerStage:
-    inputs = {"image": "sensor_msgs/msg/Image"}
-    outputs = {"image_refined": "sensor_msgs/msg/Image", "entropy": "glassbox_msgs/msg/EntropyProfile"}
+class RefinerStage(Stage):
+    capability = "refiner"
 
-    def __init__(self, pipeline: Any, factory: mc.MessageFactory):
-        self.pipeline, self.factory = pipeline, factory
+    def decode(self, role: str, msg: Any) -> tuple[np.ndarray, str]:
+        return gm.decode_color(msg), str(msg.encoding)
 
-    def __call__(self, msg: Any) -> StageOutput:
-        return self.run(decode_rgb(msg), msg.header, str(msg.encoding))
-
-    def run(self, rgb: np.ndarray, header_in: Any, encoding: str = "rgb8") -> StageOutput:
+    def step(self, role: str, data: Any, header: Any, now_ns: int) -> StageOutput:
+        rgb, encoding = data
         result = self.pipeline(rgb)
-        header = mc.copy_header(self.factory, header_in)
+        header = gm.copy_header(self.factory, header)
         refined = result.refined
         enc = "bgr8" if encoding in ("bgr8", "bgra8") else "rgb8"
-        out = {"image_refined": mc.make_image(self.factory, refined[:, :, ::-1] if enc == "bgr8" else refined, enc,
+        out = {"image_refined": gm.make_image(self.factory, refined[:, :, ::-1] if enc == "bgr8" else refined, enc,
                                               header)}
         if result.entropy is not None:
-            out["entropy"] = mc.make_entropy_profile(self.factory, result.entropy, header)
-        return StageOutput(out, result)
+            out["entropy"] = gm.make_entropy_profile(self.factory, result.entropy, header)
+        return StageOutput(out, result, gm.stamp_to_ns(header.stamp))
 
 
-class SegmentationStage:
-    inputs = {"image": "sensor_msgs/msg/Image"}
-    outputs = {"labels": "sensor_msgs/msg/Image", "overlay": "sensor_msgs/msg/Image",
-               "uncertainty": "sensor_msgs/msg/Image", "entropy": "glassbox_msgs/msg/EntropyProfile"}
+class SegmentationStage(Stage):
+    capability = "segmentation"
 
-    def __init__(self, pipeline: Any, factory: mc.MessageFactory, overlay_alpha: float = 0.5):
-        self.pipeline, self.factory, self.alpha = pipeline, factory, overlay_alpha
+    def __init__(self, pipeline: Any, factory: gm.MessageFactory, overlay_alpha: float = 0.5):
+        super().__init__(pipeline, factory)
+        self.alpha = overlay_alpha
 
-    def __call__(self, msg: Any) -> StageOutput:
-        return self.run(decode_rgb(msg), msg.header)
+    def decode(self, role: str, msg: Any) -> np.ndarray:
+        return gm.decode_color(msg)
 
-    def run(self, rgb: np.ndarray, header_in: Any) -> StageOutput:
+    def step(self, role: str, rgb: np.ndarray, header: Any, now_ns: int) -> StageOutput:
         result = self.pipeline(rgb)
         f = self.factory
-        header = mc.copy_header(f, header_in)
+        header = gm.copy_header(f, header)
         shown = result.refined if result.refined is not None else rgb
-        out = {"labels": mc.make_image(f, np.ascontiguousarray(result.labels, np.uint8), "mono8", header),
-               "overlay": mc.make_image(f, segmentation_overlay(shown, result.labels, result.class_names, self.alpha),
+        out = {"labels": gm.make_image(f, np.ascontiguousarray(result.labels, np.uint8), "mono8", header),
+               "overlay": gm.make_image(f, segmentation_overlay(shown, result.labels, result.class_names, self.alpha),
                                         "bgr8", header),
-               "uncertainty": mc.make_image(f, np.ascontiguousarray(result.uncertainty, np.float32), "32FC1", header)}
+               "uncertainty": gm.make_image(f, np.ascontiguousarray(result.uncertainty, np.float32), "32FC1", header)}
         if result.entropy is not None:
-            out["entropy"] = mc.make_entropy_profile(f, result.entropy, header)
-        return StageOutput(out, result)
+            out["entropy"] = gm.make_entropy_profile(f, result.entropy, header)
+        return StageOutput(out, result, gm.stamp_to_ns(header.stamp),
+                           frame={"_labels": result.labels, "_class_names": result.class_names},
+                           sample={"rgb": rgb, "labels": result.labels, "class_names": result.class_names})
 
 
-class FusionStage:
-    inputs = {"rgb": "sensor_msgs/msg/Image", "thermal": "sensor_msgs/msg/Image"}
-    outputs = {"detections": "vision_msgs/msg/Detection2DArray", "fusion_weights": "glassbox_msgs/msg/FusionWeights",
-               "overlay": "sensor_msgs/msg/Image", "uncertainty": "glassbox_msgs/msg/DetectionUncertaintyArray",
-               "entropy": "glassbox_msgs/msg/EntropyProfile"}
+_OTHER = {"rgb": "thermal", "thermal": "rgb"}
+_STREAM = {"rgb": 0, "thermal": 1}
 
-    def __init__(self, pipeline: Any, factory: mc.MessageFactory):
-        self.pipeline, self.factory = pipeline, factory
 
-    def __call__(self, rgb_msg: Any, thermal_msg: Any | None, sensor_age_s: tuple[float, float] = (0.0, 0.0),
-                 degraded: tuple[str, ...] = ()) -> StageOutput:
-        thermal = decode_thermal(thermal_msg) if thermal_msg is not None else None
-        return self.run(decode_rgb(rgb_msg), thermal, rgb_msg.header, sensor_age_s, degraded)
+class FusionStage(Stage):
+    capability = "fusion"
+
+    def __init__(self, pipeline: Any, factory: gm.MessageFactory, sync: SyncConfig = SyncConfig(),
+                 sensor_timeout_s: float = 0.5):
+        super().__init__(pipeline, factory)
+        self.sync = ApproximateTimeSync(sync)
+        self.timeout_ns = int(round(sensor_timeout_s * 1e9))
+        self.last_seen_ns: dict[str, int] = {}
+        self.first_seen_ns: dict[str, int] = {}
+
+    def decode(self, role: str, msg: Any) -> np.ndarray:
+        return gm.decode_color(msg) if role == "rgb" else gm.decode_thermal(msg)
+
+    def silent(self, role: str, now_ns: int) -> bool:
+        """``role`` is silent when it stopped for ``sensor_timeout_s``, or never came within that time of the
+        other stream starting (so the first frames of a start-up wait for their partner instead of going alone)."""
+        since = self.last_seen_ns.get(role, self.first_seen_ns.get(_OTHER[role]))
+        return since is not None and now_ns - since > self.timeout_ns
+
+    def step(self, role: str, image: np.ndarray, header: Any, now_ns: int) -> StageOutput | None:
+        self.last_seen_ns[role] = now_ns
+        self.first_seen_ns.setdefault(role, now_ns)
+        other = _OTHER[role]
+        if self.silent(other, now_ns):
+            self.state = f"{other} stream silent: {role} only"
+            if role == "rgb":
+                return self.run(image, None, header, degraded=("thermal",))
+            return self.run(np.zeros(image.shape[:2] + (3,), np.uint8), image, header, degraded=("rgb",))
+        self.state = ""
+        pair = self.sync.add(_STREAM[role], gm.stamp_to_ns(header.stamp), (image, header))
+        return None if pair is None else self.fuse(pair)
+
+    def fuse(self, pair: Pair) -> StageOutput:
+        (rgb, header), (thermal, _) = pair.first, pair.second
+        skew = abs(pair.skew_ns) * 1e-9
+        out = self.run(rgb, thermal, header, sensor_age_s=(0.0, skew))
+        out.frame["skew_ms"] = skew * 1e3
+        out.sample = {"rgb": rgb, "thermal": thermal, "result": out.result}
+        return out
+
+    def info(self) -> dict[str, str]:
+        return {"sync_dropped": f"rgb={self.sync.dropped[0]} thermal={self.sync.dropped[1]}"}
 
     def run(self, rgb: np.ndarray, thermal: np.ndarray | None, header_in: Any,
             sensor_age_s: tuple[float, float] = (0.0, 0.0), degraded: tuple[str, ...] = ()) -> StageOutput:
         result = self.pipeline(rgb, thermal)
         f = self.factory
-        header = mc.copy_header(f, header_in)
+        header = gm.copy_header(f, header_in)
         names = [result.class_names[int(c)] for c in result.classes]
         ids = [str(i) for i in range(len(names))]
-        dets = mc.Detections2D(np.asarray(result.boxes, np.float64), names, np.asarray(result.scores, np.float64), ids)
+        dets = gm.Detections2D(np.asarray(result.boxes, np.float64), names, np.asarray(result.scores, np.float64), ids)
         weights = np.array([[result.rgb_share, 1.0 - result.rgb_share]])
-        out = {"detections": mc.make_detection2d_array(f, dets, header),
-               "fusion_weights": mc.make_fusion_weights(f, ["rgb", "thermal"], weights, header, sensor_age_s,
+        out = {"detections": gm.make_detection2d_array(f, dets, header),
+               "fusion_weights": gm.make_fusion_weights(f, ["rgb", "thermal"], weights, header, sensor_age_s,
                                                         degraded),
-               "overlay": mc.make_image(f, draw_boxes_bgr(rgb, result.boxes, names, result.scores), "bgr8", header),
-               "uncertainty": mc.make_detection_uncertainty_array(f, mc.DetectionUncertainties(
+               "overlay": gm.make_image(f, draw_boxes_bgr(rgb, result.boxes, names, result.scores), "bgr8", header),
+               "uncertainty": gm.make_detection_uncertainty_array(f, gm.DetectionUncertainties(
                    score_entropy_nats=np.asarray(result.uncertainty, np.float64), top_score=dets.scores, ids=ids),
                    header)}
         if result.entropy is not None:
-            out["entropy"] = mc.make_entropy_profile(f, result.entropy, header)
-        return StageOutput(out, result)
+            out["entropy"] = gm.make_entropy_profile(f, result.entropy, header)
+        return StageOutput(out, result, gm.stamp_to_ns(header.stamp),
+                           frame={"rgb_share": result.rgb_share, "_pred": result})
