@@ -103,8 +103,8 @@ def fmcs_report(out_dir: Path, block_steps: int, num_phases: int = 10, mu: float
     try:
         res = fmcs(curve, num_phases=num_phases, mu=mu * float(smooth_losses(curve)[0]), window=3,
                    on_no_convergence="argmin")
-    except FmcsError as exc:
-        report["error"] = str(exc)
+    except (FmcsError, ValueError) as exc:     # ValueError: glassbox.entropy.fmcs on a curve peaking at its end
+        report["error"] = f"{type(exc).__name__}: {exc}"
         return report
     marker_steps = (res.markers * block_steps).astype(np.int64)
     report.update(converged=bool(res.converged), marker_steps=[int(m) for m in marker_steps])

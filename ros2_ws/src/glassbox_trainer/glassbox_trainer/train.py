@@ -152,7 +152,8 @@ def start(run: Run, resume: bool, command: str | None) -> None:
         if command:
             (run.out / "command.txt").write_text(command + "\n")
     if run.env.main and run.cfg.entropy_log.enabled and _entropy_available():
-        with preserved_rng():                       # collate may draw random numbers (augmentation)
+        with preserved_rng():   # collate may draw random numbers: the same batch whether fresh or resumed
+            seed_everything(run.cfg.seed)
             run.probe_batch = to_device(next(iter(run.val_loader)), run.env.device)
 
 
