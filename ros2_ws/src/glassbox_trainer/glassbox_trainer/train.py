@@ -51,8 +51,8 @@ from glassbox_trainer.schedule import build_optimizer, build_scheduler, eloss_sc
 from glassbox_trainer.step import StepModule, build_srm, build_teacher, build_weights
 from glassbox_trainer.task import Task, build_task
 
-__all__ = ["CHECKPOINT", "Run", "TrainError", "command_line", "eval_loader", "get_lr", "load_state_dict_file",
-           "read_log", "save_atomic", "train"]
+__all__ = ["CHECKPOINT", "Run", "StepModule", "TrainError", "build_weights", "command_line", "eval_loader", "get_lr",
+           "load_state_dict_file", "read_log", "save_atomic", "train"]
 
 log = logging.getLogger(__name__)
 
