@@ -39,9 +39,9 @@ def task_config(name: str, cache) -> dict:
     task, section, eloss_cfg = tasks[name]
     # the refiner evaluates on three full-size photographs: only at the end, to keep the case short
     return {"task": task, "task_cfg": section, "steps": STEPS, "batch_size": 2, "eval_batch_size": 2,
-            "ckpt_every": CKPT_EVERY, "eval_every": 0 if name == "refiner" else 5, "log_every": 2, "seed": 5, "device": "cpu",
-            "optim": {"name": "adamw", "lr": 3e-3, "grad_clip": 5.0}, "schedule": {"name": "cosine",
-                                                                             "warmup_steps": 2},
+            "ckpt_every": CKPT_EVERY, "eval_every": 0 if name == "refiner" else 5, "log_every": 2, "seed": 5,
+            "device": "cpu", "optim": {"name": "adamw", "lr": 3e-3, "grad_clip": 5.0},
+            "schedule": {"name": "cosine", "warmup_steps": 2},
             "eloss": eloss_cfg, "entropy_log": {"every": 5, "max_samples": 32, "max_dim": 64}}
 
 

@@ -22,12 +22,12 @@ process, ``--jobs`` at a time, so an interrupted experiment continues where it s
 repeated alone. A run that fails (a non-finite loss, say) is recorded with its error (``failed.txt``) and reported, not
 hidden; the next invocation tries it again.
 
-``--summarise`` (``glassbox_trainer.experiment_summary``) reads the runs back and writes ``<section>.json``,
-a Markdown table and plots into ``--docs``: per variant, over seeds, the final and best metric, the mean metric over all evaluations (the Eloss paper's
-"average accuracy during training"), the step at which ``threshold`` was first reached, training time, and the
-variance of the layer-to-layer entropy changes (Eloss's L1 per group, nats per dimension, summed over the
-task's Eloss groups) measured on validation batches for every run alike, whatever its loss was. Each variant is
-compared with the table's first one by Welch's t-test on the final metric.
+``--summarise`` (``glassbox_trainer.experiment_summary``) reads the runs back and writes ``<section>.json``, a
+Markdown table and plots into ``--docs``: per variant, over seeds, the final and best metric, the mean metric over
+all evaluations (the Eloss paper's "average accuracy during training"), the step at which ``threshold`` was first
+reached, training time, and the variance of the layer-to-layer entropy changes (Eloss's L1 per group, nats per
+dimension, summed over the task's Eloss groups) measured on validation batches for every run alike, whatever its
+loss was. Each variant is compared with the table's first one by Welch's t-test on the final metric.
 
     python -m glassbox_trainer.experiment --config config/train/experiments/eloss.yaml --section lidar \\
         --out runs/experiments --jobs 2

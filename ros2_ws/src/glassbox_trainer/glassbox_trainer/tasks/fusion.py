@@ -10,8 +10,9 @@ times its value), a label that the augmentation gives for free. The paper trains
 any direct signal and relies on a pretrained backbone's activations fading for a degraded input; backbones
 trained from scratch with batch norm give a blank frame non-zero activations, so without this term a black
 frame does not lower its weight (measured: it rose slightly). Loss: CenterNet focal + size + offset
-(``glassbox.vision.centernet``). Metric: COCO mAP@0.5 over the validation frames (also reported per lighting), with ground-truth boxes whose shorter
-side is below ``eval_min_box_px`` (at the model's input size) treated as ignore regions.
+(``glassbox.vision.centernet``). Metric: COCO mAP@0.5 over the validation frames (also reported per lighting), with
+ground-truth boxes whose shorter side is below ``eval_min_box_px`` (at the model's input size) treated as ignore
+regions.
 
 Shipped models (``config/train/fusion.yaml``, sections ``fused``, ``rgb``, ``thermal``):
 ``glassbox-train --config config/train/fusion.yaml --section fused --out runs/gem --export models/``.
