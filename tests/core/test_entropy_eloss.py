@@ -1,11 +1,11 @@
-"""Eloss terms (variance, direction as printed, bounded direction) and the ElossLoss module."""
+"""Eloss terms (variance, direction as printed, bounded direction) and their sums over layer groups."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from glassbox.entropy import (ElossError, ElossLoss, EntropyProbe, ProbeConfig, eloss_direction,
-                              eloss_direction_bounded, eloss_variance, entropy_deltas)
+from glassbox.entropy import (ElossError, EntropyProbe, ProbeConfig, eloss_direction, eloss_direction_bounded,
+                              eloss_terms, eloss_variance, entropy_deltas)
 
 
 def test_variance_zero_for_equal_deltas_and_matches_numpy():
@@ -45,28 +45,28 @@ def test_bounded_direction_rewards_decrease_only_and_is_bounded():
         eloss_direction_bounded(d, tau=0.0)
 
 
-def test_eloss_loss_sums_groups_and_reports_terms():
+def test_eloss_terms_sum_groups_per_direction_and_per_dimension():
     h = {n: torch.tensor(v, dtype=torch.float64) for n, v in
          {"a": 10.0, "b": 9.0, "c": 7.0, "d": 5.0, "e": 4.0, "f": 3.0}.items()}
-    loss = ElossLoss([["a", "b", "c"], ["d", "e", "f"]], variance_weight=2.0, direction_weight=0.5,
-                     direction="printed")
-    total, terms = loss(h)
-    var = np.var([-1.0, -2.0]) + np.var([-1.0, -1.0])
-    direction = -(1 + 4) - (1 + 1)
-    assert terms["eloss_variance"] == pytest.approx(var)
-    assert terms["eloss_direction"] == pytest.approx(direction)
-    assert float(total) == pytest.approx(2.0 * var + 0.5 * direction) == terms["eloss"]
-    assert loss.layers == ["a", "b", "c", "d", "e", "f"]
-    per_dim = ElossLoss([["a", "b", "c"]], per_dim=True)
-    _, t = per_dim(h, dims={"a": 1, "b": 1, "c": 2})
-    assert t["eloss_variance"] == pytest.approx(np.var([-1.0, 3.5 - 9.0]))
-    assert "var(dH)" in repr(loss)
-    with pytest.raises(ElossError):
-        loss({"a": h["a"]})
-    with pytest.raises(ElossError):
-        per_dim(h)
-    with pytest.raises(ElossError):
-        ElossLoss([["a"]])
+    groups = [["a", "b", "c"], ["d", "e", "f"]]
+    terms = eloss_terms(h, groups, direction="printed")
+    assert set(terms) == {"eloss_var", "eloss_dir"}
+    assert float(terms["eloss_var"]) == pytest.approx(np.var([-1.0, -2.0]) + np.var([-1.0, -1.0]))
+    assert float(terms["eloss_dir"]) == pytest.approx(-(1 + 4) - (1 + 1))
+    bounded = eloss_terms(h, groups, direction="bounded", tau=2.0)
+    want = np.tanh(np.array([-1.0, -2.0]) / 2).mean() + np.tanh(np.array([-1.0, -1.0]) / 2).mean()
+    assert float(bounded["eloss_dir"]) == pytest.approx(want)
+    assert float(eloss_terms(h, groups[:1], unbiased=True)["eloss_var"]) == pytest.approx(np.var([-1, -2], ddof=1))
+    per_dim = eloss_terms(h, [["a", "b", "c"]], dims={"a": 1, "b": 1, "c": 2})
+    assert float(per_dim["eloss_var"]) == pytest.approx(np.var([-1.0, 3.5 - 9.0]))
+    with pytest.raises(ElossError, match="no entropy for layer 'b'"):
+        eloss_terms({"a": h["a"]}, [["a", "b"]])
+    with pytest.raises(ElossError, match="no entropy for layer 'c'"):
+        eloss_terms(h, [["a", "b", "c"]], dims={"a": 1, "b": 1})
+    with pytest.raises(ElossError, match="at least two layers"):
+        eloss_terms(h, [["a"]])
+    with pytest.raises(ElossError, match="direction"):
+        eloss_terms(h, groups, direction="up")
 
 
 def repeated_net() -> nn.Sequential:
@@ -82,17 +82,16 @@ def test_gradient_step_on_variance_term_lowers_it():
     names = ["1", "3", "5", "7", "9"]
     cfg = ProbeConfig(max_samples=None, max_dim=None)
     x = torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(1))
-    loss_fn = ElossLoss([names], variance_weight=1.0)
     with EntropyProbe(model, names, cfg) as probe:
         model(x)
-        before, _ = loss_fn(probe.entropies)
+        before = eloss_terms(probe.entropies, [names])["eloss_var"]
         grads = torch.autograd.grad(before, list(model.parameters()))
         with torch.no_grad():
             step = 1e-4 / max(float(g.norm()) for g in grads)
             for p, g in zip(model.parameters(), grads):
                 p -= step * g
         model(x)
-        after, _ = loss_fn(probe.entropies)
+        after = eloss_terms(probe.entropies, [names])["eloss_var"]
     assert float(after.detach()) < float(before.detach())
 
 
@@ -102,7 +101,8 @@ def test_zero_weight_adds_exactly_zero_gradient():
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     with EntropyProbe(model, names, ProbeConfig()) as probe:
         out = model(x)
-        eloss, _ = ElossLoss([names], variance_weight=0.0, direction_weight=0.0)(probe.entropies)
+        terms = eloss_terms(probe.entropies, [names])
+        eloss = 0.0 * terms["eloss_var"] + 0.0 * terms["eloss_dir"]
         with_eloss = torch.autograd.grad(out.square().mean() + eloss, list(model.parameters()))
     out = model(x)
     baseline = torch.autograd.grad(out.square().mean(), list(model.parameters()))

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from glassbox.config import ConfigError
-from glassbox_trainer.experiment import (deep_merge, execute, interleave, markdown, plan, steps_to_threshold,
-                                         summarise, welch_p)
+from glassbox_trainer.experiment import deep_merge, execute, interleave, plan
+from glassbox_trainer.experiment_summary import markdown, steps_to_threshold, summarise, welch_p
 
 HERE = Path(__file__).resolve().parent
 

@@ -14,7 +14,9 @@ import yaml
 from glassbox.config import ConfigError
 from glassbox_trainer.config import ScheduleConfig, load_train_config, train_config_from_dict
 from glassbox_trainer.task import TaskError, build_task
-from glassbox_trainer.train import TrainError, get_lr, lr_factor, read_log, train, truncate_log
+from glassbox_trainer.logs import truncate_log
+from glassbox_trainer.schedule import lr_factor
+from glassbox_trainer.train import TrainError, get_lr, read_log, train
 
 HERE = Path(__file__).resolve().parent
 LOSS_COLUMNS = ("lr", "task", "eloss_var", "total", "task/ce")
@@ -178,7 +180,7 @@ def test_torchrun_two_processes_match_one_process_with_double_batch(tmp_path):
 # ------------------------------------------------------------------------------------------------ FMCS
 def test_fmcs_report_marks_phases_and_when_each_module_settles(tmp_path):
     from glassbox.entropy import fmcs
-    from glassbox_trainer.train import fmcs_report
+    from glassbox_trainer.curves import fmcs_report
 
     m = np.arange(1, 101)
     loss = 2 * np.exp(-0.1 * m) + 0.05                                   # one value per 2-step block

@@ -99,6 +99,9 @@ class TinyTask:
         ce = F.cross_entropy(logits, batch["labels"])
         return ce, {"ce": float(ce.detach())}, {"features": feats, "logits": logits, "labels": batch["labels"]}
 
+    def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
+        return (batch["image"],)
+
     def evaluate(self, model: nn.Module, loader) -> dict[str, float]:
         correct = total = 0
         for batch in loader:

@@ -17,7 +17,10 @@ from pathlib import Path
 
 from glassbox.config import to_dict
 from glassbox_trainer.config import load_train_config
-from glassbox_trainer.train import _probe_config, command_line, eval_loader, load_state_dict_file, train
+from glassbox_trainer.checkpoint import load_state_dict_file
+from glassbox_trainer.curves import probe_config
+from glassbox_trainer.data import eval_loader
+from glassbox_trainer.train import command_line, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,11 +44,12 @@ def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str, def
     model = task.build_model(cfg.model_size)
     weights = load_state_dict_file(out / "model.pt")
     model.load_state_dict(weights)
-    _, val_set = task.datasets()
+    reference = task.reference_set() if hasattr(task, "reference_set") else task.datasets()[1]
     training = {"command": command, "data": cfg.export.data, "seed": cfg.seed, "steps": result["steps"],
-                "loss": result["formula"], "config": to_dict(cfg)}
+                "loss": result["formula"], "train_seconds": round(float(result.get("train_seconds", 0.0)), 1),
+                "config": to_dict(cfg)}
     return export_model(task, model, export_dir, cfg.export.name or default_name or task.name, result["metrics"],
-                        eval_loader(task, val_set, cfg), _probe_config(cfg), training, cfg.export.parity_atol,
+                        eval_loader(task, reference, cfg), probe_config(cfg), training, cfg.export.parity_atol,
                         cfg.export.entropy_batches, weights=weights)
 
 

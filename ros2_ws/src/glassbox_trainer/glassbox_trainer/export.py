@@ -4,12 +4,15 @@
 feature maps (named as in ``forward_features``), so that the ONNX Runtime backend of a pipeline can build the
 same entropy profiles as the torch backend. ``check_parity`` runs the file with ONNX Runtime and compares
 every output with eager PyTorch. ``export_model`` does the whole job for a task: ONNX (through
-``Task.export``), parity on validation inputs, the reference entropy profile (per-layer mean and standard
-deviation over validation inputs, one profile per input) and the model card with the file's sha256.
+``Task.export``), parity on reference inputs, the reference entropy profile (per-layer mean and standard
+deviation over reference inputs, one profile per input) and the model card with the file's sha256: the one
+card writer of every trained model (the task adds its fields through the optional ``card_extra``, ``report``
+and ``card_task`` of ``glassbox_trainer.task``).
 """
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -62,10 +65,10 @@ def check_parity(model: nn.Module, onnx_path: str | Path, inputs: Mapping[str, n
 
 def reference_entropy(task, model: nn.Module, loader: DataLoader, probe_cfg, max_batches: int,
                       layers: Sequence[str] | None = None) -> EntropyReference:
-    """Per-layer entropy mean and std over validation inputs (one profile per input, as a pipeline computes
-    it per frame) of ``layers`` (default: every map-like feature)."""
+    """Per-layer entropy mean and std over the inputs of ``loader`` (one profile per input, as a pipeline
+    computes it per frame) of ``layers`` (default: every map-like feature)."""
     from glassbox.entropy import profile_from_features
-    from glassbox_trainer.train import entropy_features
+    from glassbox_trainer.curves import entropy_features
 
     per_input: list[np.ndarray] = []
     names: list[str] = []
@@ -74,8 +77,7 @@ def reference_entropy(task, model: nn.Module, loader: DataLoader, probe_cfg, max
         for i, batch in enumerate(loader):
             if i >= max_batches:
                 break
-            _, _, out = task.loss(model, batch)
-            feats = entropy_features(out["features"])
+            feats = entropy_features(model.forward_features(*task.example_inputs(batch)))
             if layers is not None:
                 missing = [n for n in layers if n not in feats]
                 if missing:
@@ -87,30 +89,43 @@ def reference_entropy(task, model: nn.Module, loader: DataLoader, probe_cfg, max
                 names = prof.layer_names
                 per_input.append(prof.entropy_nats)
     if not per_input:
-        raise ExportError("no validation inputs for the reference entropy profile")
+        raise ExportError("no reference inputs for the entropy profile")
     h = np.stack(per_input)                                                    # (N, L)
     return EntropyReference(estimator=probe_cfg.estimator, estimator_params=probe_cfg.params(),
                             layer_names=tuple(names), mean_nats=tuple(float(x) for x in h.mean(0)),
                             std_nats=tuple(float(x) for x in h.std(0)), num_inputs=int(h.shape[0]))
 
 
-def _first_inputs(spec: Mapping[str, Any], batch: dict) -> dict[str, np.ndarray]:
-    """Parity inputs: batch entries named like the ONNX inputs (cut to the spec's batch size), else seeded
-    uniform noise of the spec shape."""
-    rng = np.random.default_rng(0)
-    out = {}
-    for name, s in spec["inputs"].items():
-        if name in batch and isinstance(batch[name], Tensor):
-            out[name] = batch[name][:int(s["shape"][0])].detach().cpu().float().numpy()
-        else:
-            out[name] = rng.random([int(x) for x in s["shape"]], dtype=np.float32)
-    return out
+def parity_inputs(task, spec: Mapping[str, Any], batch: dict) -> dict[str, np.ndarray]:
+    """The model's inputs in ``batch`` (``task.example_inputs``) by ONNX input name, cut to the spec's batch
+    size."""
+    inputs = task.example_inputs(batch)
+    if len(inputs) != len(spec["inputs"]):
+        raise ExportError(f"task '{task.name}': example_inputs() gives {len(inputs)} inputs, the ONNX graph has "
+                          f"{len(spec['inputs'])} ({', '.join(spec['inputs'])})")
+    return {name: x[:int(s["shape"][0])].detach().cpu().float().numpy()
+            for (name, s), x in zip(spec["inputs"].items(), inputs)}
+
+
+def card_extra(task, model: nn.Module, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The card's ``extra``: the task's ``card_extra(model)``, the export spec's own keys (e.g. normalisation
+    constants) and the task's ``report(model)`` tables under ``report``."""
+    extra = dict(task.card_extra(model)) if hasattr(task, "card_extra") else {}
+    extra.update({k: v for k, v in spec.items() if k not in ("inputs", "outputs", "features", "classes")})
+    if hasattr(task, "report"):
+        with torch.no_grad():
+            extra["report"] = json.loads(json.dumps(task.report(model.eval()), default=float))
+    return extra
 
 
 def export_model(task, model: nn.Module, out_dir: str | Path, name: str, metrics: Mapping[str, float],
-                 val_loader: DataLoader, probe_cfg, training: Mapping[str, Any], atol: float = 1e-3,
+                 loader: DataLoader, probe_cfg, training: Mapping[str, Any], atol: float = 1e-3,
                  entropy_batches: int = 4, weights: Mapping[str, Tensor] | None = None) -> Path:
-    """ONNX + optional ``.pt`` state dict + card for ``model`` under ``out_dir``; returns the card path."""
+    """ONNX + optional ``.pt`` state dict + card for ``model`` under ``out_dir``; returns the card path.
+
+    ``loader`` yields the reference inputs (the validation set, or the task's ``reference_set()``): its first
+    batch checks parity, its first ``entropy_batches`` batches give the reference entropy profile.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}.onnx"
@@ -119,22 +134,21 @@ def export_model(task, model: nn.Module, out_dir: str | Path, name: str, metrics
     for key in ("inputs", "outputs", "features"):
         if key not in spec:
             raise ExportError(f"task '{task.name}': export() must return a spec with '{key}' (got {sorted(spec)})")
-    batch = next(iter(val_loader))
-    diffs = check_parity(model, onnx_path, _first_inputs(spec, batch), atol, spec["features"])
+    diffs = check_parity(model, onnx_path, parity_inputs(task, spec, next(iter(loader))), atol, spec["features"])
     weights_file, weights_sha = "", ""
     if weights is not None:
-        from glassbox_trainer.train import save_atomic
+        from glassbox_trainer.checkpoint import save_atomic
         wpath = out_dir / f"{name}.pt"
         save_atomic(dict(weights), wpath)
         weights_file, weights_sha = wpath.name, sha256_file(wpath)
-    ref = reference_entropy(task, model, val_loader, probe_cfg, entropy_batches, spec["features"])
+    ref = reference_entropy(task, model, loader, probe_cfg, entropy_batches, spec["features"])
     classes = spec.get("classes", getattr(task, "classes", ()))
-    extra = {k: v for k, v in spec.items() if k not in ("inputs", "outputs", "features", "classes")}
-    card = ModelCard(name=name, task=task.name, file=onnx_path.name, sha256=sha256_file(onnx_path),
-                     inputs=dict(spec["inputs"]), outputs=tuple(spec["outputs"]), features=tuple(spec["features"]),
-                     classes=tuple(str(c) for c in classes), metrics={k: float(v) for k, v in metrics.items()},
-                     training=dict(training), entropy_reference=ref, weights_file=weights_file,
-                     weights_sha256=weights_sha, parity_max_abs_diff=max(diffs.values()), extra=extra,
+    card = ModelCard(name=name, task=getattr(task, "card_task", task.name), file=onnx_path.name,
+                     sha256=sha256_file(onnx_path), inputs=dict(spec["inputs"]), outputs=tuple(spec["outputs"]),
+                     features=tuple(spec["features"]), classes=tuple(str(c) for c in classes),
+                     metrics={k: float(v) for k, v in metrics.items()}, training=dict(training),
+                     entropy_reference=ref, weights_file=weights_file, weights_sha256=weights_sha,
+                     parity_max_abs_diff=max(diffs.values()), extra=card_extra(task, model, spec),
                      created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                      glassbox_version=glassbox.__version__)
     return save_card(card, out_dir / f"{name}.card.yaml")

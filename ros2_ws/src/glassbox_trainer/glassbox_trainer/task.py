@@ -2,7 +2,8 @@
 
 A *task* packages one model family for the trainer: how to build the model (default, teacher or student size),
 the train and validation datasets, batching, the task loss, evaluation, the Eloss layer groups and ONNX export.
-The engine (``train.py``) knows nothing else about the model. A task lives in
+The engine (``train.py``) knows nothing else about the model, and a task never has a training loop of its own:
+every model is trained by ``glassbox-train --config config/train/<name>.yaml``. A task lives in
 ``glassbox_trainer/tasks/<name>.py`` and is found by its name, or anywhere importable as ``package.module:Class``.
 
 Conventions the engine relies on:
@@ -21,6 +22,16 @@ Conventions the engine relies on:
   ``{"inputs": {name: {"shape": [...], "dtype": "float32", ...}}, "outputs": [names], "features": [names]}``
   (extra keys, e.g. normalisation constants, are kept in the card). ``glassbox_trainer.export.export_with_features``
   does exactly this for a model whose ``forward`` takes its inputs positionally.
+- ``example_inputs(batch)`` returns the model's positional inputs in a batch, in the order of the ONNX inputs
+  (used for the export's parity check and the card's reference entropy profile).
+
+Optional hooks (looked up with ``getattr``; the export works without them):
+
+- ``card_task``: the card's ``task`` field (default: ``name``).
+- ``card_extra(model) -> dict``: extra card fields a deployment reads (model config, input size, calibration).
+- ``report(model) -> dict``: extra evaluation tables, written to the card under ``extra.report``.
+- ``reference_set() -> Dataset``: the inputs of the card's reference entropy profile and parity check, when the
+  validation set is not the domain the deployed node sees (default: the validation set).
 """
 from __future__ import annotations
 
@@ -68,8 +79,12 @@ class Task(Protocol):
     def export(self, model: nn.Module, path: str) -> dict:
         """Write ONNX (forward outputs + feature maps) to ``path``; return the input spec for the model card."""
 
+    def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
+        """The model's positional inputs in ``batch``, in the order of the ONNX inputs."""
 
-_REQUIRED = ("name", "metric", "eloss_groups", "build_model", "datasets", "collate", "loss", "evaluate", "export")
+
+_REQUIRED = ("name", "metric", "eloss_groups", "build_model", "datasets", "collate", "loss", "evaluate", "export",
+             "example_inputs")
 
 
 def _find_class(module: Any, name: str) -> type:

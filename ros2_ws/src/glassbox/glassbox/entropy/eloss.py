@@ -16,9 +16,9 @@ For the per-layer entropies H[0..L-1] of one group of repeated layers, the chang
   (-1, 1), so a run cannot win by driving entropies to -inf, and its gradient fades once a change is a few
   ``tau`` below zero, which leaves the steadiness to L1. ``tau`` (nats) sets the scale of a meaningful change.
 
-``ElossLoss`` combines them with weights over one or more layer groups (the variances and direction terms of
-the groups are summed, as the released code sums its two SECOND blocks), optionally on entropies per
-dimension (H / d), which puts layers of different size on one scale.
+``eloss_terms`` sums them over one or more layer groups (the variances and direction terms of the groups are
+summed, as the released code sums its two SECOND blocks), optionally on entropies per dimension (H / d), which
+puts layers of different size on one scale; the trainer weights the two sums (``eloss_var``, ``eloss_dir``).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 DIRECTION_MODES = ("bounded", "printed")
 
@@ -40,10 +40,6 @@ def _as_tensor(values: Tensor | np.ndarray | Sequence[float]) -> Tensor:
     if t.dim() != 1:
         raise ElossError(f"expected a 1-D sequence of values, got shape {tuple(t.shape)}")
     return t
-
-
-def _item(value: Tensor | float) -> float:
-    return float(value.detach()) if isinstance(value, Tensor) else float(value)
 
 
 def entropy_deltas(entropies: Tensor | np.ndarray | Sequence[float]) -> Tensor:
@@ -78,65 +74,32 @@ def eloss_direction_bounded(deltas: Tensor | np.ndarray | Sequence[float], tau: 
     return torch.tanh(d / tau).mean()
 
 
-class ElossLoss(nn.Module):
-    """Weighted Eloss over layer groups: ``variance_weight * sum_g L1_g + direction_weight * sum_g L2_g``.
+def eloss_terms(entropies: Mapping[str, Tensor], groups: Sequence[Sequence[str]], direction: str = "bounded",
+                tau: float = 1.0, unbiased: bool = False,
+                dims: Mapping[str, int] | None = None) -> dict[str, Tensor]:
+    """Eloss over layer groups: ``{"eloss_var": sum_g L1_g, "eloss_dir": sum_g L2_g}`` as tensors.
 
-    ``groups``: lists of layer names (each group in forward order, at least two layers). ``direction``:
-    "bounded" (default, :func:`eloss_direction_bounded` with ``tau``) or "printed" (the paper's L2).
-    ``per_dim``: divide each entropy by its sample dimension d first (then ``dims`` must be passed to forward).
-    ``forward(entropies, dims=None)`` returns ``(total, terms)`` where ``terms`` holds detached floats: the raw
-    ``eloss_variance`` and ``eloss_direction`` sums and the weighted ``eloss``.
+    ``entropies`` maps layer names to (differentiable) entropies; ``groups`` are lists of layer names, each in
+    forward order with at least two layers. The terms of the groups are summed, as the released code sums its
+    two SECOND blocks. ``direction``: "bounded" (:func:`eloss_direction_bounded` with ``tau``) or "printed"
+    (the paper's L2). ``dims``: when given, each entropy is divided by its layer's sample dimension d first
+    (entropy per dimension, which puts layers of different size on one scale). The caller weights the terms.
     """
-
-    def __init__(self, groups: Sequence[Sequence[str]], variance_weight: float = 1.0,
-                 direction_weight: float = 0.0, direction: str = "bounded", tau: float = 1.0,
-                 unbiased: bool = False, per_dim: bool = False) -> None:
-        super().__init__()
-        self.groups = [list(g) for g in groups]
-        if not self.groups:
-            raise ElossError("ElossLoss: no layer groups")
-        for g in self.groups:
-            if len(g) < 2:
-                raise ElossError(f"ElossLoss: a group needs at least two layers, got {g}")
-        if direction not in DIRECTION_MODES:
-            raise ElossError(f"ElossLoss: direction must be one of {DIRECTION_MODES}, got {direction!r}")
-        if tau <= 0.0:
-            raise ElossError(f"ElossLoss: tau must be > 0, got {tau}")
-        self.variance_weight = float(variance_weight)
-        self.direction_weight = float(direction_weight)
-        self.direction = direction
-        self.tau = float(tau)
-        self.unbiased = unbiased
-        self.per_dim = per_dim
-
-    @property
-    def layers(self) -> list[str]:
-        """Every layer named by some group, in first-seen order (what a probe must hook)."""
-        return list(dict.fromkeys(name for g in self.groups for name in g))
-
-    def forward(self, entropies: Mapping[str, Tensor],
-                dims: Mapping[str, int] | None = None) -> tuple[Tensor, dict[str, float]]:
-        missing = [n for n in self.layers if n not in entropies]
+    if not groups:
+        raise ElossError("Eloss: no layer groups")
+    if direction not in DIRECTION_MODES:
+        raise ElossError(f"Eloss: direction must be one of {DIRECTION_MODES}, got {direction!r}")
+    var_total: Tensor | None = None
+    dir_total: Tensor | None = None
+    for group in groups:
+        if len(group) < 2:
+            raise ElossError(f"Eloss: a group needs at least two layers, got {list(group)}")
+        missing = [n for n in group if n not in entropies or (dims is not None and n not in dims)]
         if missing:
-            raise ElossError(f"ElossLoss: no entropy for layer '{missing[0]}' (have: {', '.join(entropies)})")
-        if self.per_dim and dims is None:
-            raise ElossError("ElossLoss: per_dim=True needs the sample dimension of every layer (dims=...)")
-        var_total: Tensor | float = 0.0
-        dir_total: Tensor | float = 0.0
-        for g in self.groups:
-            h = torch.stack([entropies[n] / (dims[n] if self.per_dim else 1) for n in g])
-            deltas = h[1:] - h[:-1]
-            var_total = var_total + eloss_variance(deltas, unbiased=self.unbiased)
-            if self.direction == "printed":
-                dir_total = dir_total + eloss_direction(deltas)
-            else:
-                dir_total = dir_total + eloss_direction_bounded(deltas, self.tau)
-        total = self.variance_weight * var_total + self.direction_weight * dir_total
-        terms = {"eloss_variance": _item(var_total), "eloss_direction": _item(dir_total),
-                 "eloss": _item(total)}
-        return total, terms
-
-    def extra_repr(self) -> str:
-        direction = "-sum(dH^2)" if self.direction == "printed" else f"mean(tanh(dH/{self.tau:g}))"
-        return (f"eloss = {self.variance_weight:g} * var(dH) + {self.direction_weight:g} * {direction} "
-                f"over {len(self.groups)} group(s){' per dimension' if self.per_dim else ''}")
+            raise ElossError(f"Eloss: no entropy for layer '{missing[0]}' (have: {', '.join(entropies)})")
+        deltas = entropy_deltas(torch.stack([entropies[n] / (dims[n] if dims is not None else 1) for n in group]))
+        var = eloss_variance(deltas, unbiased=unbiased)
+        dr = eloss_direction(deltas) if direction == "printed" else eloss_direction_bounded(deltas, tau)
+        var_total = var if var_total is None else var_total + var
+        dir_total = dr if dir_total is None else dir_total + dr
+    return {"eloss_var": var_total, "eloss_dir": dir_total}

@@ -9,12 +9,13 @@ stream carries the detection; the dropped sensor's reliability weight is penalis
 times its value), a label that the augmentation gives for free. The paper trains the weight networks without
 any direct signal and relies on a pretrained backbone's activations fading for a degraded input; backbones
 trained from scratch with batch norm give a blank frame non-zero activations, so without this term a black
-frame does not lower its weight (measured: it rose slightly). Loss: CenterNet focal + size + offset (``glassbox.vision.centernet``). Metric:
-COCO mAP@0.5 over the validation frames (also reported per lighting), with ground-truth boxes whose shorter
-side is below ``eval_min_box_px`` (at the model's input size) treated as ignore regions.
+frame does not lower its weight (measured: it rose slightly). Loss: CenterNet focal + size + offset
+(``glassbox.vision.centernet``). Metric: COCO mAP@0.5 over the validation frames (also reported per lighting), with
+ground-truth boxes whose shorter side is below ``eval_min_box_px`` (at the model's input size) treated as ignore
+regions.
 
-Stand-alone runs (the documented commands for the shipped models; sections ``fused``, ``rgb``, ``thermal``):
-``python -m glassbox_trainer.tasks.fusion --config config/train/fusion.yaml --section fused --out models/gem``.
+Shipped models (``config/train/fusion.yaml``, sections ``fused``, ``rgb``, ``thermal``):
+``glassbox-train --config config/train/fusion.yaml --section fused --out runs/gem --export models/``.
 """
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from glassbox.classes import DETECTION_CLASSES
-from glassbox.config import from_dict
+from glassbox.config import from_dict, to_dict
 from glassbox.metrics.detection2d import Detections2D, GroundTruth2D, evaluate_detections_2d
 from glassbox.vision.centernet import centernet_loss, decode, encode_targets
 from glassbox.export import export_with_features
 from glassbox.vision.gem import Gem, GemConfig
-from glassbox_trainer.tasks.segmentation import CameraDataConfig, frame_indices, render_frame, run
+from glassbox_trainer.tasks.segmentation import CameraDataConfig, frame_indices, render_frame
 
 
 def warp_thermal(thermal: np.ndarray, homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -165,14 +166,13 @@ class FusionTask:
         return out
 
     card_task = "rgbt_detection"
-    data_description = "glassbox.sim synthetic street frames (day/glare/night), RGB + thermal warped to RGB"
 
     def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
         return batch["rgb"], batch["thermal"]
 
-    def card_extra(self) -> dict:
+    def card_extra(self, model: nn.Module) -> dict:
         frame = render_frame(self.cfg.data, "val", 0)
-        return {"input_size": list(self.cfg.input_size), "score_threshold": 0.3,
+        return {"model_config": to_dict(model.cfg), "input_size": list(self.cfg.input_size), "score_threshold": 0.3,
                 "homography_thermal_to_rgb": np.asarray(frame["homography"], np.float64).tolist(),
                 "camera_size": [int(frame["rgb"].shape[1]), int(frame["rgb"].shape[0])]}
 
@@ -185,7 +185,3 @@ class FusionTask:
         spec["stride"] = Gem.STRIDE
         spec["classes"] = list(DETECTION_CLASSES)
         return spec
-
-
-if __name__ == "__main__":
-    run(FusionTask, "Train a GEM fusion detector on synthetic frames and write <out>.{pt,onnx,card.yaml}.")

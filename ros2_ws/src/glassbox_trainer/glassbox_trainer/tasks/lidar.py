@@ -11,8 +11,9 @@ Evaluation: decode every validation scan at a low score threshold and compute KI
 with fewer than ``eval_min_points`` LiDAR points are ignored (KITTI-style "don't care": nothing can be detected
 from them). The headline metric is car BEV AP at IoU 0.5, ``car/bev@0.5``.
 
-Train the shipped model (documented command, CPU):
-``glassbox-train --config config/train/lidar.yaml --out runs/lidar --export models/``
+Train the shipped model (two stages, CPU; see ``config/train/lidar_finetune.yaml``):
+``glassbox-train --config config/train/lidar.yaml --out runs/lidar`` then
+``glassbox-train --config config/train/lidar_finetune.yaml --out runs/lidar_ft --export models/``
 """
 from __future__ import annotations
 
@@ -160,6 +161,9 @@ class LidarTask:
         total, terms = spi_loss(out, {k: batch[k] for k in TARGET_KEYS}, self.cfg.loss)
         return total, terms, {"features": feats, "logits": out.heatmap, "valid": batch["mask"],
                               "outputs": out}
+
+    def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
+        return (batch["input"],)
 
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
         dec = replace(self.cfg.decode, score_threshold=self.cfg.eval_score_threshold)

@@ -4,15 +4,15 @@ Each training item is a clean random crop; ``loss`` corrupts it with one random 
 (brightness, contrast or hue; ``glassbox.vision.corruptions``) and takes the pixel MSE between the refiner's
 output and the clean crop. No downstream model is in the loss. Sources: colour photographs bundled with
 scikit-image (``astronaut``, ``chelsea`` and ``rocket`` are held out for testing) and, when ``synthetic_frames``
-> 0, day-lit RGB frames of the synthetic world's training split (the frame cache of ``tasks/segmentation.py``). Validation = PSNR over the held-out photographs under
-every deterministic test corruption.
+> 0, day-lit RGB frames of the synthetic world's training split (the frame cache of ``tasks/segmentation.py``).
+Validation = PSNR over the held-out photographs under every deterministic test corruption.
 
-Run directly for a short stand-alone training run (the documented command for the shipped model):
-``python -m glassbox_trainer.tasks.refiner --config config/train/refiner.yaml --out models/refiner``.
+Shipped model: ``glassbox-train --config config/train/refiner.yaml --out runs/refiner --export models/``.
+Downstream table (segmentation mIoU and fusion mAP with and without the refiner, from the shipped cards):
+``python -m glassbox_trainer.tasks.refiner downstream --frames 30``.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from glassbox.config import from_dict
+from glassbox.config import from_dict, to_dict
 from glassbox.metrics.image_quality import psnr, ssim
 from glassbox.vision.corruptions import BASELINES, EVAL_CORRUPTIONS, random_corruption
 from glassbox.export import export_with_features
@@ -52,6 +52,7 @@ class RefinerTaskConfig:
     crop: int = 128
     train_items: int = 4096
     synthetic_frames: int = 0
+    reference_frames: int = 8        # day-lit validation frames of the card's reference entropy profile
     data: CameraDataConfig = CameraDataConfig()
     seed: int = 0
 
@@ -109,7 +110,6 @@ class RefinerTask:
 
     def __init__(self, cfg: dict) -> None:
         self.cfg = from_dict(RefinerTaskConfig, cfg, source="refiner task")
-        self.gen = torch.Generator().manual_seed(self.cfg.seed)
 
     def build_model(self, size: str = "default") -> nn.Module:
         return Refiner(self.cfg.model)
@@ -131,7 +131,9 @@ class RefinerTask:
             parts = [self.loss(model, {"clean": c[None]}) for c in clean]
             total = torch.stack([p[0] for p in parts]).mean()
             return total, {"mse": float(total.detach())}, parts[-1][2]
-        corrupted = random_corruption(clean, self.gen)
+        # drawn from the global torch RNG (through a generator seeded from it), which a checkpoint restores
+        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+        corrupted = random_corruption(clean, gen)
         feats = model.forward_features(corrupted)
         out = model.forward_head(feats).refined
         mse = torch.mean((out - clean) ** 2)
@@ -149,25 +151,24 @@ class RefinerTask:
         return {"psnr_gain_db": float(np.mean(gains))}
 
     card_task = "image_refinement"
-    eval_batch_size = 1
-    data_description = ("scikit-image photographs (train: " + ", ".join(TRAIN_PHOTOS) + "; held out: "
-                        + ", ".join(TEST_PHOTOS) + ") and day-lit synthetic frames")
 
     def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
         return (batch["clean"],)
 
-    def card_extra(self) -> dict:
-        return {"entropy_reference_data": "8 day-lit synthetic validation frames (320x256), the camera domain "
-                                          "the node runs on"}
+    def card_extra(self, model: nn.Module) -> dict:
+        d = self.cfg.data
+        return {"model_config": to_dict(model.cfg),
+                "entropy_reference_data": f"{self.cfg.reference_frames} day-lit synthetic validation frames "
+                                          f"({d.width}x{d.height}), the camera domain the node runs on"}
 
-    def reference_items(self, count: int = 8) -> list[Tensor]:
+    def reference_set(self) -> list[Tensor]:
         """Inputs of the card's reference entropy profile: day-lit synthetic validation frames, the camera domain
         the refiner node runs on (the held-out photographs are for PSNR, not for the monitor)."""
         from glassbox_trainer.tasks.segmentation import frame_indices
 
         data = self.cfg.data
         return [torch.from_numpy(render_frame(data, "val", i)["rgb"]).permute(2, 0, 1).float() / 255.0
-                for i in frame_indices(data, "val", count, ("day",))]
+                for i in frame_indices(data, "val", self.cfg.reference_frames, ("day",))]
 
     def report(self, model: nn.Module) -> dict:
         return {"photos": photo_table(model)}
@@ -204,39 +205,6 @@ def photo_table(model: nn.Module) -> dict[str, dict[str, dict[str, float]]]:
                     acc[cname][m].append((psnr(ref, img, 255), ssim(ref, img, 255)))
     return {c: {m: {"psnr_db": float(np.mean([v[0] for v in vals])), "ssim": float(np.mean([v[1] for v in vals]))}
                 for m, vals in d.items()} for c, d in acc.items()}
-
-
-def train(task: RefinerTask, iterations: int, batch_size: int, lr: float, lr_drop_at: float,
-          log_every: int = 100) -> Refiner:
-    """Adam at ``lr``, divided by 10 after ``lr_drop_at`` of the iterations (the paper's 10k + 2k schedule)."""
-    model = task.build_model()
-    train_set, _ = task.datasets()
-    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, collate_fn=task.collate, drop_last=True,
-                        generator=torch.Generator().manual_seed(task.cfg.seed))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    step, t0 = 0, time.time()
-    while step < iterations:
-        for batch in loader:
-            for group in opt.param_groups:
-                group["lr"] = lr if step < lr_drop_at * iterations else lr * 0.1
-            loss, terms, _ = task.loss(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % log_every == 0:
-                print(f"step {step}/{iterations} mse {terms['mse']:.5f} ({time.time() - t0:.0f} s)", flush=True)
-            if step >= iterations:
-                break
-    return model.eval()
-
-
-def train_from_schedule(task: RefinerTask, raw: dict) -> Refiner:
-    """The stand-alone loop, reading the trainer's config keys (``steps``, ``batch_size``, ``optim.lr``,
-    ``schedule.milestones[0]``: the fraction of the run after which the learning rate drops 10x)."""
-    milestones = raw.get("schedule", {}).get("milestones", [0.83])
-    return train(task, raw.get("steps", 3000), raw.get("batch_size", 16), raw.get("optim", {}).get("lr", 1e-3),
-                 milestones[0] if milestones else 1.0)
 
 
 def downstream_table(refiner_card: str, segmentation_card: str, fusion_card: str, frames: int = 30,
@@ -289,27 +257,28 @@ def downstream_table(refiner_card: str, segmentation_card: str, fusion_card: str
     return table
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m glassbox_trainer.tasks.refiner downstream``: the downstream table as JSON."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Downstream mIoU/mAP with and without the refiner.")
+    parser.add_argument("command", choices=["downstream"])
+    parser.add_argument("--refiner", default="models/refiner.card.yaml")
+    parser.add_argument("--segmentation", default="models/bisenet.card.yaml")
+    parser.add_argument("--fusion", default="models/gem.card.yaml")
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--out", default="bench/results/camera_downstream.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    result = downstream_table(args.refiner, args.segmentation, args.fusion, args.frames)
+    with open(args.out, "w") as fh:
+        json.dump({"frames": args.frames, "table": result}, fh, indent=1)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) > 1 and sys.argv[1] == "downstream":
-        import argparse
-        import json
-
-        parser = argparse.ArgumentParser(description="Downstream mIoU/mAP with and without the refiner.")
-        parser.add_argument("command")
-        parser.add_argument("--refiner", default="models/refiner.card.yaml")
-        parser.add_argument("--segmentation", default="models/bisenet.card.yaml")
-        parser.add_argument("--fusion", default="models/gem.card.yaml")
-        parser.add_argument("--frames", type=int, default=30)
-        parser.add_argument("--out", default="bench/results/camera_downstream.json")
-        args = parser.parse_args()
-        torch.set_num_threads(1)
-        result = downstream_table(args.refiner, args.segmentation, args.fusion, args.frames)
-        with open(args.out, "w") as fh:
-            json.dump({"frames": args.frames, "table": result}, fh, indent=1)
-        print(json.dumps(result, indent=1))
-        sys.exit(0)
-    from glassbox_trainer.tasks.segmentation import run
-
-    run(RefinerTask, "Train the refiner and write <out>.{pt,onnx,card.yaml}.", train_from_schedule)
+    sys.exit(main())

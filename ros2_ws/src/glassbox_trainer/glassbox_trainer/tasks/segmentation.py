@@ -12,15 +12,13 @@ seed's two-class setting; ``mode = "multiclass"`` keeps ``SEMANTIC_CLASSES``. Th
 per-pixel hinge (``loss = "hinge"``) or cross-entropy (``"ce"``), plus CE on the two auxiliary heads. Images are
 resized to ``input_size`` (bilinear; labels nearest). Headline metric: mIoU over the validation frames.
 
-Stand-alone run (the documented command for the shipped models):
-``python -m glassbox_trainer.tasks.segmentation --config config/train/segmentation.yaml --out models/bisenet``.
+Shipped models (``config/train/segmentation.yaml``, one section each):
+``glassbox-train --config config/train/segmentation.yaml --section multiclass --out runs/bisenet --export models/``
+(``--section binary`` for ``bisenet_binary``).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +77,6 @@ def render_frame(cfg: CameraDataConfig, split: str, index: int) -> dict[str, np.
     np.savez_compressed(tmp, **out)
     os.replace(tmp, path)
     return out
-
 
 
 def frame_indices(data: CameraDataConfig, split: str, count: int, lightings: tuple[str, ...] | None = None
@@ -186,13 +183,13 @@ class SegmentationTask:
         return out
 
     card_task = "semantic_segmentation"
-    data_description = "glassbox.sim synthetic street frames (day/glare/night), train scene seeds 0.., val 100000.."
 
     def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
         return (batch["image"],)
 
-    def card_extra(self) -> dict:
-        return {"input_size": list(self.cfg.input_size), "mode": self.cfg.mode, "loss": self.cfg.loss}
+    def card_extra(self, model: nn.Module) -> dict:
+        return {"model_config": to_dict(model.cfg), "input_size": list(self.cfg.input_size), "mode": self.cfg.mode,
+                "loss": self.cfg.loss}
 
     def export(self, model: nn.Module, path: str) -> dict:
         w, h = self.cfg.input_size
@@ -202,134 +199,3 @@ class SegmentationTask:
         spec["inputs"]["image"]["range"] = [0.0, 1.0]
         spec["classes"] = list(self.classes)
         return spec
-
-
-def train(task: Any, iterations: int, batch_size: int, lr: float, weight_decay: float = 1e-4, warmup: int = 20,
-          log_every: int = 50) -> nn.Module:
-    """AdamW with a cosine schedule (``get_lr`` below), ``iterations`` steps over the training frames."""
-    torch.manual_seed(task.cfg.seed)
-    model = task.build_model()
-    train_set, _ = task.datasets()
-    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, collate_fn=task.collate, drop_last=True,
-                        generator=torch.Generator().manual_seed(task.cfg.seed))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    step, t0 = 0, time.time()
-    model.train()
-    while step < iterations:
-        for batch in loader:
-            for group in opt.param_groups:
-                group["lr"] = get_lr(step, iterations, lr, warmup)
-            loss, terms, _ = task.loss(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % log_every == 0:
-                print(f"step {step}/{iterations} " + " ".join(f"{k} {v:.4f}" for k, v in terms.items())
-                      + f" ({time.time() - t0:.0f} s)", flush=True)
-            if step >= iterations:
-                break
-    return model.eval()
-
-
-def get_lr(step: int, total: int, base: float, warmup: int = 20) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return 0.5 * base * (1.0 + np.cos(np.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def train_from_schedule(task: Any, raw: dict) -> nn.Module:
-    """The stand-alone loop, reading the trainer's config keys (``steps``, ``batch_size``, ``optim.lr``,
-    ``optim.weight_decay``, ``schedule.warmup_steps``; the loop is AdamW with cosine decay to 0)."""
-    optim = raw.get("optim", {})
-    return train(task, raw.get("steps", 500), raw.get("batch_size", 8), optim.get("lr", 2e-3),
-                 optim.get("weight_decay", 1e-4), warmup=raw.get("schedule", {}).get("warmup_steps", 20))
-
-
-def run(task_cls: type, description: str, train_fn: Any = train_from_schedule) -> None:
-    """Stand-alone entry point shared by the camera tasks: train (or load ``--weights``), then ``finish``."""
-    import yaml
-
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--section", default=None, help="top-level section of the config file to use")
-    parser.add_argument("--out", required=True, help="output stem: writes <out>.pt, .onnx and .card.yaml")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--weights", default="", help="skip training and finish from this .pt of the same config")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    raw = yaml.safe_load(Path(args.config).read_text())
-    if args.section:
-        raw = raw[args.section]
-    task = task_cls(raw.get("task", {}))
-    t0 = time.time()
-    if args.weights:
-        from glassbox.runtime import load_state
-
-        model = task.build_model()
-        model.load_state_dict(load_state(args.weights)[1])
-        train_s = None
-    else:
-        model = train_fn(task, raw)
-        train_s = time.time() - t0
-    section = f" --section {args.section}" if args.section else ""
-    command = f"python -m glassbox_trainer.tasks.{task.name} --config {args.config}{section} --out {args.out}"
-    metrics = finish(task, model.eval(), Path(args.out), command, raw, train_s)
-    print(json.dumps(metrics, indent=1))
-
-
-def finish(task: Any, model: nn.Module, out: Path, command: str, raw: dict, train_seconds: float | None) -> dict:
-    """Evaluate, save ``<out>.pt``, export ``<out>.onnx``, check torch/ORT parity, record the reference entropy
-    profile over validation inputs (``task.reference_items()`` when the task defines it), and write ``<out>.card.yaml`` (metrics, and the task's report if any)."""
-    from datetime import datetime, timezone
-
-    import glassbox
-    from glassbox.entropy import ProbeConfig, profile_from_features
-    from glassbox.runtime import OrtBackend
-    from glassbox.models.card import EntropyReference, ModelCard, save_card, sha256_file
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _, val = task.datasets()
-    loader = DataLoader(val, batch_size=getattr(task, "eval_batch_size", 8), collate_fn=task.collate)
-    with torch.no_grad():
-        metrics = task.evaluate(model, loader)
-        report = task.report(model) if hasattr(task, "report") else {}
-    pt_path, onnx_path = out.with_suffix(".pt"), out.with_suffix(".onnx")
-    torch.save({"config": to_dict(model.cfg), "task": raw.get("task", {}), "state_dict": model.state_dict()},
-               pt_path)
-    spec = task.export(model, str(onnx_path))
-    session = OrtBackend(onnx_path)
-    probe = ProbeConfig()
-    diffs, profiles = [], []
-    items = task.reference_items() if hasattr(task, "reference_items") else [val[i] for i in range(min(8, len(val)))]
-    with torch.no_grad():
-        for item in items:
-            inputs = task.example_inputs(task.collate([item]))
-            feats = model.forward_features(*inputs)
-            head = model.forward_head(feats)
-            ort = session.run({n: t.numpy() for n, t in zip(spec["inputs"], inputs)}).outputs
-            diffs += [float(np.abs(ort[n] - h.numpy()).max()) for n, h in zip(spec["outputs"], head)]
-            profiles.append(profile_from_features({n: feats[n] for n in spec["features"]}, probe))
-    ent = np.stack([p.entropy_nats for p in profiles])
-    reference = EntropyReference(estimator=probe.estimator, estimator_params=probe.params(),
-                                 layer_names=tuple(spec["features"]), mean_nats=tuple(ent.mean(0).tolist()),
-                                 std_nats=tuple(ent.std(0).tolist()), num_inputs=len(profiles))
-    extra = {"model_config": to_dict(model.cfg), **getattr(task, "card_extra", lambda: {})()}
-    if report:
-        extra["report"] = json.loads(json.dumps(report, default=float))
-    card = ModelCard(
-        name=out.name, task=getattr(task, "card_task", task.name), file=onnx_path.name,
-        sha256=sha256_file(onnx_path), inputs=spec["inputs"], outputs=tuple(spec["outputs"]),
-        features=tuple(spec["features"]), classes=tuple(spec.get("classes", ())),
-        metrics={k: float(v) for k, v in metrics.items()},
-        training={"command": command, "config": raw, "train_seconds": train_seconds,
-                  "data": getattr(task, "data_description", "")},
-        entropy_reference=reference, weights_file=pt_path.name, weights_sha256=sha256_file(pt_path),
-        parity_max_abs_diff=max(diffs), extra=extra,
-        created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), glassbox_version=glassbox.__version__)
-    save_card(card, out.with_suffix(".card.yaml"))
-    return metrics
-
-
-if __name__ == "__main__":
-    run(SegmentationTask, "Train BiSeNet on synthetic frames and write <out>.{pt,onnx,card.yaml}.")
