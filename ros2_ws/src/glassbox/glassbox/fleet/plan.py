@@ -88,7 +88,7 @@ class HashCache:
             if entry is None or entry[:2] != [st.st_size, st.st_mtime_ns]:
                 entry = [st.st_size, st.st_mtime_ns, sha256_file(f)]
                 self.known[str(f.resolve())] = entry
-            h.update(f"{f.relative_to(bag) if f != bag else f.name}:{entry[2]}\n".encode())
+            h.update(f"{f.relative_to(bag) if f != bag else ''}:{entry[2]}\n".encode())
         return h.hexdigest()
 
     def save(self) -> None:
