@@ -13,11 +13,17 @@ def fleet_cards(tmp_path_factory) -> dict[str, Path]:
     return {"lidar": make_lidar_card(folder, 16, 512), "segmentation": make_camera_card("segmentation", folder)}
 
 
-def fleet_config(cards: dict[str, Path], **kw):
-    """LiDAR detection and segmentation only: both have ground truth in the drives, and they keep the tests short."""
+@pytest.fixture(scope="session")
+def fleet_config(fleet_cards):
+    """ReplayConfig(**kw) with the test cards, running LiDAR detection and segmentation unless told otherwise:
+    both have ground truth in the drives, and they keep the tests short."""
     from glassbox.bag.replay import ReplayConfig
-    kw.setdefault("capabilities", ("lidar", "segmentation"))
-    return ReplayConfig(lidar_card=str(cards["lidar"]), segmentation_card=str(cards["segmentation"]), **kw)
+
+    def make(**kw):
+        kw.setdefault("capabilities", ("lidar", "segmentation"))
+        return ReplayConfig(lidar_card=str(fleet_cards["lidar"]), segmentation_card=str(fleet_cards["segmentation"]),
+                            **kw)
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-
 from glassbox.bag.replay import ReplayConfig
 from glassbox.fleet.plan import FleetError, HashCache, config_hash, expand_bags, plan
 from glassbox.fleet.report import bootstrap_ci, fleet_summary, write_fleet_report
@@ -92,6 +91,7 @@ def test_fleet_summary_worst_first_and_aggregates_over_ok_units(tmp_path):
     assert [(w["unit"], w["segment"]) for w in s["worst_segments"][:2]] == [("cut", "night"), ("bad", "night")]
     html = write_fleet_report(records, tmp_path / "report")
     text = html.read_text()
-    assert "gone is broken" in text and "fleet_figures.png" in text and (tmp_path / "report/fleet_figures.png").is_file()
+    assert "gone is broken" in text and "fleet_figures.png" in text
+    assert (tmp_path / "report/fleet_figures.png").is_file()
     assert text.index("<td class='text'>gone</td>") < text.index("<td class='text'>good</td>")
     assert json.loads((tmp_path / "report/fleet.json").read_text())["schema"] == "glassbox.fleet/1"

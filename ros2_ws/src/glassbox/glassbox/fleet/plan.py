@@ -65,7 +65,8 @@ def bag_files(bag: Path) -> list[Path]:
     if bag.is_file():
         return [bag]
     if bag.is_dir():
-        return sorted(p for p in bag.rglob("*") if p.is_file() and (p.suffix in BAG_SUFFIXES or p.name == "metadata.yaml"))
+        return sorted(p for p in bag.rglob("*")
+                      if p.is_file() and (p.suffix in BAG_SUFFIXES or p.name == "metadata.yaml"))
     return []
 
 
@@ -117,7 +118,7 @@ def bag_span_ns(bag: Path) -> tuple[int, int]:
     try:
         with AnyReader([bag], default_typestore=make_typestore()) as reader:
             return int(reader.start_time), int(reader.end_time)
-    except Exception:  # unreadable bags are planned whole; replay gives the reason
+    except Exception:  # noqa: BLE001 - unreadable bags are planned whole; their replay gives the reason
         return 0, 0
 
 

@@ -116,7 +116,8 @@ def _plot_figures(summary: dict[str, Any], out: Path) -> Path | None:
         colors = ["#c62828" if r["status"] != "ok" else "#1f4e9c" for r in summary["units"]]
         ax.scatter(range(len(y)), y, c=colors, s=22, zorder=3)
         ax.set_ylabel(label, fontsize=7)
-        ax.set_xticks(range(len(names)), names if len(names) <= 40 else [""] * len(names), rotation=60,
+        last = ax is axes[-1, 0]
+        ax.set_xticks(range(len(names)), names if last and len(names) <= 40 else [""] * len(names), rotation=60,
                       fontsize=6)
         ax.tick_params(axis="y", labelsize=7)
     fig.suptitle("per unit, worst first (red: not fully replayed); line and band: fleet mean and 95 % CI",
@@ -145,8 +146,8 @@ def write_fleet_report(records: list[dict], out_dir: str | Path, meta: dict[str,
     bad = [[r["name"], r["status"], r["reason"]] for r in summary["units"] if r["status"] != "ok"]
     segs = _table([[s["unit"], s["figure"], s["segment"], s["value"], s["frames"]] for s in summary["worst_segments"]],
                   ["unit", "figure", "segment", "value", "frames"])
-    body = [f"<h1>glassbox fleet report</h1><p class='muted'>{agg['units']} units · {agg['ok']} ok · "
-            f"{agg['partial']} partial · {agg['failed']} failed · {html.escape(summary['generated'])}</p>",
+    body = [(f"<h1>glassbox fleet report</h1><p class='muted'>{agg['units']} units · {agg['ok']} ok · "
+             f"{agg['partial']} partial · {agg['failed']} failed · {html.escape(summary['generated'])}</p>"),
             "<h2>Not fully replayed</h2>" + (_table(bad, ["unit", "status", "reason"]) if bad else "<p>None.</p>"),
             "<h2>Fleet</h2>", totals, figs,
             "<p class='muted'>Means over the fully replayed units; intervals: 95 % percentile bootstrap.</p>",

@@ -30,7 +30,7 @@ class Resources:
     num_gpus: float = 0.0
 
     @classmethod
-    def for_config(cls, cfg: ReplayConfig, cpus: float = 1.0, gpus_per_capability: float = 0.25) -> "Resources":
+    def for_config(cls, cfg: ReplayConfig, cpus: float = 1.0, gpus_per_capability: float = 0.25) -> Resources:
         on_gpu = bool(GPU_PROVIDERS & set(cfg.providers))
         return cls(cpus, min(1.0, gpus_per_capability * len(cfg.capabilities)) if on_gpu else 0.0)
 
