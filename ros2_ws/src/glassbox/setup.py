@@ -15,6 +15,7 @@ setup(
     ],
     python_requires=">=3.10",
     install_requires=["numpy", "pyyaml"],
+    extras_require={"fleet": ["ray[default]>=2.40"]},   # `glassbox replay --cluster`: many bags as Ray tasks
     zip_safe=False,
     entry_points={"console_scripts": ["glassbox = glassbox.cli:main"]},
 )

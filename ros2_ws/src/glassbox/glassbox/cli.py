@@ -105,7 +105,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "sim": ("render a synthetic drive (LiDAR, RGB, thermal, ground truth) into a ROS 2 bag", _add_sim, _cmd_sim),
     "sim-dataset": ("write synthetic frames as a KITTI, COCO RGB-thermal or segmentation-PNG dataset",
                     _add_sim_dataset, _cmd_sim_dataset),
-    "replay": ("replay a ROS 2 bag through the perception pipelines: output bag, metrics, report",
+    "replay": ("replay a ROS 2 bag (or a fleet of them, on Ray with --cluster) through the perception pipelines: "
+               "output bags, metrics, report",
                _add_replay, _cmd_replay),
     "demo": ("synthetic drive -> the whole suite with the shipped models -> report", _add_demo, _cmd_demo),
 }

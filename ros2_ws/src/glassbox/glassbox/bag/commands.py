@@ -18,8 +18,11 @@ def _parse_map(text: str) -> dict[str, str]:
 
 
 def add_replay_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bag", type=Path, help="input ROS 2 bag (mcap file, or rosbag2 folder with mcap or sqlite3)")
-    p.add_argument("--out", type=Path, required=True, help="output bag folder (mcap storage)")
+    from glassbox.fleet.commands import add_fleet_args
+    p.add_argument("bag", type=Path, nargs="+",
+                   help="input ROS 2 bag (mcap file, or rosbag2 folder with mcap or sqlite3); several bags, globs "
+                        "or @list.txt: a fleet run (see --cluster)")
+    p.add_argument("--out", type=Path, required=True, help="output bag folder (mcap storage); fleet: output folder")
     p.add_argument("--map", type=_parse_map, default={}, metavar="ROLE=TOPIC,...",
                    help="topics by role: lidar, rgb (or camera), thermal, gt_lidar, gt_rgb, gt_semantic, lighting; "
                         "roles not given are found by message type and content")
@@ -34,6 +37,7 @@ def add_replay_args(p: argparse.ArgumentParser) -> None:
                    help="play the bag into the node processes over DDS and record their outputs (needs ROS 2)")
     p.add_argument("--rate", type=float, default=1.0, help="live mode: playback rate factor")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_fleet_args(p)
 
 
 def _config(args: argparse.Namespace):
@@ -76,6 +80,10 @@ def run_replay(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"glassbox replay: {exc}", file=sys.stderr)
         return 2
+    from glassbox.fleet.commands import is_fleet, run_fleet_command
+    if is_fleet(args):
+        return run_fleet_command(args, cfg)
+    args.bag = args.bag[0]
     if args.live:
         from glassbox.bag.live import LiveReplayError, live_replay
         try:
