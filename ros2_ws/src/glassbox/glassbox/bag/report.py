@@ -14,17 +14,10 @@ from typing import Any
 import numpy as np
 
 from glassbox.bag.replay import ReplayResult, write_metrics
-from glassbox.bag.sections import Section, generic_section, table
+from glassbox.bag.sections import Section, generic_section, pyplot, table
 
 SEGMENT_COLORS = {"day": "#fff7d6", "glare": "#ffe0b3", "dusk": "#e0d6f5", "night": "#d6def5"}
 LEVEL_NAMES = ("OK", "WARN", "ERROR", "STALE")
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _segment_spans(result: ReplayResult) -> list[tuple[float, float, str]]:
@@ -53,7 +46,7 @@ def _shade(ax, spans) -> None:
 
 def plot_entropy(result: ReplayResult, out: Path, warn_z: float) -> list[Path]:
     """One figure per model: each probed layer's entropy over time with its reference band."""
-    plt = _plt()
+    plt = pyplot()
     spans = _segment_spans(result)
     t0 = min((f["stamp_ns"] for f in result.frames), default=0)
     paths = []
@@ -91,7 +84,7 @@ def plot_entropy(result: ReplayResult, out: Path, warn_z: float) -> list[Path]:
 def plot_monitor(result: ReplayResult, out: Path) -> Path | None:
     if not result.monitor:
         return None
-    plt = _plt()
+    plt = pyplot()
     spans = _segment_spans(result)
     t0 = min((f["stamp_ns"] for f in result.frames), default=0)
     fig, ax = plt.subplots(figsize=(10, 0.6 + 0.5 * len(result.monitor)))
@@ -115,7 +108,7 @@ def plot_latency(result: ReplayResult, out: Path) -> Path | None:
     lat = result.metrics.get("latency_ms", {})
     if not lat:
         return None
-    plt = _plt()
+    plt = pyplot()
     caps = sorted(lat)
     stages = sorted({k for c in caps for k in lat[c] if k != "total"})
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.6 * len(caps)))

@@ -57,7 +57,8 @@ def generic_section(title: str, metrics: Any, samples: list[dict], out: Path) ->
     return Section(_metric_table(title, metrics, keys, keys))
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the Agg (file-only) backend."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -68,7 +69,7 @@ def lidar_section(title: str, metrics: Any, samples: list[dict], out: Path, max_
     """AP|R40 per class, and range images with the detections' peak pixels."""
     keys = ["car/bev@0.5", "car/3d@0.5", "car/bev@0.7", "pedestrian/bev@0.25", "cyclist/bev@0.25", "car/num_gt"]
     section = Section(_metric_table(f"{title} (AP|R40)", metrics, keys, keys[:-1] + ["car boxes"]))
-    plt = _plt()
+    plt = pyplot()
     for i, s in enumerate(samples[:max_frames]):
         rng = s["range"]
         fig, ax = plt.subplots(figsize=(12, 2.2))

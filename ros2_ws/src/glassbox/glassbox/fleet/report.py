@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from glassbox.bag.report import CSS, _plt, _table
+from glassbox.bag.report import CSS
+from glassbox.bag.sections import pyplot, table
 
 SCHEMA = "glassbox.fleet/1"
 # quality figure (higher is better) -> (capability, metric key in its per-segment dict)
@@ -100,7 +101,7 @@ def fleet_summary(records: list[dict], meta: dict[str, Any] | None = None) -> di
 
 def _plot_figures(summary: dict[str, Any], out: Path) -> Path | None:
     """One panel per figure: every unit's value (worst first, left), the fleet mean and its CI band."""
-    plt = _plt()
+    plt = pyplot()
     labels = [k for k in (*HEADLINES, *EXTRA) if any(r[k] is not None for r in summary["units"])]
     if not labels:
         return None
@@ -137,18 +138,18 @@ def write_fleet_report(records: list[dict], out_dir: str | Path, meta: dict[str,
     (out / "fleet.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     plot = _plot_figures(summary, out)
     agg = summary["aggregates"]
-    totals = _table([[k, agg[k]] for k in ("units", "ok", "partial", "failed", "bag_seconds", "frames",
+    totals = table([[k, agg[k]] for k in ("units", "ok", "partial", "failed", "bag_seconds", "frames",
                                            "task_wall_s", "task_cpu_s")], ["", "value"])
-    figs = _table([[k, v["n"], v["mean"], *(v["ci95"] or (None, None))] for k, v in agg["figures"].items()],
+    figs = table([[k, v["n"], v["mean"], *(v["ci95"] or (None, None))] for k, v in agg["figures"].items()],
                   ["figure", "units", "mean", "95 % CI low", "95 % CI high"])
     cols = ["name", "status", "duration_s", "frames", *HEADLINES, *EXTRA]
-    units = _table([[r[c] for c in cols] for r in summary["units"]], cols)
+    units = table([[r[c] for c in cols] for r in summary["units"]], cols)
     bad = [[r["name"], r["status"], r["reason"]] for r in summary["units"] if r["status"] != "ok"]
-    segs = _table([[s["unit"], s["figure"], s["segment"], s["value"], s["frames"]] for s in summary["worst_segments"]],
+    segs = table([[s["unit"], s["figure"], s["segment"], s["value"], s["frames"]] for s in summary["worst_segments"]],
                   ["unit", "figure", "segment", "value", "frames"])
     body = [(f"<h1>glassbox fleet report</h1><p class='muted'>{agg['units']} units · {agg['ok']} ok · "
              f"{agg['partial']} partial · {agg['failed']} failed · {html.escape(summary['generated'])}</p>"),
-            "<h2>Not fully replayed</h2>" + (_table(bad, ["unit", "status", "reason"]) if bad else "<p>None.</p>"),
+            "<h2>Not fully replayed</h2>" + (table(bad, ["unit", "status", "reason"]) if bad else "<p>None.</p>"),
             "<h2>Fleet</h2>", totals, figs,
             "<p class='muted'>Means over the fully replayed units; intervals: 95 % percentile bootstrap.</p>",
             f"<figure><img src='{plot.name}' alt='figures per unit'></figure>" if plot else "",
