@@ -36,13 +36,18 @@ def test_every_capability_node_has_its_module():
         assert (REPO / "ros2_ws/src/glassbox_ros/glassbox_ros" / f"{cap.node}.py").is_file(), cap.node
 
 
+def _tasks_of(config: Path) -> set[str]:
+    """The ``task:`` of a training config: at its top level or in any of its sections."""
+    data = yaml.safe_load(config.read_text()) or {}
+    return {d.get("task") for d in [data, *data.values()] if isinstance(d, dict)} - {None}
+
+
 def test_every_capability_names_a_trainer_task_with_a_config():
     from glassbox_trainer.task import task_class
     for cap in capabilities.all_capabilities():
         cls = task_class(cap.train_task)
         assert cls.name == cap.train_task
-        configs = [p for p in (REPO / "config/train").glob("*.yaml")
-                   if (yaml.safe_load(p.read_text()) or {}).get("task") == cap.train_task]
+        configs = [p for p in (REPO / "config/train").glob("*.yaml") if cap.train_task in _tasks_of(p)]
         assert configs, f"no config/train/*.yaml trains task '{cap.train_task}'"
 
 
