@@ -16,8 +16,8 @@ and profiles are comparable over time) and kept in increasing order. The drawn i
 (n, d, limits, seed, device), so a probe pays for the draw once.
 
 ``stratified_samples`` is the deployed variant (what an exported graph computes, ``glassbox.export``): the
-same seeded channel subset, and spatial positions drawn one per stratum of ``S / max_dim`` consecutive
-(row-major) positions at a seeded offset, computed from S with integer arithmetic, so one traced graph draws
+same seeded channel subset, and spatial positions drawn one per stratum (``max_dim`` runs of about
+``S / max_dim`` consecutive row-major positions) at a seeded offset, computed from S with integer arithmetic, so one traced graph draws
 them for any input size and the eager module draws the same ones. It is a random subset of the positions too,
 spread evenly over the map: estimates differ from ``feature_samples``' only by sampling error.
 """
@@ -105,8 +105,8 @@ def stratified_positions(size: Tensor, limit: int, seed: int) -> Tensor:
     position when ``size <= limit``)."""
     m = torch.clamp(size, max=limit)
     j = torch.arange(m)
-    offsets = _stratum_offsets(limit, seed)[:m]
-    return (j * size + (offsets * size) // (1 << _OFFSET_BITS)) // m
+    lo, hi = (j * size) // m, ((j + 1) * size) // m                        # stratum j: [lo, hi), hi > lo
+    return lo + (_stratum_offsets(limit, seed)[:m] * (hi - lo)) // (1 << _OFFSET_BITS)
 
 
 def stratified_samples(fmap: Tensor, max_samples: int | None, max_dim: int | None, seed: int) -> Tensor:

@@ -142,7 +142,7 @@ def export_with_features(model: nn.Module, example_inputs: Mapping[str, Tensor],
         graph, metadata = EntropyGraph(model, names, probe), graph_metadata(names, probe)
         with torch.no_grad():
             outputs.update(zip(ENTROPY_OUTPUTS, graph.entropy(feats)))
-    export_onnx(graph, tuple(inputs.values()), path, list(inputs), list(outputs), opset=opset, metadata=metadata,
+    export_onnx(graph.eval(), tuple(inputs.values()), path, list(inputs), list(outputs), opset=opset, metadata=metadata,
                 dynamic_axes=_dynamic_axes(inputs, outputs, dynamic_batch, dynamic_spatial))
     spatial = {"dynamic": ["height", "width"]} if dynamic_spatial else {}
     return {"inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""), **spatial}

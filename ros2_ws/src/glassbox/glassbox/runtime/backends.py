@@ -167,8 +167,8 @@ class OrtBackend(Backend):
             import onnx
 
             model = onnx.load(str(self.path))
-            keep = {o.name for o in model.graph.output if o.name in self.output_names}
-            pruned = onnx.utils.Extractor(model).extract_model([i.name for i in model.graph.input], sorted(keep))
+            pruned = onnx.utils.Extractor(model).extract_model([i.name for i in model.graph.input],
+                                                                list(self.output_names))
             self._head_session = self._open_session(pruned.SerializeToString())
         return self._head_session
 
