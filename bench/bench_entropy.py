@@ -10,6 +10,12 @@
 Times are the thread's CPU time with one torch thread: the fastest of several runs for the estimator table
 (see ``timed``), medians of interleaved runs for the overheads.
 
+How this relates to the deployed figure: these are the estimator's and the eager probe's costs next to an eager
+forward, on one thread. A deployed pipeline runs an exported graph on ONNX Runtime, where the entropy is part
+of the graph (``glassbox.export.entropy_graph``) and its cost is that of the extra graph nodes plus the
+profile assembly; ``bench/bench_pipeline_entropy.py`` measures that end to end per shipped card (entropy on
+vs off in one run), and its figure, not this one, is what a user sees.
+
 Prints a table and writes ``bench/results/entropy.json``. Run: ``python bench/bench_entropy.py [--quick]``.
 """
 from __future__ import annotations

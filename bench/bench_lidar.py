@@ -116,14 +116,14 @@ def pipeline_rows(tmp: Path) -> tuple[list[dict], str]:
                  "onnxruntime": LidarDetectionPipeline(replace(base, backend="onnxruntime",
                                                                model_path=str(onnx_path)))}
         image, x = pipes["torch"].project(pts, ring)
-        heads, feats = pipes["onnxruntime"].network(x)
+        heads, inference = pipes["onnxruntime"].network(x)
         row = {"input": f"64x{width}", "points": len(pts),
                "decode_pc2_ms": time_ms(lambda: pointcloud2_to_xyzi(msg))["median_ms"],
                "project_ms": time_ms(lambda: pipes["torch"].project(pts, ring))["median_ms"]}
         for name, pipe in pipes.items():
             row[f"net_{name}_ms"] = time_ms(lambda: pipe.network(x), repeat=10, warmup=2)["median_ms"]
         row["ort_speedup"] = row["net_torch_ms"] / row["net_onnxruntime_ms"]
-        row["entropy_ms"] = time_ms(lambda: pipes["onnxruntime"].entropy(feats), repeat=10)["median_ms"]
+        row["entropy_ms"] = time_ms(lambda: pipes["onnxruntime"].entropy(inference), repeat=10)["median_ms"]
         row["decode_nms_ms"] = time_ms(lambda: decode(heads, image.xyz, image.mask, base.decode),
                                        repeat=20)["median_ms"]
         rows.append(row)

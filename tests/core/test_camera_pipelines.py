@@ -96,8 +96,8 @@ def test_fusion_parity_and_missing_thermal(tmp_path):
     ort = FusionPipeline(FusionPipelineConfig(backend="onnxruntime", model_path=str(tmp_path / "g.onnx"), **common))
     rgb, th = _image(128, 192, seed=3), _image(100, 120, seed=4)[..., 0]
     x_rgb, x_th = pt.prepare(rgb, th)
-    oa, _ = pt.runtime.run({"rgb": x_rgb, "thermal": x_th})
-    ob, _ = ort.runtime.run({"rgb": x_rgb, "thermal": x_th})
+    oa = pt.runtime.run({"rgb": x_rgb, "thermal": x_th}).outputs
+    ob = ort.runtime.run({"rgb": x_rgb, "thermal": x_th}).outputs
     for k in oa:
         np.testing.assert_allclose(oa[k], ob[k], atol=1e-4, rtol=1e-4)
     a, b = pt(rgb, th), ort(rgb, th)

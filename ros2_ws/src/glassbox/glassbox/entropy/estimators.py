@@ -132,17 +132,59 @@ def knn_entropy(samples: Tensor, k: int = 1, variant: str = "eq4", eps: float = 
     with torch.no_grad():
         xs = x.detach()
         idx = _kth_neighbour_index(xs - xs.mean(dim=1, keepdim=True), k, max_chunk_elements)   # (b, n)
-        if b > 1:
-            idx += torch.arange(b, device=x.device)[:, None] * n
-    neighbour = x.reshape(b * n, d).index_select(0, idx.reshape(-1)).reshape(b, n, d)
-    r = torch.linalg.vector_norm(x - neighbour, dim=-1)                    # (b, n), exact differences
-    mean_log_r = torch.log(r.clamp_min(math.sqrt(eps))).mean(-1)           # (b,)
-    if variant == "eq3":
-        const = math.log(n - 1) + EULER_GAMMA
-    else:
-        const = _digamma(n) - _digamma(k)
+    mean_log_r = mean_log_neighbour_distance(x, idx, eps)                   # (b,)
+    const = math.log(n - 1) + EULER_GAMMA if variant == "eq3" else _digamma(n) - _digamma(k)
     h = const + log_unit_ball_volume(d) + d * mean_log_r
     return h[0] if squeeze else h
+
+
+def mean_log_neighbour_distance(x: Tensor, idx: Tensor, eps: float = 1e-12,
+                                weights: Tensor | None = None) -> Tensor:
+    """``mean_i log max(|x_i - x_idx[i]|, sqrt(eps))`` per set; x (..., n, d), idx (..., n) -> (...).
+
+    The distance is recomputed from the samples (exact differences, what autograd differentiates); the
+    neighbours are gathered as whole rows of the flattened sets (one row copy each, also in ONNX Runtime).
+    ``weights`` (..., n): a weighted sum over i instead of the mean."""
+    n, d = x.shape[-2:]
+    rows = x.reshape(-1, d)                                                 # (sets * n, d)
+    first = torch.arange(rows.shape[0] // n, device=x.device)[:, None] * n  # (sets, 1) first row of each set
+    flat = (idx.reshape(-1, n) + first).reshape(-1)
+    diff = x - rows.index_select(0, flat).reshape(x.shape)
+    log_r = 0.5 * torch.log((diff * diff).sum(-1).clamp_min(eps))          # (..., n) log max(r, sqrt(eps))
+    return log_r.mean(-1) if weights is None else (log_r * weights).sum(-1)
+
+
+def knn_offset(n: int, d: int, k: int = 1) -> float:
+    """The constant part of the eq4 estimate, ``psi(n) - psi(k) + log V_d``: ``H = offset + d * mean log r``."""
+    return _digamma(n) - _digamma(k) + log_unit_ball_volume(d)
+
+
+def knn_mean_log_distance(x: Tensor, k: int = 1, eps: float = 1e-12, counts: Tensor | None = None) -> Tensor:
+    """``mean log r_k`` of sample sets x (..., n, d) -> (...), in one dense block and without in-place
+    operations, so that it traces into an ONNX graph: the selection and distance of :func:`knn_entropy`
+    (``knn_entropy = knn_offset(n, d, k) + d * knn_mean_log_distance``).
+
+    ``counts`` (float, broadcastable to ``x.shape[:-2]``): the number of real samples of each set, the rest
+    being zero rows that pad sets of different n into one block; they are never neighbours and not averaged,
+    so every set gets the value it would get alone.
+    """
+    n = x.shape[-2]
+    mean = x.mean(-2, keepdim=True) if counts is None else x.sum(-2, keepdim=True) / counts[..., None, None]
+    xc = x - mean
+    score = (xc * xc).sum(-1).unsqueeze(-2) - 2.0 * (xc @ xc.transpose(-1, -2))         # (..., n, n)
+    ar = torch.arange(n, device=x.device)
+    eye = ar[:, None] == ar[None, :]
+    score = score + torch.where(eye, float("inf"), 0.0).to(x.dtype)                      # no self-match
+    weights = None
+    if counts is not None:
+        valid = torch.arange(n, device=x.device) < counts[..., None]                    # (..., n)
+        score = score + torch.where(valid, 0.0, float("inf")).to(x.dtype).unsqueeze(-2)
+        weights = valid.to(x.dtype) / counts[..., None]
+    if k == 1:
+        idx = score.argmin(-1)
+    else:
+        idx = score.topk(k, dim=-1, largest=False, sorted=True).indices[..., k - 1]
+    return mean_log_neighbour_distance(x, idx, eps, weights)
 
 
 def _ledoit_wolf_shrinkage(xc: Tensor) -> Tensor:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .estimators import ESTIMATORS, EntropyError
+from .estimators import ESTIMATORS, EntropyError, knn_offset
 from .sampling import SAMPLE_MODES, feature_samples
 
 
@@ -171,10 +171,13 @@ def layer_entropy(fmap: Tensor, cfg: ProbeConfig) -> tuple[Tensor, int, int]:
     return estimate_layers([x], cfg)[0], x.shape[1], x.shape[2]
 
 
-def _assemble(entropies: Sequence[Tensor], names: Sequence[str], ns: Sequence[int], ds: Sequence[int],
-              cfg: ProbeConfig, model_name: str, elapsed_s: float, start: float) -> EntropyProfile:
-    h = torch.stack([e.detach() for e in entropies]).to(torch.float64).cpu().numpy() if entropies else \
+def _as_numpy(entropies: Sequence[Tensor]) -> np.ndarray:
+    return torch.stack([e.detach() for e in entropies]).to(torch.float64).cpu().numpy() if entropies else \
         np.zeros(0, dtype=np.float64)
+
+
+def _assemble(h: np.ndarray, names: Sequence[str], ns: Sequence[int], ds: Sequence[int],
+              cfg: ProbeConfig, model_name: str, elapsed_s: float, start: float) -> EntropyProfile:
     delta = np.zeros_like(h)
     delta[1:] = np.diff(h)
     tail = delta[1:]
@@ -207,8 +210,24 @@ def profile_from_features(features: Mapping[str, Tensor | np.ndarray], cfg: Prob
             names.append(name)
             sets.append(_checked_samples(name, fmap, cfg))
         hs = estimate_layers(sets, cfg)
-    return _assemble(hs, names, [x.shape[1] for x in sets], [x.shape[2] for x in sets], cfg, model_name,
+    return _assemble(_as_numpy(hs), names, [x.shape[1] for x in sets], [x.shape[2] for x in sets], cfg, model_name,
                      0.0, start)
+
+
+def profile_from_knn(names: Sequence[str], mean_log_r: np.ndarray, sizes: np.ndarray, cfg: ProbeConfig,
+                     model_name: str = "", params: Mapping[str, str] | None = None) -> EntropyProfile:
+    """Entropy profile from kNN statistics computed elsewhere (an exported graph's entropy head): per example
+    and layer the mean log k-th neighbour distance ``mean_log_r`` (B, L), and each layer's sample count and
+    dimension ``sizes`` (L, 2); ``H = knn_offset(n, d, k) + d * mean_log_r``, averaged over the batch.
+    ``params``: the profile's ``estimator_params`` (default ``cfg.params()``)."""
+    start = time.perf_counter()
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+    offset = np.array([knn_offset(int(n), int(d), cfg.k) for n, d in sizes])
+    h = offset + sizes[:, 1] * np.asarray(mean_log_r, dtype=np.float64).reshape(-1, len(sizes)).mean(0)
+    profile = _assemble(h, names, sizes[:, 0], sizes[:, 1], cfg, model_name, 0.0, start)
+    if params is not None:
+        profile.estimator_params = dict(params)
+    return profile
 
 
 def _checked_samples(name: str, fmap: Tensor, cfg: ProbeConfig) -> Tensor:
@@ -298,7 +317,7 @@ class EntropyProbe:
         ds = [x.shape[2] for x in sets]
         self.entropies = dict(zip(self.layers, hs))
         self.sample_dims = dict(zip(self.layers, ds))
-        self.profile = _assemble(hs, self.layers, ns, ds, self.cfg, self.model_name, self._elapsed_s, start)
+        self.profile = _assemble(_as_numpy(hs), self.layers, ns, ds, self.cfg, self.model_name, self._elapsed_s, start)
         self._pending.clear()
 
     def remove(self) -> None:

@@ -14,6 +14,12 @@ sample set (n = B, d = F), returned as (1, B, F), whatever the mode.
 ``torch.Generator`` seeded with ``seed`` (so the same coordinates are used on every frame and every example,
 and profiles are comparable over time) and kept in increasing order. The drawn indices are cached per
 (n, d, limits, seed, device), so a probe pays for the draw once.
+
+``stratified_samples`` is the deployed variant (what an exported graph computes, ``glassbox.export``): the
+same seeded channel subset, and spatial positions drawn one per stratum (``max_dim`` runs of about
+``S / max_dim`` consecutive row-major positions) at a seeded offset, computed from S with integer arithmetic, so one traced graph draws
+them for any input size and the eager module draws the same ones. It is a random subset of the positions too,
+spread evenly over the map: estimates differ from ``feature_samples``' only by sampling error.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from torch import Tensor
 from .estimators import EntropyError
 
 SAMPLE_MODES = ("channels", "positions")
+_OFFSET_BITS = 20                          # resolution of the seeded in-stratum offsets (fractions of 2**20)
 
 
 @lru_cache(maxsize=256)
@@ -84,3 +91,32 @@ def feature_samples(fmap: Tensor, mode: str = "channels", max_samples: int | Non
     n = shape[1] if max_samples is None else min(shape[1], max_samples)
     d = shape[2] if max_dim is None else min(shape[2], max_dim)
     return base.reshape(-1).index_select(0, idx).reshape(shape[0], n, d)
+
+
+@lru_cache(maxsize=64)
+def _stratum_offsets(limit: int, seed: int) -> Tensor:
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + 3)
+    return torch.randint(0, 1 << _OFFSET_BITS, (limit,), generator=gen, dtype=torch.int64)
+
+
+def stratified_positions(size: Tensor, limit: int, seed: int) -> Tensor:
+    """``min(size, limit)`` increasing positions in ``range(size)``: position j lies in the j-th of that many
+    equal strata, at the seeded offset j (``size`` a 0-dim int64 tensor, traced in an exported graph; every
+    position when ``size <= limit``)."""
+    m = torch.clamp(size, max=limit)
+    j = torch.arange(m)
+    lo, hi = (j * size) // m, ((j + 1) * size) // m                        # stratum j: [lo, hi), hi > lo
+    return lo + (_stratum_offsets(limit, seed)[:m] * (hi - lo)) // (1 << _OFFSET_BITS)
+
+
+def stratified_samples(fmap: Tensor, max_samples: int | None, max_dim: int | None, seed: int) -> Tensor:
+    """Channels-as-samples sets of a (B, C, *spatial) map, (B, n, d): the seeded channel subset of
+    ``feature_samples`` and ``stratified_positions`` (traceable; see the module docstring)."""
+    c = fmap.shape[1]
+    x = fmap.flatten(2)                                                     # (B, C, S)
+    if max_dim is not None:            # rows of C contiguous values are gathered, not single values
+        size = torch._shape_as_tensor(x)[2]
+        x = x.transpose(1, 2).index_select(1, stratified_positions(size, max_dim, seed).to(x.device))
+        x = x.transpose(1, 2)                                               # (B, C, d)
+    rows = _subset(c, max_samples, seed, 1)
+    return x if rows is None else x.index_select(1, rows.to(x.device))

@@ -3,8 +3,10 @@
 ``export_with_features`` is the one export path of every model (LiDAR and camera pipelines' tests, the trainer's
 tasks): the graph returns the fields of the model's head (``glassbox.heads``, whose names become the output
 names) followed by the chosen ``forward_features`` maps, so that the ONNX Runtime backend of a pipeline builds
-the same entropy profile as the torch backend. ``export_onnx`` is the plain ``torch.onnx.export`` step under it.
-Running a graph is ``glassbox.runtime``'s job.
+the same entropy profile as the torch backend. With a ``probe`` the graph computes the entropy statistics of
+those maps itself (``glassbox.export.entropy_graph``) and returns two small tensors instead of the maps, which
+is what deployed graphs do (the maps cost more to return than the network to compute). ``export_onnx`` is the
+plain ``torch.onnx.export`` step under it. Running a graph is ``glassbox.runtime``'s job.
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from glassbox.entropy.probe import ProbeConfig
+from glassbox.export.entropy_graph import ENTROPY_OUTPUTS, EntropyHead, graph_metadata
+
 
 class OnnxExportError(ValueError):
     """The model cannot be exported as asked (unnamed outputs, unknown feature maps)."""
@@ -21,11 +26,12 @@ class OnnxExportError(ValueError):
 
 def export_onnx(model, example_inputs: tuple, path: str | Path, input_names: Sequence[str],
                 output_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
-                opset: int = 17) -> Path:
+                opset: int = 17, metadata: Mapping[str, str] | None = None) -> Path:
     """Export ``model`` (eval mode, CPU) to ONNX at ``path`` and check the file with the ONNX checker.
 
     The model's ``forward`` must return a tuple (or a single tensor) in the order of ``output_names``.
     The file is written to a temporary name first and renamed, so a crash never leaves a partial model.
+    ``metadata``: key/value strings stored in the model's ``metadata_props``.
     """
     import onnx
     import torch
@@ -42,7 +48,11 @@ def export_onnx(model, example_inputs: tuple, path: str | Path, input_names: Seq
                               opset_version=opset, do_constant_folding=True, dynamo=False)
     finally:
         model.train(was_training)
-    onnx.checker.check_model(onnx.load(str(tmp)))
+    proto = onnx.load(str(tmp))
+    if metadata:
+        onnx.helper.set_model_props(proto, dict(metadata))
+        onnx.save(proto, str(tmp))
+    onnx.checker.check_model(proto)
     os.replace(tmp, path)
     return path
 
@@ -65,12 +75,26 @@ class FeatureGraph(nn.Module):
         return head_tensors(self.model.forward_head(feats)) + tuple(feats[n] for n in self.feature_names)
 
 
+class EntropyGraph(nn.Module):
+    """``forward(*inputs) -> (*head outputs, mean_log_r, sizes)``: the output layout of a graph exported with a
+    probe: the head, then the in-graph entropy statistics of the probed maps (``EntropyHead``)."""
+
+    def __init__(self, model: nn.Module, feature_names: Sequence[str], probe: ProbeConfig):
+        super().__init__()
+        self.model = model
+        self.entropy = EntropyHead(feature_names, probe)
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        feats = self.model.forward_features(*inputs)
+        return head_tensors(self.model.forward_head(feats)) + self.entropy(feats)
+
+
 def _dynamic_axes(inputs: Mapping[str, Tensor], outputs: Mapping[str, Tensor], batch: bool, spatial: bool) -> dict:
     """Batch (axis 0) and, for 4-D tensors, height and width (axes 2, 3) as symbolic axes. The inputs share
     ``height``/``width``; every output has its own (feature maps sit at different strides)."""
     dyn: dict[str, dict[int, str]] = {}
     for n, t in [*inputs.items(), *outputs.items()]:
-        axes = {0: "batch"} if batch and t.dim() >= 1 else {}
+        axes = {0: "batch"} if batch and t.dim() >= 1 and n != ENTROPY_OUTPUTS[1] else {}
         if spatial and t.dim() == 4:
             h, w = ("height", "width") if n in inputs else (f"{n}_height", f"{n}_width")
             axes.update({2: h, 3: w})
@@ -81,7 +105,8 @@ def _dynamic_axes(inputs: Mapping[str, Tensor], outputs: Mapping[str, Tensor], b
 
 def export_with_features(model: nn.Module, example_inputs: Mapping[str, Tensor], path: str | Path,
                          output_names: Sequence[str] | None = None, feature_names: Sequence[str] | None = None,
-                         *, dynamic_batch: bool = True, dynamic_spatial: bool = False, opset: int = 17) -> dict:
+                         *, dynamic_batch: bool = True, dynamic_spatial: bool = False, opset: int = 17,
+                         probe: ProbeConfig | None = None) -> dict:
     """Export ``model`` (``forward_features`` + ``forward_head``) to ONNX with feature maps as extra outputs;
     returns the model card's spec (``inputs`` with shapes and dtypes, ``outputs``, ``features``).
 
@@ -89,6 +114,9 @@ def export_with_features(model: nn.Module, example_inputs: Mapping[str, Tensor],
     ``output_names``: default the head's field names (required when the head is a bare tensor).
     ``feature_names``: default every 4-D map of ``forward_features`` that is not a head output.
     ``dynamic_batch`` / ``dynamic_spatial``: batch / height and width become symbolic axes.
+    ``probe``: the graph returns the in-graph entropy statistics of the feature maps under this probe
+    configuration (outputs ``entropy_mean_log_r``, ``entropy_sizes``, described in the model's metadata)
+    instead of the maps; the spec's ``features`` still names the probed maps.
     """
     import torch
 
@@ -107,9 +135,15 @@ def export_with_features(model: nn.Module, example_inputs: Mapping[str, Tensor],
     missing = [n for n in names if n not in feats]
     if missing:
         raise OnnxExportError(f"model has no feature '{missing[0]}' (has: {', '.join(feats)})")
-    outputs.update({n: feats[n] for n in names})
-    export_onnx(FeatureGraph(model, names), tuple(inputs.values()), path, list(inputs), list(outputs),
-                dynamic_axes=_dynamic_axes(inputs, outputs, dynamic_batch, dynamic_spatial), opset=opset)
+    if probe is None:
+        graph, metadata = FeatureGraph(model, names), None
+        outputs.update({n: feats[n] for n in names})
+    else:
+        graph, metadata = EntropyGraph(model, names, probe), graph_metadata(names, probe)
+        with torch.no_grad():
+            outputs.update(zip(ENTROPY_OUTPUTS, graph.entropy(feats)))
+    export_onnx(graph.eval(), tuple(inputs.values()), path, list(inputs), list(outputs), opset=opset, metadata=metadata,
+                dynamic_axes=_dynamic_axes(inputs, outputs, dynamic_batch, dynamic_spatial))
     spatial = {"dynamic": ["height", "width"]} if dynamic_spatial else {}
     return {"inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""), **spatial}
                        for k, v in inputs.items()},

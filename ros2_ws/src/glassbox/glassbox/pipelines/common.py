@@ -5,6 +5,11 @@ provider options) plus the model file, the name its entropy profiles carry and t
 any pipeline from a model card the same way: the card's ``extra`` entries that name config fields
 (``model_config`` fills ``model``), the input size of its first input, its classes and its feature maps (the
 probed layers, whose reference profile the card holds), with the model file checked against the card's sha256.
+
+The entropy profile comes from the graph itself when it computes it (a graph exported with a probe, the shipped
+ones: ``GraphEntropy``), else from the returned feature maps; ``entropy_in_graph`` (set by such a card) makes
+the torch backend compute it the same way, so both backends give the same profile. Frames that are not probed
+run without the entropy part at all.
 """
 from __future__ import annotations
 
@@ -19,20 +24,24 @@ from torch import nn
 
 from glassbox.config import from_dict
 from glassbox.entropy import EntropyProfile, ProbeConfig, profile_from_features
+from glassbox.entropy.probe import profile_from_knn
+from glassbox.export import EntropyHead, check_graph_probe, graph_probe_params
 from glassbox.models.card import ModelCard, load_card, verify_model_file, verify_weights_file
-from glassbox.runtime import Backend, BackendError, RuntimeConfig, open_backend
+from glassbox.runtime import Backend, BackendError, Inference, RuntimeConfig, open_backend
 
 
 @dataclass(frozen=True)
 class PipelineConfig(RuntimeConfig):
     """``model_path``: ``.pt`` (torch) or ``.onnx`` (onnxruntime); ``model_name``: the name of the entropy
     profiles (the card's, whose reference profile the monitor holds); ``probe_layers``: the feature maps of the
-    profile (empty = every 4-D feature map the backend gives)."""
+    profile (empty = every 4-D feature map the backend gives); ``entropy_in_graph``: the torch backend estimates
+    the entropy as an exported graph with a probe does (``glassbox.export.EntropyHead``)."""
 
     model_path: str = ""
     model_name: str = ""
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     probe_layers: tuple[str, ...] = ()
+    entropy_in_graph: bool = False
 
 
 def card_model_file(card: ModelCard, card_path: Path, backend: str) -> Path:
@@ -101,23 +110,59 @@ class ModelPipeline:
     def _open(self, cfg: PipelineConfig, build_model: Callable[[dict], nn.Module], input_names: Sequence[str],
               output_names: Sequence[str], example: Mapping[str, np.ndarray]) -> Backend:
         """The backend of ``cfg``, warmed up on ``example`` inputs (errors re-raised as ``self.error``)."""
+        head = None
+        if cfg.entropy_in_graph and cfg.probe.enabled and cfg.backend == "torch":
+            try:
+                check_graph_probe(cfg.probe)
+            except ValueError as exc:
+                raise self.error(str(exc)) from None
+            head = EntropyHead(cfg.probe_layers or None, cfg.probe)
         try:
-            backend = open_backend(cfg, cfg.model_path, build_model, input_names, output_names)
+            backend = open_backend(cfg, cfg.model_path, build_model, input_names, output_names, head)
         except BackendError as exc:
             raise self.error(str(exc)) from None
-        backend.warmup(example, cfg.warmup_runs)
+        self._check_graph_probe(cfg, backend)
+        for _ in range(cfg.warmup_runs):
+            backend.run(example, entropy=self.probing(0, cfg))
+            if cfg.probe.every_n > 1 or not cfg.probe.enabled:
+                backend.run(example, entropy=False)
         return backend
+
+    def _check_graph_probe(self, cfg: PipelineConfig, backend: Backend) -> None:
+        spec = backend.entropy_spec
+        if spec is None or not cfg.probe.enabled:
+            return
+        layers = list(cfg.probe_layers or spec["layers"] or ())
+        wanted = {"estimator": cfg.probe.estimator, "params": graph_probe_params(cfg.probe)}
+        if spec["estimator"] != wanted["estimator"] or spec["params"] != wanted["params"] or \
+                (spec["layers"] is not None and list(spec["layers"]) != layers):
+            raise self.error(f"{cfg.model_path}: the graph estimates entropy of {spec['layers']} with "
+                             f"{spec['estimator']} {spec['params']}, the pipeline asks for {layers} with "
+                             f"{wanted['estimator']} {wanted['params']} (re-export, or use the card's probe)")
 
     @property
     def session(self) -> Backend | None:
         """The ONNX Runtime backend (None under torch); ``runtime`` is the backend of either kind."""
         return None if self.runtime.providers[0].startswith("torch:") else self.runtime
 
-    def entropy(self, features: Mapping[str, Any], frame: int = 0) -> EntropyProfile | None:
+    def probing(self, frame: int, cfg: PipelineConfig | None = None) -> bool:
+        """Whether ``frame`` gets an entropy profile."""
+        probe = (cfg or self.cfg).probe
+        return probe.enabled and frame % probe.every_n == 0
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> Inference:
+        """One network run on this frame's inputs, with the entropy part only on probed frames."""
+        return self.runtime.run(inputs, entropy=self.probing(self._frame))
+
+    def entropy(self, inference: Inference, frame: int = 0) -> EntropyProfile | None:
         """The entropy profile of the probed layers, or None when ``frame`` is not probed."""
         cfg: PipelineConfig = self.cfg
-        if not cfg.probe.enabled or frame % cfg.probe.every_n:
+        if not self.probing(frame):
             return None
+        if inference.entropy is not None:
+            g = inference.entropy
+            return profile_from_knn(g.layers, g.mean_log_r, g.sizes, cfg.probe, cfg.model_name, g.params)
+        features = inference.features
         names = list(cfg.probe_layers) or [n for n, f in features.items() if f.ndim == 4]
         missing = [n for n in names if n not in features]
         if missing:

@@ -113,9 +113,10 @@ class FusionPipeline(ModelPipeline):
             small = (x_rgb[0].transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
             x_rgb = (self.refiner(small).refined.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         t2 = time.perf_counter()
-        out, feats = self.runtime.run({"rgb": x_rgb, "thermal": x_th})
+        inference = self.infer({"rgb": x_rgb, "thermal": x_th})
+        out = inference.outputs
         t3 = time.perf_counter()
-        profile = self.entropy(feats, self._frame)
+        profile = self.entropy(inference, self._frame)
         t4 = time.perf_counter()
         boxes, scores, classes = decode(out["heatmap"][0], out["size"][0], out["offset"][0], Gem.STRIDE,
                                         self.cfg.max_detections, self.cfg.score_threshold)

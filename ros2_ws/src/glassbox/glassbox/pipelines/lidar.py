@@ -23,6 +23,7 @@ from glassbox.lidar.decode import DecodeConfig, Detections3D, decode
 from glassbox.lidar.projection import ProjectionConfig, RangeImage, normalise, project_points
 from glassbox.lidar.spi import SpiConfig, build_model
 from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
+from glassbox.runtime import Inference
 
 INPUT_NAME = "range_image"
 
@@ -78,18 +79,19 @@ class LidarDetectionPipeline(ModelPipeline):
         image = project_points(points, self.cfg.projection, ring=ring)
         return image, normalise(image)[None]
 
-    def network(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
-        """Head outputs of one scan (batch index 0) as numpy, and the named feature maps."""
-        outputs, feats = self.runtime.run({INPUT_NAME: x})
-        return {k: v[0] for k, v in outputs.items()}, feats
+    def network(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], Inference]:
+        """Head outputs of one scan (batch index 0) as numpy, and the whole inference (feature maps or in-graph
+        entropy)."""
+        inference = self.infer({INPUT_NAME: x})
+        return {k: v[0] for k, v in inference.outputs.items()}, inference
 
     def __call__(self, points: np.ndarray, ring: np.ndarray | None = None) -> LidarDetectionResult:
         t0 = time.perf_counter()
         image, x = self.project(points, ring)
         t1 = time.perf_counter()
-        heads, feats = self.network(x)
+        heads, inference = self.network(x)
         t2 = time.perf_counter()
-        profile = self.entropy(feats, self._frame)
+        profile = self.entropy(inference, self._frame)
         t3 = time.perf_counter()
         dets = decode(heads, image.xyz, image.mask, self.cfg.decode)
         t4 = time.perf_counter()

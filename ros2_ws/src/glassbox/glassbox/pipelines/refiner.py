@@ -17,6 +17,7 @@ from glassbox.config import from_dict
 from glassbox.entropy import EntropyProfile
 from glassbox.heads import RefinedImage
 from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
+from glassbox.runtime import Inference
 from glassbox.vision.refiner import Refiner, RefinerConfig
 
 
@@ -58,10 +59,11 @@ class RefinerPipeline(ModelPipeline):
     def _build(self, saved: dict) -> Refiner:
         return Refiner(from_dict(RefinerConfig, saved, source=self.cfg.model_path) if saved else self.cfg.model)
 
-    def refine_float(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
-        """(1, 3, H, W) float32 in [0, 1] -> refined (1, 3, H, W) float32 (unclipped) and feature maps."""
-        out, feats = self.runtime.run({"image": x})
-        return out["refined"], feats
+    def refine_float(self, x: np.ndarray) -> tuple[np.ndarray, Inference]:
+        """(1, 3, H, W) float32 in [0, 1] -> refined (1, 3, H, W) float32 (unclipped) and the whole inference
+        (feature maps or in-graph entropy)."""
+        inference = self.infer({"image": x})
+        return inference.outputs["refined"], inference
 
     def __call__(self, rgb: np.ndarray) -> RefinerResult:
         if rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -70,9 +72,9 @@ class RefinerPipeline(ModelPipeline):
         scale = 255.0 if rgb.dtype == np.uint8 else 1.0
         x = (rgb.astype(np.float32) / scale).transpose(2, 0, 1)[None]
         t1 = time.perf_counter()
-        y, feats = self.refine_float(x)
+        y, inference = self.refine_float(x)
         t2 = time.perf_counter()
-        profile = self.entropy(feats, self._frame)
+        profile = self.entropy(inference, self._frame)
         t3 = time.perf_counter()
         refined = (np.clip(y[0].transpose(1, 2, 0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         t4 = time.perf_counter()

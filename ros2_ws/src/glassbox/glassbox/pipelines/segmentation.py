@@ -92,9 +92,10 @@ class SegmentationPipeline(ModelPipeline):
             small = refined = self.refiner(small).refined
         t2 = time.perf_counter()
         x = (small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        out, feats = self.runtime.run({"image": x})
+        inference = self.infer({"image": x})
+        out = inference.outputs
         t3 = time.perf_counter()
-        profile = self.entropy(feats, self._frame)
+        profile = self.entropy(inference, self._frame)
         t4 = time.perf_counter()
         ids, ent = softmax_entropy(out["logits"][0])
         labels = cv2.resize(ids.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
