@@ -6,7 +6,7 @@ import math
 import pytest
 
 from glassbox.models.card import EntropyReference, ModelCard, save_card
-from glassbox.monitor import EntropyMonitor, LayerReference, Level, MonitorConfig, ReferenceError, load_references
+from glassbox.monitor import EntropyMonitor, LayerReference, Level, MonitorConfig, ReferenceProfileError, load_references
 
 REF = {"m": {"a": LayerReference(100.0, 2.0), "b": LayerReference(50.0, 1.0)}}
 
@@ -63,7 +63,7 @@ def test_reference_files_table_and_card(tmp_path):
     assert refs["m"]["a"] == LayerReference(1.0, 0.5) and refs["n"]["x"].std == 0.1
     bad = tmp_path / "bad.yaml"
     bad.write_text("models:\n  m:\n    layers:\n      a: {mean: 1.0}\n")
-    with pytest.raises(ReferenceError, match="layer 'a' of model 'm'"):
+    with pytest.raises(ReferenceProfileError, match="layer 'a' of model 'm'"):
         load_references([bad])
-    with pytest.raises(ReferenceError, match="not found"):
+    with pytest.raises(ReferenceProfileError, match="not found"):
         load_references([tmp_path / "missing.yaml"])
