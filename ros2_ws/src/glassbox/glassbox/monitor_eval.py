@@ -41,13 +41,13 @@ class EvalConfig:
     sensors: tuple[str, ...] = SENSORS
     faults: tuple[str, ...] = tuple(FAULTS)
     severities: tuple[float, ...] = SEVERITIES
-    calib_seeds: tuple[int, ...] = (100, 101, 102, 103)
-    calib_frames_per_seed: int = 10
+    calib_seeds: tuple[int, ...] = (100, 101, 102, 103, 104, 105)
+    calib_frames_per_seed: int = 12
     calib_spacing_s: float = 0.5
-    test_seeds: tuple[int, ...] = (200, 201)
-    test_frames_per_seed: int = 60
+    test_seeds: tuple[int, ...] = (200, 201, 202)
+    test_frames_per_seed: int = 100
     rate_hz: float = 10.0               # nominal test frames are consecutive at this rate
-    fault_every: int = 4
+    fault_every: int = 5
     camera_width: int = 320             # the resolution of the shipped camera models' references
     camera_height: int = 256
     lidar: str = "hdl64"
@@ -273,6 +273,7 @@ def evaluate_sensor(sensor: str, cfg: EvalConfig = EvalConfig(), log=lambda msg:
             levels = monitor_levels(np.concatenate([e_sub[:onset], e_f[onset:]]), layers, refs, cfg.monitor)
             per_sev[str(sev)] = {"auroc": {k: round(auroc(neg[k], pos[k]), 4) for k in pos},
                                  "delay_frames": detection_delay(levels, onset),
+                                 "alarm_before_onset": bool(levels[onset - 1] != Level.OK),
                                  "roc": {k: _roc_points(neg[k], pos[k]) for k in pos}}
             zs.append(z)
             log(f"  {name} @ {sev}: AUROC monitor {per_sev[str(sev)]['auroc']['monitor']:.3f}, "
