@@ -61,7 +61,8 @@ def test_ok_on_new_nominal_frames_and_alarm_on_an_injected_fault(recorded):
     nominal, result = _levels(folder, _drive(folder, 11, seconds=2.5, start_m=30.0), out, "nominal_out")
     assert Level.ERROR not in nominal and nominal.count(Level.OK) >= 0.9 * len(nominal), nominal
     assert result.metrics["monitor"]["spi_lidar"]["all"]["OK"] >= 0.9
-    faulty, _ = _levels(folder, _drive(folder, 11, faults=(("rain_clutter", 0.0, 10.0, 1.0),), seconds=2.5, start_m=30.0), out, "fault_out")
+    rain = _drive(folder, 11, faults=(("rain_clutter", 0.0, 10.0, 1.0),), seconds=2.5, start_m=30.0)
+    faulty, _ = _levels(folder, rain, out, "fault_out")
     assert all(lv in (Level.WARN, Level.ERROR) for lv in faulty[3:]), faulty
 
 

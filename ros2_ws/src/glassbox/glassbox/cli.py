@@ -124,7 +124,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         print(f"glassbox profile: {exc}", file=sys.stderr)
         return 2
     for model, entry in table["models"].items():
-        print(f"  {model:<14} {entry['frames']} frames, {len(entry['layers'])} layers from {', '.join(entry['sensors'])}")
+        print(f"  {model:<14} {entry['frames']} frames, {len(entry['layers'])} layers from "
+              f"{', '.join(entry['sensors'])}")
     print(f"wrote {args.out}: pass it to the monitor node in reference_files, or to `glassbox replay "
           "--reference-profile`")
     return 0

@@ -6,8 +6,9 @@ data unchanged (a copy) and 1 is a strong, clearly visible fault; each docstring
 parameter at severity ``s``.
 
 Frames: LiDAR faults take and return ``(points (N, >=4) xyzi..., ring (N,) int or None)`` in the sensor frame
-(x forward, y left, z up, intensity in [0, 1]; further columns, e.g. labels, stay with their points); RGB faults take and return (H, W, 3) uint8; thermal faults take and
-return (H, W) uint16 raw counts. Random parts draw from the ``rng`` passed in, so a seed gives the same fault.
+(x forward, y left, z up, intensity in [0, 1]; further columns, e.g. labels, stay with their points); RGB
+faults take and return (H, W, 3) uint8; thermal faults take and return (H, W) uint16 raw counts. Random parts
+draw from the ``rng`` passed in, so a seed gives the same fault.
 ``frozen_frame`` is temporal: :func:`fault_sequence` applies any fault to a sequence of frames.
 
 Brightness changes reuse ``glassbox.sim.corrupt.adjust_brightness`` (torchvision's definition).

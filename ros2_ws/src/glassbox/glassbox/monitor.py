@@ -79,9 +79,11 @@ def _parse_layers(layers: object, source: str, model: str) -> dict[str, LayerRef
         try:
             mean, std = float(stats["mean"]), float(stats["std"])
         except (TypeError, KeyError, ValueError):
-            raise ReferenceProfileError(f"{source}: layer '{name}' of model '{model}' needs numeric 'mean' and 'std'") from None
+            raise ReferenceProfileError(f"{source}: layer '{name}' of model '{model}' needs numeric 'mean' and "
+                                        "'std'") from None
         if not math.isfinite(mean) or not math.isfinite(std) or std < 0:
-            raise ReferenceProfileError(f"{source}: layer '{name}' of model '{model}' has invalid mean/std {mean}, {std}")
+            raise ReferenceProfileError(f"{source}: layer '{name}' of model '{model}' has invalid mean/std "
+                                        f"{mean}, {std}")
         out[str(name)] = LayerReference(mean, std)
     return out
 

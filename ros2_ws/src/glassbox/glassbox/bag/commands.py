@@ -151,7 +151,8 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera-height", type=int, default=256, help="RGB and thermal height (px)")
     p.add_argument("--models", type=Path, default=None, help="folder with the model cards (default: models/)")
     p.add_argument("--fault", type=_parse_fault, default=_parse_fault(DEMO_FAULT), metavar="NAME:START-END[:SEVERITY]",
-                   help=f"sensor fault injected into the drive (glassbox.faults; default {DEMO_FAULT}; 'none': no fault)")
+                   help=f"sensor fault injected into the drive (glassbox.faults; default {DEMO_FAULT}; "
+                        "'none': no fault)")
     p.add_argument("--quiet", action="store_true")
 
 

@@ -182,7 +182,8 @@ def inject_faults(cfg: DriveConfig, cap: Capture, a: dict[str, Any]) -> dict[str
         if cap.kind == "lidar":
             extra = np.column_stack([a["label"], a["instance"], a["time"]]).astype(np.float64)
             pts, ring = inject(name, (np.column_stack([a["points"], extra]), a["ring"]), severity, rng)
-            a = {**a, "points": pts[:, :4].astype(np.float32), "ring": ring, "label": pts[:, 4].astype(a["label"].dtype),
+            a = {**a, "points": pts[:, :4].astype(np.float32), "ring": ring,
+                 "label": pts[:, 4].astype(a["label"].dtype),
                  "instance": pts[:, 5].astype(a["instance"].dtype), "time": pts[:, 6].astype(a["time"].dtype)}
         elif cap.kind == "rgb":
             a = {**a, "image": inject(name, a["image"], severity, rng)}
