@@ -6,7 +6,8 @@ import math
 import pytest
 
 from glassbox.models.card import EntropyReference, ModelCard, save_card
-from glassbox.monitor import EntropyMonitor, LayerReference, Level, MonitorConfig, ReferenceProfileError, load_references
+from glassbox.monitor import (EntropyMonitor, LayerReference, Level, MonitorConfig, ReferenceProfileError,
+                              load_references)
 
 REF = {"m": {"a": LayerReference(100.0, 2.0), "b": LayerReference(50.0, 1.0)}}
 

@@ -68,26 +68,25 @@ def _stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
 
 
 def _scan_msg():
-    from sensor_msgs.msg import PointCloud2  # noqa: F401
     from std_msgs.msg import Header
 
+    from glassbox.msg import xyz_to_structured
     from glassbox.sim import SceneConfig, lidar_preset, make_scene, scan_lidar
-    from glassbox_ros import converters as cv
+    from glassbox_ros.converters import build
     scan = scan_lidar(make_scene(3, SceneConfig()), lidar_preset("hdl32"), np.eye(4), seed=3)
     header = Header(frame_id="lidar")
     header.stamp.sec = 5
-    return cv.array_to_pointcloud2(cv.xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16)}),
-                                   header)
+    return build.pointcloud2(xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16)}), header)
 
 
 def _image_msg():
     from std_msgs.msg import Header
 
-    from glassbox_ros import converters as cv
+    from glassbox_ros.converters import build
     rgb = np.random.default_rng(0).integers(0, 255, (256, 320, 3), dtype=np.uint8)
     header = Header(frame_id="camera_optical_frame")
     header.stamp.sec = 5
-    return cv.array_to_image(rgb, "rgb8", header)
+    return build.image(rgb, "rgb8", header)
 
 
 @pytest.mark.slow

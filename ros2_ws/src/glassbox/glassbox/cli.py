@@ -100,6 +100,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _add_profile(p: argparse.ArgumentParser) -> None:
+    from glassbox.bag.commands import _parse_map
+    p.add_argument("bags", type=Path, nargs="+", help="nominal recordings of this robot (mcap or rosbag2 folders)")
+    p.add_argument("--out", type=Path, required=True, help="reference profile YAML to write")
+    p.add_argument("--map", type=_parse_map, default={}, metavar="ROLE=TOPIC,...",
+                   help="topics by role, as for `glassbox replay`")
+    p.add_argument("--capabilities", default=None, help="comma-separated subset of lidar,refiner,segmentation,fusion")
+    p.add_argument("--models", type=Path, default=None, help="folder with the model cards (default: models/)")
+    p.add_argument("--config", type=Path, default=None, help="ReplayConfig YAML (see config/replay.yaml)")
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from glassbox.bag.commands import _config
+    from glassbox.bag.profile import ProfileError, record_profile
+    from glassbox.bag.replay import ReplayError
+    from glassbox.config import ConfigError
+
+    args.backend = args.providers = None
+    try:
+        table = record_profile(args.bags, args.out, _config(args), topic_map=args.map)
+    except (ProfileError, ReplayError, ConfigError, ValueError) as exc:
+        print(f"glassbox profile: {exc}", file=sys.stderr)
+        return 2
+    for model, entry in table["models"].items():
+        print(f"  {model:<14} {entry['frames']} frames, {len(entry['layers'])} layers from "
+              f"{', '.join(entry['sensors'])}")
+    print(f"wrote {args.out}: pass it to the monitor node in reference_files, or to `glassbox replay "
+          "--reference-profile`")
+    return 0
+
+
 # name -> (help, add-arguments, run)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "sim": ("render a synthetic drive (LiDAR, RGB, thermal, ground truth) into a ROS 2 bag", _add_sim, _cmd_sim),
@@ -109,6 +140,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
                "output bags, metrics, report",
                _add_replay, _cmd_replay),
     "demo": ("synthetic drive -> the whole suite with the shipped models -> report", _add_demo, _cmd_demo),
+    "profile": ("record the entropy reference profile of this robot's sensors from nominal bags (first step on a "
+                "new robot)", _add_profile, _cmd_profile),
 }
 
 

@@ -7,15 +7,18 @@ drops below ``hysteresis`` times the threshold, so a layer hovering at a thresho
 not heard from for ``stale_after_s`` is STALE. The ROS node ``entropy_monitor_node`` turns the states into
 ``diagnostic_msgs/DiagnosticArray``; the bag replay uses this class directly.
 
-Reference files are YAML, either a table of models::
+Reference files are YAML, either a table of models (what ``glassbox profile`` records on a robot's own nominal
+bags, see ``glassbox.bag.profile``; it adds the frames, sensors, card sha256 and robust spreads)::
 
     models:
       spi_lidar:
+        card_sha256: e9023f20...
         layers:
           backbone.stage1.0: {mean: 812.4, std: 3.1}
 
 or a model card (``glassbox.models.card``) whose ``entropy_reference`` lists layer names with their mean and
-std.
+std (recorded on the synthetic validation data the model was trained for). A recorded profile overrides a
+card's reference, and is refused when it was recorded for another model file.
 """
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ class MonitorConfig:
     min_std_nats: float = 1e-3     # floor on the reference std, so a constant reference layer cannot give z = inf
     stale_after_s: float = 5.0     # no profile for this long -> STALE
     worst_layers: int = 3          # how many layers to name in the status message
+    min_similarity: float = 0.6    # a fault signature is named when its cosine similarity reaches this
 
     def __post_init__(self) -> None:
         if not 0 < self.warn_z < self.error_z:
@@ -75,14 +79,17 @@ def _parse_layers(layers: object, source: str, model: str) -> dict[str, LayerRef
         try:
             mean, std = float(stats["mean"]), float(stats["std"])
         except (TypeError, KeyError, ValueError):
-            raise ReferenceProfileError(f"{source}: layer '{name}' of model '{model}' needs numeric 'mean' and 'std'") from None
+            raise ReferenceProfileError(f"{source}: layer '{name}' of model '{model}' needs numeric 'mean' and "
+                                        "'std'") from None
         if not math.isfinite(mean) or not math.isfinite(std) or std < 0:
-            raise ReferenceProfileError(f"{source}: layer '{name}' of model '{model}' has invalid mean/std {mean}, {std}")
+            raise ReferenceProfileError(f"{source}: layer '{name}' of model '{model}' has invalid mean/std "
+                                        f"{mean}, {std}")
         out[str(name)] = LayerReference(mean, std)
     return out
 
 
-def _card_reference(path: Path) -> tuple[str, dict[str, LayerReference] | None]:
+def _card_reference(path: Path) -> tuple[str, str, dict[str, LayerReference] | None]:
+    """(model name, model sha256, layer table or None) of a model card."""
     from glassbox.models.card import ModelCardError, load_card
     try:
         card = load_card(path)
@@ -90,38 +97,100 @@ def _card_reference(path: Path) -> tuple[str, dict[str, LayerReference] | None]:
         raise ReferenceProfileError(str(exc)) from None
     ref = card.entropy_reference
     if ref is None:
-        return card.name, None
+        return card.name, card.sha256, None
     table = {n: {"mean": m, "std": s} for n, m, s in zip(ref.layer_names, ref.mean_nats, ref.std_nats)}
-    return card.name, _parse_layers(table, str(path), card.name)
+    return card.name, card.sha256, _parse_layers(table, str(path), card.name)
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ReferenceProfileError(f"{path}: reference file not found") from None
+    except yaml.YAMLError as exc:
+        raise ReferenceProfileError(f"{path}: not valid YAML: {exc}") from None
 
 
 def load_references(paths: Sequence[str | Path], allow_missing: bool = False) -> dict[str, dict[str, LayerReference]]:
     """Read reference profiles (model -> layer -> mean/std) from YAML tables or model cards.
 
-    A model card without a reference profile is an error, unless ``allow_missing`` (then it is left out).
+    A ``models:`` table (a profile recorded by ``glassbox profile``, or written by hand) takes precedence over
+    the reference a model card carries, whatever the order of ``paths``. A profile entry that names the
+    ``card_sha256`` it was recorded with is refused when a card of the same model with another sha256 is among
+    ``paths``: its statistics describe another network. A model card without a reference profile is an error,
+    unless ``allow_missing`` or a profile covers it.
     """
-    refs: dict[str, dict[str, LayerReference]] = {}
-    for path in paths:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ReferenceProfileError(f"{path}: reference file not found") from None
-        except yaml.YAMLError as exc:
-            raise ReferenceProfileError(f"{path}: not valid YAML: {exc}") from None
+    cards: dict[str, tuple[str, dict[str, LayerReference] | None, Path]] = {}
+    tables: dict[str, tuple[str, dict[str, LayerReference], Path]] = {}
+    for path in map(Path, paths):
+        data = _read_yaml(path)
         if isinstance(data, Mapping) and isinstance(data.get("models"), Mapping):
             for model, entry in data["models"].items():
                 layers = entry.get("layers") if isinstance(entry, Mapping) else None
-                refs[str(model)] = _parse_layers(layers, str(path), str(model))
+                sha = str(entry.get("card_sha256", "")) if isinstance(entry, Mapping) else ""
+                tables[str(model)] = (sha, _parse_layers(layers, str(path), str(model)), path)
         elif isinstance(data, Mapping) and "entropy_reference" in data:
-            name, layers = _card_reference(path)
-            if layers is None and not allow_missing:
-                raise ReferenceProfileError(f"{path}: model card '{name}' has no entropy_reference")
-            if layers is not None:
-                refs[name] = layers
+            name, sha, layers = _card_reference(path)
+            cards[name] = (sha, layers, path)
         else:
-            raise ReferenceProfileError(f"{path}: expected a 'models:' table or a model card with an 'entropy_reference'")
+            raise ReferenceProfileError(f"{path}: expected a 'models:' table or a model card with an "
+                                        "'entropy_reference'")
+    for model, (sha, _, path) in tables.items():
+        if model in cards and sha and sha != cards[model][0]:
+            raise ReferenceProfileError(
+                f"{path}: the profile of model '{model}' was recorded with the model whose sha256 is {sha[:12]}..., "
+                f"but {cards[model][2]} is sha256 {cards[model][0][:12]}...: a profile describes one network only; "
+                f"record a new one with `glassbox profile`")
+    refs = {m: layers for m, (_, layers, _) in cards.items() if layers is not None}
+    missing = [(m, p) for m, (_, layers, p) in cards.items() if layers is None and m not in tables]
+    if missing and not allow_missing:
+        raise ReferenceProfileError(f"{missing[0][1]}: model card '{missing[0][0]}' has no entropy_reference")
+    refs.update({m: layers for m, (_, layers, _) in tables.items()})
     return refs
+
+
+def layer_statistics(samples: np.ndarray) -> list[dict[str, float]]:
+    """Per column of ``samples`` (frames, layers), nats: mean, std, median, robust std (1.4826 * MAD, the std
+    of a Gaussian with that MAD), and the 1 % and 99 % quantiles."""
+    x = np.asarray(samples, np.float64)
+    median = np.median(x, axis=0)
+    mad = np.median(np.abs(x - median), axis=0)
+    p01, p99 = np.percentile(x, [1.0, 99.0], axis=0)
+    return [{"mean": float(a), "std": float(b), "median": float(c), "robust_std": float(1.4826 * d),
+             "p01": float(e), "p99": float(f)}
+            for a, b, c, d, e, f in zip(x.mean(axis=0), x.std(axis=0, ddof=1) if len(x) > 1 else np.zeros(x.shape[1]),
+                                        median, mad, p01, p99)]
+
+
+# ------------------------------------------------------------------------------------------- fault signatures
+def load_signatures(path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Fault signatures: model -> fault class -> layer -> mean z-score of that fault (written by the fault
+    benchmark, ``bench/bench_monitor.py``, as ``signatures: {model: {fault: {layer: z}}}``)."""
+    path = Path(path)
+    data = _read_yaml(path)
+    table = data.get("signatures") if isinstance(data, Mapping) else None
+    if not isinstance(table, Mapping):
+        raise ReferenceProfileError(f"{path}: expected a 'signatures:' table")
+    try:
+        return {str(m): {str(f): {str(k): float(v) for k, v in z.items()} for f, z in faults.items()}
+                for m, faults in table.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise ReferenceProfileError(f"{path}: signatures must map model -> fault -> layer -> number") from None
+
+
+def nearest_signature(z: Mapping[str, float], signatures: Mapping[str, Mapping[str, float]]
+                      ) -> tuple[str, float] | None:
+    """The fault whose signature is most similar to the z-vector ``z`` (cosine similarity over the layers both
+    name), or None without signatures or finite z-scores."""
+    best: tuple[str, float] | None = None
+    for fault, sig in signatures.items():
+        common = [k for k in sig if k in z and math.isfinite(z[k])]
+        a = np.array([z[k] for k in common])
+        b = np.array([sig[k] for k in common])
+        norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+        if norm > 0 and (best is None or float(a @ b) / norm > best[1]):
+            best = (fault, float(a @ b) / norm)
+    return best
 
 
 @dataclass
@@ -136,14 +205,20 @@ class ModelHealth:
     frames: int = 0
     unknown_layers: list[str] = field(default_factory=list)
     last_stamp_ns: int = 0
+    likely_fault: tuple[str, float] | None = None               # (fault class, similarity) when WARN/ERROR
 
 
 class EntropyMonitor:
-    """Holds live entropy profiles against references; one instance watches any number of models."""
+    """Holds live entropy profiles against references; one instance watches any number of models.
 
-    def __init__(self, references: Mapping[str, Mapping[str, LayerReference]], cfg: MonitorConfig = MonitorConfig()):
+    With ``signatures`` (:func:`load_signatures`), a WARN or ERROR status also names the fault class whose
+    signature is nearest to the model's current z-vector, with its similarity."""
+
+    def __init__(self, references: Mapping[str, Mapping[str, LayerReference]], cfg: MonitorConfig = MonitorConfig(),
+                 signatures: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None):
         self.references = {m: dict(layers) for m, layers in references.items()}
         self.cfg = cfg
+        self.signatures = {m: dict(faults) for m, faults in (signatures or {}).items()}
         self._z: dict[str, dict[str, float]] = {}
         self._level: dict[str, Level] = {}
         self._health: dict[str, ModelHealth] = {}
@@ -193,13 +268,20 @@ class EntropyMonitor:
         level = self._level_from(zmax, self._level.get(model_name, Level.OK))
         self._level[model_name] = level
         worst = [(n, z) for n, z in ranked[: self.cfg.worst_layers] if abs(z) >= self.cfg.hysteresis * self.cfg.warn_z]
+        likely = None
         if level == Level.OK:
             message = f"OK (max |z| {zmax:.1f})"
         else:
             named = ", ".join(f"{n} (z={z:+.1f})" for n, z in worst) or ", ".join(bad)
             message = f"{level.name}: entropy off reference in {named}"
+            likely = nearest_signature(z_state, self.signatures.get(model_name, {}))
+            if likely is not None and likely[1] >= self.cfg.min_similarity:
+                message += f"; likely fault: {likely[0]} (similarity {likely[1]:.2f})"
+            else:
+                likely = None
         previous_frames = self._health[model_name].frames if model_name in self._health else 0
-        health = ModelHealth(model_name, level, message, dict(z_state), worst, previous_frames + 1, unknown, stamp_ns)
+        health = ModelHealth(model_name, level, message, dict(z_state), worst, previous_frames + 1, unknown, stamp_ns,
+                             likely)
         self._health[model_name] = health
         return health
 

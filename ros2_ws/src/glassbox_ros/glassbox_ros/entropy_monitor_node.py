@@ -15,7 +15,8 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
-from glassbox.monitor import EntropyMonitor, Level, MonitorConfig, load_references
+from glassbox.monitor import (EntropyMonitor, Level, MonitorConfig, ReferenceProfileError, load_references,
+                              load_signatures)
 from glassbox.msg import ConversionError, entropy_profile_from_msg
 
 _LEVEL_BYTES = {Level.OK: DiagnosticStatus.OK, Level.WARN: DiagnosticStatus.WARN,
@@ -35,7 +36,12 @@ class EntropyMonitorNode(Node):
             description="EntropyProfile topics to watch (relative names resolve in the node's namespace)",
             read_only=True))
         self.declare_parameter("reference_files", [""], ParameterDescriptor(
-            description="YAML files with reference profiles: a 'models:' table or model cards", read_only=True))
+            description="YAML files with reference profiles: model cards and/or profiles recorded by `glassbox "
+                        "profile` (a profile overrides its model's card; one recorded for another model file is "
+                        "refused)", read_only=True))
+        self.declare_parameter("fault_signatures", "", ParameterDescriptor(
+            description="YAML of fault signatures (config/fault_signatures.yaml): WARN/ERROR statuses name the "
+                        "nearest fault class; empty: none", read_only=True))
         self.declare_parameter("warn_z", d.warn_z, _float("|z| from which a layer is WARN", 0.1, 1000.0))
         self.declare_parameter("error_z", d.error_z, _float("|z| from which a layer is ERROR", 0.1, 1000.0))
         self.declare_parameter("smoothing", d.smoothing, _float("EMA weight of the newest z-score", 0.01, 1.0))
@@ -49,7 +55,13 @@ class EntropyMonitorNode(Node):
         p = {name: self.get_parameter(name).value for name in
              ("warn_z", "error_z", "smoothing", "hysteresis", "min_std_nats", "stale_after_s")}
         files = [f for f in self.get_parameter("reference_files").value if f]
-        self.monitor = EntropyMonitor(load_references(files), MonitorConfig(**p))
+        signatures = self.get_parameter("fault_signatures").value
+        try:
+            self.monitor = EntropyMonitor(load_references(files), MonitorConfig(**p),
+                                          load_signatures(signatures) if signatures else None)
+        except ReferenceProfileError as exc:
+            self.get_logger().fatal(f"cannot load the reference profiles: {exc}")
+            raise
         self.rejected: dict[str, int] = {}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.subs = [self.create_subscription(EntropyProfile, topic, self.on_profile, qos_profile_sensor_data)
@@ -82,6 +94,8 @@ class EntropyMonitorNode(Node):
             values += [KeyValue(key=f"z/{layer}", value=f"{z:+.3f}") for layer, z in h.z_scores.items()]
             if h.unknown_layers:
                 values.append(KeyValue(key="layers_without_reference", value=",".join(h.unknown_layers)))
+            if h.likely_fault is not None:
+                values.append(KeyValue(key="likely_fault", value=f"{h.likely_fault[0]}:{h.likely_fault[1]:.2f}"))
             out.status.append(DiagnosticStatus(level=_LEVEL_BYTES[h.level], name=f"glassbox/entropy/{h.model_name}",
                                                message=h.message, hardware_id=self.get_fully_qualified_name(),
                                                values=values))

@@ -38,6 +38,8 @@ def add_replay_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=1.0, help="live mode: playback rate factor")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_fleet_args(p)
+    p.add_argument("--reference-profile", type=Path, default=None,
+                   help="monitor against this profile from `glassbox profile` instead of the cards' references")
 
 
 def _config(args: argparse.Namespace):
@@ -107,6 +109,14 @@ def run_replay(args: argparse.Namespace) -> int:
             return 2
         status = 2
     close()
+    if args.reference_profile:
+        from glassbox.bag.profile import apply_profile
+        from glassbox.monitor import ReferenceProfileError
+        try:
+            apply_profile(result, args.reference_profile, cfg, cfg.monitor)
+        except ReferenceProfileError as exc:
+            print(f"glassbox replay: {exc}", file=sys.stderr)
+            return 2
     result.wall_time_s = time.perf_counter() - t0
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -148,7 +158,25 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera-width", type=int, default=320, help="RGB and thermal width (px)")
     p.add_argument("--camera-height", type=int, default=256, help="RGB and thermal height (px)")
     p.add_argument("--models", type=Path, default=None, help="folder with the model cards (default: models/)")
+    p.add_argument("--fault", type=_parse_fault, default=_parse_fault(DEMO_FAULT), metavar="NAME:START-END[:SEVERITY]",
+                   help=f"sensor fault injected into the drive (glassbox.faults; default {DEMO_FAULT}; "
+                        "'none': no fault)")
     p.add_argument("--quiet", action="store_true")
+
+
+DEMO_FAULT = "rain_clutter:1.5-3.5:1.0"     # LiDAR, in the daylight segment: the monitor should catch it
+
+
+def _parse_fault(text: str) -> tuple:
+    """``NAME:START-END[:SEVERITY]`` -> ((name, start_s, end_s, severity),); 'none' -> ()."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        name, window, *sev = text.split(":")
+        start, end = (float(v) for v in window.split("-"))
+        return ((name.strip(), start, end, float(sev[0]) if sev else 1.0),)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fault looks like NAME:START-END[:SEVERITY], got '{text}'") from None
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -175,12 +203,14 @@ def run_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True)
     t0 = time.perf_counter()
     drive = out / "drive.mcap"
-    print(f"[1/3] rendering a {args.seconds:g} s synthetic drive (day -> glare -> night) ...", flush=True)
+    print(f"[1/3] rendering a {args.seconds:g} s synthetic drive (day -> glare -> night) ..."
+          + "".join(f" with {n} injected at {a:g}-{b:g} s" for n, a, b, _ in args.fault), flush=True)
     # 320x256 cameras: the resolution the shipped camera models and their reference entropy profiles were made at.
     summary = write_drive(drive, DriveConfig(seconds=args.seconds, seed=args.seed,
                                              rgb=rgb_camera(width=args.camera_width, height=args.camera_height),
                                              thermal=thermal_camera(width=args.camera_width,
-                                                                    height=args.camera_height)))
+                                                                    height=args.camera_height),
+                                             faults=args.fault))
     t1 = time.perf_counter()
     print(f"      {sum(summary.messages.values())} messages in {t1 - t0:.0f} s -> {drive}")
     from glassbox.capabilities import all_capabilities

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from glassbox.bag.monitor_section import monitor_section
 from glassbox.bag.replay import ReplayResult, write_metrics
 from glassbox.bag.sections import Section, generic_section, pyplot, table
 
@@ -182,6 +183,7 @@ def write_report(result: ReplayResult, out_dir: str | Path, warn_z: float = 3.0)
             (f"<div class='warn'><b>Rejected input</b><ul>{rej}</ul></div>" if rej else ""),
             "<h2>Metrics</h2>", metric_html.strip() or "<p>No metrics (no ground truth).</p>",
             "<h2>Entropy monitor</h2>", img(mon, "monitor level per entropy profile") if mon else "<p>No profiles.</p>",
+            monitor_section(result, out),
             "<h2>Per-layer entropy</h2><p class='muted'>Green band: the model card's reference profile "
             f"(mean ± {warn_z:g} std on validation data); background: lighting segment.</p>",
             *[img(p, f"per-layer entropy of {p.stem[len('entropy_'):]}") for p in ent],

@@ -76,6 +76,8 @@ class DriveConfig:
     start_ns: int = 1_700_000_000_000_000_000
     workers: int = 2
     compress: bool = True                     # zstd chunk compression of the mcap storage
+    # Injected sensor faults (glassbox.faults): (name, start_s, end_s, severity in [0, 1]); listed in the sidecar.
+    faults: tuple[tuple[str, float, float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.seconds <= 0 or min(self.lidar_hz, self.rgb_hz, self.thermal_hz) <= 0:
@@ -85,6 +87,19 @@ class DriveConfig:
         for name in self.segments:
             lighting_preset(name)
         lidar_preset(self.lidar)
+        if self.faults:
+            self._check_faults()
+
+    def _check_faults(self) -> None:
+        from glassbox.faults import FaultError, get_fault
+        for fault in self.faults:
+            try:
+                name, start, end, severity = fault
+                get_fault(name)
+            except (FaultError, TypeError, ValueError) as exc:
+                raise DriveError(f"DriveConfig.faults: {fault!r}: {exc}") from None
+            if not start < end or not 0.0 <= severity <= 1.0:
+                raise DriveError(f"DriveConfig.faults: {fault!r} needs start < end and severity in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -155,8 +170,32 @@ def render_capture(scene: Scene, cfg: DriveConfig, lidar: LidarConfig, cap: Capt
             "ids": th.box_ids, "pose": pose}
 
 
+def inject_faults(cfg: DriveConfig, cap: Capture, a: dict[str, Any]) -> dict[str, Any]:
+    """The capture's arrays with the faults of ``cfg.faults`` active at its time (ground truth is left as is;
+    the per-point labels follow the LiDAR points a fault keeps)."""
+    from glassbox.faults import get_fault, inject
+    from glassbox.sim.camera import thermal_agc
+    for name, start, end, severity in cfg.faults:
+        if get_fault(name).sensor != cap.kind or not start <= cap.t < end:
+            continue
+        rng = np.random.default_rng(_capture_seed(cfg, cap) + 1)
+        if cap.kind == "lidar":
+            extra = np.column_stack([a["label"], a["instance"], a["time"]]).astype(np.float64)
+            pts, ring = inject(name, (np.column_stack([a["points"], extra]), a["ring"]), severity, rng)
+            a = {**a, "points": pts[:, :4].astype(np.float32), "ring": ring,
+                 "label": pts[:, 4].astype(a["label"].dtype),
+                 "instance": pts[:, 5].astype(a["instance"].dtype), "time": pts[:, 6].astype(a["time"].dtype)}
+        elif cap.kind == "rgb":
+            a = {**a, "image": inject(name, a["image"], severity, rng)}
+        else:
+            image16 = inject(name, a["image16"], severity, rng)
+            a = {**a, "image16": image16, "image8": thermal_agc(image16)}
+    return a
+
+
 def _render_in_worker(cap: Capture) -> tuple[Capture, dict[str, Any]]:
-    return cap, render_capture(_WORKER["scene"], _WORKER["cfg"], _WORKER["lidar"], cap)
+    arrays = render_capture(_WORKER["scene"], _WORKER["cfg"], _WORKER["lidar"], cap)
+    return cap, inject_faults(_WORKER["cfg"], cap, arrays) if _WORKER["cfg"].faults else arrays
 
 
 def iter_captures(cfg: DriveConfig) -> Iterator[tuple[Capture, dict[str, Any]]]:
@@ -194,7 +233,15 @@ def calibration(cfg: DriveConfig) -> dict[str, Any]:
                     "base_T_cam": cfg.thermal.base_T_cam().tolist()},
         "lidar": {"preset": cfg.lidar, "base_T_lidar": lidar.base_T_lidar().tolist()},
         "homography_thermal_to_rgb": homography_thermal_to_rgb(cfg.rgb, cfg.thermal).tolist(),
+        **({"faults": [_fault_record(f) for f in cfg.faults]} if cfg.faults else {}),
     }
+
+
+def _fault_record(fault: tuple[str, float, float, float]) -> dict[str, Any]:
+    from glassbox.faults import get_fault
+    name, start, end, severity = fault
+    return {"name": name, "sensor": get_fault(name).sensor, "start_s": float(start), "end_s": float(end),
+            "severity": float(severity)}
 
 
 class _DriveWriter:
