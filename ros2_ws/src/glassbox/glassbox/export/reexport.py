@@ -12,10 +12,8 @@ does). Metrics and the reference entropy profile are kept: the network is the sa
 agrees with the reference estimator within its sampling spread (``tests/core/test_entropy_graph.py``).
 Re-running it on a re-exported card exports the same graph again.
 
-``--reference`` also recomputes the card's reference entropy profile with the deployed estimator, the way the
-trainer records it (one profile per input, mean and std per layer) on the same validation inputs (the trainer
-task's ``reference_items``, rebuilt from the card's training config): for cards whose layers have a spread over
-inputs smaller than the systematic offset of the stratified sampling (the refiner's).
+To also recompute the card's reference entropy profile with the in-graph estimator on the trainer task's
+reference inputs, use ``python -m glassbox_trainer.reexport --reference`` (the trainer owns those inputs).
 """
 from __future__ import annotations
 
@@ -70,45 +68,12 @@ def reexport(card_path: str | Path) -> ModelCard:
     return card
 
 
-def recompute_reference(card_path: str | Path) -> ModelCard:
-    """The card with its reference entropy profile recomputed by its (re-exported) graph on the trainer task's
-    reference inputs (camera cards whose task defines ``reference_items``)."""
-    from glassbox.entropy.probe import profile_from_knn
-    from glassbox.models.card import EntropyReference
-    from glassbox_trainer.tasks.refiner import RefinerTask
-
-    card_path = Path(card_path)
-    card = load_card(card_path)
-    tasks = {"image_refinement": RefinerTask}
-    if card.task not in tasks:
-        raise ValueError(f"{card_path}: no reference inputs known for task '{card.task}'")
-    task = tasks[card.task](dict(card.training.get("config", {}).get("task", {})))
-    probe = card_probe(card)
-    pipe = pipeline_classes()[card.task].from_card(card_path, threads=1, probe=probe)
-    rows = []
-    for item in task.reference_items():
-        inputs = task.example_inputs(task.collate([item]))
-        g = pipe.runtime.run({n: t.numpy() for n, t in zip(card.inputs, inputs)}).entropy
-        rows.append(profile_from_knn(g.layers, g.mean_log_r, g.sizes, probe).entropy_nats)
-    h = np.stack(rows)
-    ref = EntropyReference(estimator=probe.estimator, estimator_params=dict(g.params), layer_names=g.layers,
-                           mean_nats=tuple(h.mean(0).tolist()), std_nats=tuple(h.std(0).tolist()),
-                           num_inputs=len(rows))
-    card = replace(card, entropy_reference=ref)
-    save_card(card, card_path)
-    return card
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cards", nargs="+", help="model card YAML files")
-    parser.add_argument("--reference", action="store_true", help="recompute the reference entropy profile")
     args = parser.parse_args(argv)
     for path in args.cards:
         card = reexport(path)
-        if args.reference:
-            card = recompute_reference(path)
-            print(f"{path}: reference profile recomputed on {card.entropy_reference.num_inputs} inputs")
         print(f"{path}: {card.file} sha256 {card.sha256[:12]}..., parity {card.parity_max_abs_diff:.2e}, "
               f"entropy of {len(card.features)} layers in the graph")
 
