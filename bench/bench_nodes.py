@@ -1,6 +1,6 @@
 """End-to-end latency of the perception nodes through DDS, next to the bare pipeline time of the same input.
 
-Per node (lidar_detector, image_refiner, segmentation, rgbt_fusion) the node runs as its own process (the
+Per node (lidar_detector, image_refiner, segmentation, fusion) the node runs as its own process (the
 installed executable, ONNX Runtime backend, its shipped parameter file) and this process publishes synthetic
 sensor frames with the synthetic drive's stamps and rates (LiDAR 10 Hz, RGB 15 Hz, thermal 10 Hz). Where the
 node cannot keep up with that, the drive is played slower (the stamps keep their spacing, so the fusion node
@@ -65,7 +65,7 @@ from harness import RELIABLE, NodeProcess, RosClient  # noqa: E402
 NOMINAL_HZ = {"lidar": 10.0, "rgb": 15.0, "thermal": 10.0}
 OUTPUT_HZ = {"lidar": 10.0, "refiner": 15.0, "segmentation": 15.0, "fusion": 10.0}   # inferences per second
 HEADROOM = 1.5          # an output period of at least 1.5 x the in-process stage time, else the drive is slowed
-SLOP_S = 0.05           # rgbt_fusion.yaml sync.slop_s
+SLOP_S = 0.05           # fusion.yaml sync.slop_s
 
 NODES = {  # capability -> (executable, parameter file, namespace, input streams, outputs)
     "lidar": ("lidar_detector_node", "lidar_detector.yaml", "/glassbox/lidar", ("lidar",),
@@ -75,7 +75,7 @@ NODES = {  # capability -> (executable, parameter file, namespace, input streams
                 {"image_refined": Image, "entropy": EntropyProfile}),
     "segmentation": ("segmentation_node", "segmentation.yaml", "/glassbox/segmentation", ("rgb",),
                      {"labels": Image, "overlay": Image, "uncertainty": Image, "entropy": EntropyProfile}),
-    "fusion": ("rgbt_fusion_node", "rgbt_fusion.yaml", "/glassbox/fusion", ("rgb", "thermal"),
+    "fusion": ("fusion_node", "fusion.yaml", "/glassbox/fusion", ("rgb", "thermal"),
                {"detections": Detection2DArray, "fusion_weights": FusionWeights, "overlay": Image,
                 "uncertainty": DetectionUncertaintyArray, "entropy": EntropyProfile}),
 }

@@ -67,7 +67,7 @@ def test_the_launch_table_is_the_capability_table():
     assert [s["key"] for s in specs] == [*capabilities.names(), "monitor"]
     fusion = next(s for s in specs if s["key"] == "fusion")
     assert fusion["remappings"] == [("rgb", "camera_topic"), ("thermal", "thermal_topic")]
-    assert fusion["executable"] == "rgbt_fusion_node" and fusion["config"] == "rgbt_fusion.yaml"
+    assert fusion["executable"] == "fusion_node" and fusion["config"] == "fusion.yaml"
     # the suite launch file reads the table instead of listing nodes (parsed: no `launch` package needed)
     tree = ast.parse((REPO / "launch/perception.launch.py").read_text())
     assigned = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets

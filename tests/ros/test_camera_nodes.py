@@ -103,7 +103,7 @@ def test_camera_node_outputs_and_rejections(executable, frames, model_cards, ros
 
 def test_fusion_node_pairs_then_degrades_to_rgb(frames, model_cards, ros_client, start_node):
     ns = "/glassbox/fusion"
-    node = start_node("rgbt_fusion_node", params_file=REPO / "config/rgbt_fusion.yaml", namespace=ns,
+    node = start_node("fusion_node", params_file=REPO / "config/fusion.yaml", namespace=ns,
                       params={"model_card": str(model_cards["fusion"]), "sensor_timeout_s": 4.0,
                               "diagnostics_period_s": 0.2, **ALWAYS_RUN})
     for suffix, typ in FUSION_OUT.items():

@@ -62,7 +62,7 @@ def test_fusion_node_detections_overlap_ground_truth(ros_client, start_node):
     frame = render_cameras(scene, rgb_camera(width=320, height=256), None, pose, "day", SEED)
     thermal = render_thermal(scene, thermal_camera(width=320, height=256), pose, "day", SEED)
     ns = "/glassbox/fusion"
-    start_node("rgbt_fusion_node", params_file=REPO / "config/rgbt_fusion.yaml", namespace=ns, params=ALWAYS_RUN)
+    start_node("fusion_node", params_file=REPO / "config/fusion.yaml", namespace=ns, params=ALWAYS_RUN)
     ros_client.subscribe(Detection2DArray, f"{ns}/detections")
     pub_rgb = ros_client.publisher(Image, f"{ns}/rgb")
     pub_th = ros_client.publisher(Image, f"{ns}/thermal")

@@ -2,7 +2,7 @@
 from setuptools import find_packages, setup
 
 NODES = ["entropy_monitor_node", "lidar_detector_node", "image_refiner_node", "segmentation_node",
-         "rgbt_fusion_node"]
+         "fusion_node"]
 
 setup(
     name="glassbox_ros",

@@ -12,8 +12,8 @@ from glassbox_ros.node_common import PerceptionNode, run_node
 
 class ImageRefinerNode(PerceptionNode):
     def __init__(self) -> None:
-        super().__init__("image_refiner", default_card="refiner.card.yaml")
-        self.start(RefinerStage(self.build_pipeline("refiner"), RCLPY))
+        super().__init__("refiner")
+        self.start(RefinerStage(self.build_pipeline(), RCLPY))
 
 
 def main(args=None) -> None:

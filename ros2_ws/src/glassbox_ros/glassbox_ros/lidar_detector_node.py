@@ -15,13 +15,13 @@ from glassbox_ros.node_common import PerceptionNode, declare, run_node
 
 class LidarDetectorNode(PerceptionNode):
     def __init__(self) -> None:
-        super().__init__("lidar_detector", default_card="spi_lidar.card.yaml")
+        super().__init__("lidar")
         score = declare(self, "score_threshold", -1.0, "minimum detection score; -1 = the model card's",
                         lo=-1.0, hi=1.0, read_only=True)
         nms = declare(self, "nms_iou", -1.0, "rotated BEV IoU above which the weaker box is suppressed; -1 = the "
                       "model card's", lo=-1.0, hi=1.0, read_only=True)
         lifetime = declare(self, "marker_lifetime_s", 0.2, "lifetime of the box markers, s", lo=0.0, hi=10.0)
-        pipeline = self.build_pipeline("lidar")
+        pipeline = self.build_pipeline()
         decode = pipeline.cfg.decode
         pipeline.cfg = replace(pipeline.cfg, decode=replace(
             decode, score_threshold=decode.score_threshold if score < 0 else score,

@@ -129,8 +129,12 @@ class PerceptionNode(Node):
     A subclass declares its own parameters, builds its pipeline and stage, then calls :meth:`start`.
     """
 
-    def __init__(self, name: str, default_card: str):
-        super().__init__(name)
+    def __init__(self, capability: str):
+        from glassbox.capabilities import get
+        record = get(capability)
+        default_card = record.default_card
+        super().__init__(record.node_name)
+        self.capability = capability
         self.model_card_path = declare(self, "model_card", "", "model card YAML; empty = the shipped "
                                        f"{default_card} in share/glassbox_bringup/models", read_only=True)
         self.backend = declare(self, "backend", "onnxruntime", "inference backend", choices=("onnxruntime", "torch"),
@@ -152,19 +156,18 @@ class PerceptionNode(Node):
         self.diag: NodeDiagnostics | None = None
         self.pubs: dict[str, Any] = {}
 
-    def build_pipeline(self, capability: str, **overrides: Any) -> Any:
+    def build_pipeline(self, **overrides: Any) -> Any:
         """The core pipeline from the verified model card and this node's backend / entropy parameters.
 
         Execution providers that were asked for but are not available are reported loudly (log and
         diagnostics), never silently replaced.
         """
         from glassbox.stages.build import build_pipeline
-        pipeline, _ = build_pipeline(capability, self.card_file, backend=self.backend, providers=self.providers,
+        pipeline, _ = build_pipeline(self.capability, self.card_file, backend=self.backend, providers=self.providers,
                                      device=self.device, threads=self.threads, entropy_enabled=self.entropy_enabled,
                                      entropy_every_n=self.entropy_every_n, **overrides)
-        session = getattr(pipeline, "session", None) or getattr(getattr(pipeline, "runner", None), "session", None)
-        self.providers_in_use = ",".join(session.providers) if session is not None else f"torch:{self.device}"
-        self.provider_warnings = list(getattr(session, "warnings", []))
+        self.providers_in_use = ",".join(pipeline.runtime.providers)
+        self.provider_warnings = list(pipeline.runtime.warnings)
         for w in self.provider_warnings:
             self.get_logger().error(f"execution provider fallback: {w}")
         return pipeline

@@ -12,9 +12,9 @@ from glassbox_ros.node_common import PerceptionNode, declare, run_node
 
 class SegmentationNode(PerceptionNode):
     def __init__(self) -> None:
-        super().__init__("segmentation", default_card="bisenet.card.yaml")
+        super().__init__("segmentation")
         alpha = declare(self, "overlay_alpha", 0.5, "opacity of the class colours in the overlay", lo=0.0, hi=1.0)
-        self.start(SegmentationStage(self.build_pipeline("segmentation"), RCLPY, overlay_alpha=alpha),
+        self.start(SegmentationStage(self.build_pipeline(), RCLPY, overlay_alpha=alpha),
                    {"classes": ",".join(self.card.classes)})
 
 

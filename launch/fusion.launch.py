@@ -1,8 +1,8 @@
-"""Start rgbt_fusion_node alone: `ros2 launch glassbox_bringup rgbt_fusion.launch.py`.
+"""Start fusion_node alone: `ros2 launch glassbox_bringup fusion.launch.py`.
 
 It is perception.launch.py with `nodes:=fusion`, so it takes the same arguments (namespace, backend, providers,
 device, use_sim_time, models_dir and the sensor topics), e.g.
-`ros2 launch glassbox_bringup rgbt_fusion.launch.py thermal_topic:=/flir/image_raw`.
+`ros2 launch glassbox_bringup fusion.launch.py thermal_topic:=/flir/image_raw`.
 """
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""rgbt_fusion_node: RGB + thermal Images -> GEM fusion -> ``detections`` (vision_msgs/Detection2DArray),
+"""fusion_node: RGB + thermal Images -> GEM fusion -> ``detections`` (vision_msgs/Detection2DArray),
 ``fusion_weights`` (glassbox_msgs/FusionWeights), ``overlay`` (bgr8), ``uncertainty`` and ``entropy``.
 
 The work, pairing included, is done by ``glassbox.stages.FusionStage``, the same as in the bag replay: pairs by
@@ -15,9 +15,9 @@ from glassbox_ros.converters import RCLPY
 from glassbox_ros.node_common import PerceptionNode, declare, run_node
 
 
-class RgbtFusionNode(PerceptionNode):
+class FusionNode(PerceptionNode):
     def __init__(self) -> None:
-        super().__init__("rgbt_fusion", default_card="gem.card.yaml")
+        super().__init__("fusion")
         slop = declare(self, "sync.slop_s", 0.05, "max stamp difference of a fused RGB-thermal pair, s",
                        lo=0.0, hi=1.0, read_only=True)
         queue = declare(self, "sync.queue_size", 10, "frames kept per stream while waiting for a partner",
@@ -31,12 +31,12 @@ class RgbtFusionNode(PerceptionNode):
         overrides = {"score_threshold": score} if score >= 0 else {}
         if any(homography):
             overrides["homography_thermal_to_rgb"] = tuple(float(v) for v in homography)
-        self.start(FusionStage(self.build_pipeline("fusion", **overrides), RCLPY,
+        self.start(FusionStage(self.build_pipeline(**overrides), RCLPY,
                                SyncConfig(slop_s=slop, queue_size=queue), sensor_timeout_s=timeout_s))
 
 
 def main(args=None) -> None:
-    run_node(RgbtFusionNode, args)
+    run_node(FusionNode, args)
 
 
 if __name__ == "__main__":
