@@ -45,42 +45,38 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from glassbox_msgs.msg import DetectionUncertaintyArray, EntropyProfile, FusionWeights  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
-from vision_msgs.msg import Detection2DArray, Detection3DArray  # noqa: E402
-from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from _common import print_table, write_results, model_cards  # noqa: E402
+from glassbox import msg as gm  # noqa: E402
+from glassbox.capabilities import all_capabilities  # noqa: E402
 from glassbox.msg import stamp_to_ns  # noqa: E402
 from glassbox.sim import (SceneConfig, lidar_preset, make_scene, render_cameras, render_thermal,  # noqa: E402
                           rgb_camera, scan_lidar, thermal_camera)
 from glassbox.stages.build import build_pipeline, build_stage  # noqa: E402
 from glassbox.sync import ApproximateTimeSync, SyncConfig  # noqa: E402
-from glassbox import msg as gm
 from glassbox_ros import converters as cv  # noqa: E402
-from glassbox_ros.converters import RCLPY  # noqa: E402
+from glassbox_ros.converters import RCLPY, RclpyFactory  # noqa: E402
 from harness import RELIABLE, NodeProcess, RosClient  # noqa: E402
 
 NOMINAL_HZ = {"lidar": 10.0, "rgb": 15.0, "thermal": 10.0}
-OUTPUT_HZ = {"lidar": 10.0, "refiner": 15.0, "segmentation": 15.0, "fusion": 10.0}   # inferences per second
 HEADROOM = 1.5          # an output period of at least 1.5 x the in-process stage time, else the drive is slowed
 SLOP_S = 0.05           # fusion.yaml sync.slop_s
 
-NODES = {  # capability -> (executable, parameter file, namespace, input streams, outputs)
-    "lidar": ("lidar_detector_node", "lidar_detector.yaml", "/glassbox/lidar", ("lidar",),
-              {"detections": Detection3DArray, "markers": MarkerArray, "entropy": EntropyProfile,
-               "uncertainty": DetectionUncertaintyArray}),
-    "refiner": ("image_refiner_node", "image_refiner.yaml", "/glassbox/refiner", ("rgb",),
-                {"image_refined": Image, "entropy": EntropyProfile}),
-    "segmentation": ("segmentation_node", "segmentation.yaml", "/glassbox/segmentation", ("rgb",),
-                     {"labels": Image, "overlay": Image, "uncertainty": Image, "entropy": EntropyProfile}),
-    "fusion": ("fusion_node", "fusion.yaml", "/glassbox/fusion", ("rgb", "thermal"),
-               {"detections": Detection2DArray, "fusion_weights": FusionWeights, "overlay": Image,
-                "uncertainty": DetectionUncertaintyArray, "entropy": EntropyProfile}),
-}
-INPUT_TOPIC = {("lidar", "lidar"): "points", ("refiner", "rgb"): "image", ("segmentation", "rgb"): "image",
-               ("fusion", "rgb"): "rgb", ("fusion", "thermal"): "thermal"}
+CAPS = {c.name: c for c in all_capabilities()}
+OUTPUT_HZ = {name: c.bench["rate_hz"] for name, c in CAPS.items()}     # inferences per second
+
+
+def node_of(cap: str) -> tuple[str, str, str, tuple[str, ...], dict[str, type]]:
+    """(executable, parameter file, namespace, input roles, outputs by suffix) from the capability record."""
+    c = CAPS[cap]
+    return (c.node, c.params_file, f"/glassbox/{c.namespace}", c.roles,
+            {suffix: RclpyFactory._cls(typ) for suffix, typ in c.outputs.items()})
+
+
+def input_topic(cap: str, role: str) -> str:
+    return next(s.topic for s in CAPS[cap].inputs if s.role == role)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -161,7 +157,7 @@ class InProcess:
 def schedule(cap: str, frames: int, lead: int) -> list[tuple[int, str]]:
     """(stamp offset ns, stream) of every frame to send at the drive's rates, in time order, enough for
     ``lead`` + ``frames`` outputs (thermal before RGB at equal stamps)."""
-    streams = NODES[cap][3]
+    streams = node_of(cap)[3]
     span_s = (frames + lead + 1) / OUTPUT_HZ[cap]
     events = [(int(round(k * 1e9 / NOMINAL_HZ[s])), s) for s in streams
               for k in range(int(span_s * NOMINAL_HZ[s]) + 1)]
@@ -181,7 +177,7 @@ def expected_pairs(events: list[tuple[int, str]]) -> dict[int, int]:
 
 def run_node(cap: str, card: Path, inputs: dict, speed: float, frames: int, lead: int, log_dir: Path) -> dict:
     """Start the node, send the schedule at ``speed`` x real time, and time every answered frame."""
-    executable, params, ns, streams, outputs = NODES[cap]
+    executable, params, ns, streams, outputs = node_of(cap)
     client = RosClient(f"bench_{cap}_client")
     arrivals: dict[str, dict[int, float]] = {s: {} for s in outputs}
 
@@ -205,13 +201,13 @@ def run_node(cap: str, card: Path, inputs: dict, speed: float, frames: int, lead
     params = {"model_card": str(card)}
     if cap == "fusion":    # a slowed-down drive must not read as a silent sensor
         params["sensor_timeout_s"] = max(0.5, 3.0 / (NOMINAL_HZ["thermal"] * speed))
-    node = NodeProcess(executable, params_file=ROOT / "config" / NODES[cap][1], namespace=ns, log_dir=log_dir,
+    node = NodeProcess(executable, params_file=ROOT / "config" / node_of(cap)[1], namespace=ns, log_dir=log_dir,
                        params=params)
     base_ns = 10_000_000_000
     events = schedule(cap, frames, lead)
     sent: dict[str, dict[int, float]] = {s: {} for s in streams}
     try:
-        pubs = {s: client.publisher(PointCloud2 if s == "lidar" else Image, f"{ns}/{INPUT_TOPIC[(cap, s)]}")
+        pubs = {s: client.publisher(PointCloud2 if s == "lidar" else Image, f"{ns}/{input_topic(cap, s)}")
                 for s in streams}
         for pub in pubs.values():
             client.wait_for_subscribers(pub, timeout=180)
@@ -299,7 +295,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=24, help="measured frames per node (after the lead-in)")
     ap.add_argument("--lead", type=int, default=3, help="frames sent first and not measured")
     ap.add_argument("--repeat", type=int, default=8, help="in-process calls before and again after each node run")
-    ap.add_argument("--only", nargs="*", default=list(NODES), choices=list(NODES))
+    ap.add_argument("--only", nargs="*", default=list(CAPS), choices=list(CAPS))
     args = ap.parse_args()
     t_bench = time.perf_counter()
     inputs = make_inputs()
@@ -318,7 +314,7 @@ def main() -> None:
                 # The node fell behind (outputs slower than inputs: latency grows with the queue): once more,
                 # slower, at 0.8 x the rate it achieved.
                 slower = speed * 0.8 * min(1.0, node["achieved_output_hz"] / node["expected_output_hz"])
-                print(f"{NODES[cap][0]}: fell behind at {speed:.2f} x real time "
+                print(f"{node_of(cap)[0]}: fell behind at {speed:.2f} x real time "
                       f"({node['achieved_output_hz']:.2f} of {node['expected_output_hz']:.2f} Hz, "
                       f"{node['dropped']} dropped); again at {slower:.2f} x", flush=True)
                 speed = slower
@@ -329,10 +325,10 @@ def main() -> None:
             bare.sample(args.repeat)
             times = bare.summary()
             pipe = times["pipeline_median_ms"]
-            row = {"node": NODES[cap][0], "model": source,
+            row = {"node": node_of(cap)[0], "model": source,
                    "input": f"HDL-64 sweep, {len(inputs['points'])} pts" if cap == "lidar" else
                    ("640x512 rgb8 + 640x512 mono16" if cap == "fusion" else "640x512 rgb8"),
-                   "nominal_hz": ",".join(f"{s}={NOMINAL_HZ[s]:g}" for s in NODES[cap][3]), **node, **times,
+                   "nominal_hz": ",".join(f"{s}={NOMINAL_HZ[s]:g}" for s in node_of(cap)[3]), **node, **times,
                    "overhead_first": (node["node_first_median_ms"] - pipe) / pipe,
                    "overhead_all": (node["node_all_median_ms"] - pipe) / pipe,
                    "overhead_first_vs_stage": (node["node_first_median_ms"] - times["stage_median_ms"])

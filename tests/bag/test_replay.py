@@ -131,3 +131,55 @@ def test_shipped_replay_config_loads():
     from glassbox.config import load_config
     cfg = load_config(Path(__file__).resolve().parents[2] / "config/replay.yaml", ReplayConfig)
     assert cfg == ReplayConfig()   # the file documents the defaults, and only them
+
+
+TOY_CAPABILITY = '''
+"""A capability added through the capability table alone: mean brightness of the refined image."""
+import numpy as np
+
+from glassbox.capabilities import Capability, Stream, register
+from glassbox.stages.camera import RefinerStage
+
+
+class ToyStage(RefinerStage):
+    capability = "toy_brightness"
+
+
+def toy_metrics(frames, ground_truth):
+    return {"all": {"frames": len(frames), "mean_ms": float(np.mean([sum(f["timings_ms"].values()) for f in frames]))}}
+
+
+register(Capability(
+    name="toy_brightness", task="measurement", inputs=(Stream("image", "sensor_msgs/msg/Image", "rgb"),),
+    outputs={"image_refined": "sensor_msgs/msg/Image", "entropy": "glassbox_msgs/msg/EntropyProfile"},
+    stage="toy_capability:ToyStage", pipeline="glassbox.pipelines.refiner:RefinerPipeline",
+    default_card="refiner.card.yaml", node="toy_node", node_name="toy", namespace="toy",
+    params_file="image_refiner.yaml", train_task="refiner", metrics="toy_capability:toy_metrics",
+    title="Toy brightness"))
+'''
+
+
+def test_a_capability_added_through_the_table_alone_is_replayed_and_reported(unusual_bag, cards, tmp_path,
+                                                                              monkeypatch):
+    from glassbox import capabilities
+    from glassbox.bag.report import write_report
+    (tmp_path / "toy_capability.py").write_text(TOY_CAPABILITY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("GLASSBOX_CAPABILITIES", "toy_capability")
+    try:
+        bag, stamps = unusual_bag
+        from dataclasses import replace
+        cfg = replace(replay_config(cards), capabilities=("lidar", "toy_brightness"),
+                      cards={"toy_brightness": str(cards["refiner"])})
+        result = replay(bag, tmp_path / "out", cfg, topic_map=MAP)
+        out = read_stamps(tmp_path / "out")
+        assert out["/glassbox/toy/image_refined"] == stamps["rgb"]
+        assert out["/glassbox/toy/entropy"] == stamps["rgb"]
+        assert result.metrics["toy_brightness"]["all"]["frames"] == len(stamps["rgb"])
+        assert result.metrics["frames"] == {"lidar": 3, "toy_brightness": 3}
+        html = write_report(result, tmp_path / "report").read_text()
+        assert "<h3>Toy brightness</h3>" in html and "mean_ms" in html
+    finally:
+        capabilities.CAPABILITIES.pop("toy_brightness", None)
+        capabilities._PLUGINS_LOADED.discard("toy_capability")
+        sys.modules.pop("toy_capability", None)

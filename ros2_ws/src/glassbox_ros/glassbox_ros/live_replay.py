@@ -25,7 +25,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 
 from glassbox import capabilities
-from glassbox.bag.replay import ReplayConfig, ReplayError, discover_topics
+from glassbox.bag.replay import ReplayConfig, ReplayError, card_setting, discover_topics
 from glassbox.bag.typestore import make_typestore
 from glassbox.capabilities import Capability
 from glassbox.config import from_dict
@@ -110,7 +110,7 @@ def _plan(cfg: ReplayConfig, roles: dict[str, str], types: dict[str, str], ns: s
 
 def _start(plan: _NodePlan, cfg: ReplayConfig, ns: str, log_dir: Path) -> NodeProcess:
     cap = plan.capability
-    card = card_path_for(cap.name, getattr(cfg, f"{cap.name}_card", ""), cfg.models_dir or default_models_dir())
+    card = card_path_for(cap.name, card_setting(cfg, cap.name), cfg.models_dir or default_models_dir())
     return NodeProcess(cap.node, params_file=config_dir() / cap.params_file, namespace=f"{ns}/{cap.namespace}",
                        params={"model_card": str(card), "backend": cfg.backend, "providers": list(cfg.providers),
                                "skip_without_subscribers": False},

@@ -53,6 +53,7 @@ class ReplayConfig:
     refiner_card: str = ""
     segmentation_card: str = ""
     fusion_card: str = ""
+    cards: dict[str, str] = field(default_factory=dict)   # capability -> card; wins over the *_card fields
     backend: str = "onnxruntime"
     providers: tuple[str, ...] = ("cpu",)
     threads: int = 0
@@ -191,7 +192,7 @@ def _build_stages(cfg: ReplayConfig, roles: dict[str, str], factory: gm.MessageF
         if not any(r in roles for r in cap.roles):
             result.warnings.append(f"{cap.name}: skipped, the bag has no {cap.roles[0]} topic")
             continue
-        card = card_path_for(cap.name, getattr(cfg, f"{cap.name}_card", ""), cfg.models_dir or None)
+        card = card_path_for(cap.name, card_setting(cfg, cap.name), cfg.models_dir or None)
         extra = {"homography_thermal_to_rgb": homography} if homography and "thermal" in cap.roles else {}
         pipeline, _ = build_pipeline(cap.name, card, backend=cfg.backend, providers=cfg.providers,
                                      threads=cfg.threads, entropy_every_n=cfg.entropy_every_n, **extra)
@@ -305,10 +306,10 @@ def _route(run: _Run, source: str, msg: Any, t_log: int) -> None:
 
 def _emit(run: _Run, cap: str, out: Any, t_log: int) -> None:
     """Write a stage's outputs, monitor its entropy profile, record the frame and keep a sample."""
-    ns = run.cfg.output_namespace.rstrip("/")
+    ns = f'{run.cfg.output_namespace.rstrip("/")}/{registry.get(cap).namespace}'   # the node's namespace
     result = run.result
     for suffix, msg in out.messages.items():
-        run.writer.write(f"{ns}/{cap}/{suffix}", run.stages[cap].outputs[suffix], t_log, msg)
+        run.writer.write(f"{ns}/{suffix}", run.stages[cap].outputs[suffix], t_log, msg)
     prof = getattr(out.result, "entropy", None)
     if prof is not None:
         result.entropy[prof.model_name].append(
@@ -345,6 +346,11 @@ def _keep(result: ReplayResult, cap: str, keep: int, lighting: str, sample: dict
     kept = [s for s in result.samples[cap] if s["lighting"] == lighting]
     if len(kept) < max(1, keep // 2) and len(result.samples[cap]) < keep * 3:
         result.samples[cap].append({"lighting": lighting, **sample})
+
+
+def card_setting(cfg: ReplayConfig, capability: str) -> str:
+    """The card configured for ``capability``: ``cards[capability]``, else its ``<capability>_card`` field."""
+    return cfg.cards.get(capability) or getattr(cfg, f"{capability}_card", "")
 
 
 def write_metrics(result: ReplayResult, path: str | Path) -> Path:

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from glassbox.bag.replay import ReplayConfig
+from glassbox.bag.replay import ReplayConfig, card_setting
 from glassbox.models.card import sha256_file
 from glassbox.stages.build import card_path_for
 
@@ -103,9 +103,10 @@ def config_hash(cfg: ReplayConfig, topic_map: dict[str, str] | None = None) -> s
     does not redo the fleet) and the thread count (a speed setting, which the fleet sets per task)."""
     h = hashlib.sha256()
     for cap in cfg.capabilities:
-        card = card_path_for(cap, getattr(cfg, f"{cap}_card"), cfg.models_dir or None)
+        card = card_path_for(cap, card_setting(cfg, cap), cfg.models_dir or None)
         h.update(f"{cap}:{sha256_file(card) if card.is_file() else 'missing:' + str(card)}\n".encode())
-    settings = {k: v for k, v in asdict(cfg).items() if not k.endswith("_card") and k not in ("models_dir", "threads")}
+    settings = {k: v for k, v in asdict(cfg).items()
+                if not k.endswith("_card") and k not in ("cards", "models_dir", "threads")}
     h.update(json.dumps([settings, sorted((topic_map or {}).items())], sort_keys=True, default=str).encode())
     return h.hexdigest()
 
