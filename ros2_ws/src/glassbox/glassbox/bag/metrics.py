@@ -33,24 +33,24 @@ def _segments(frames: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def _with_truth(frames: list[dict], truth: dict[int, Any]) -> dict[str, list[dict]] | None:
+def _per_segment(frames: list[dict], truth: dict[int, Any], score) -> dict[str, Any] | str:
+    """``score(frames_of_segment)`` for every lighting segment of the frames that have ground truth, with the
+    segment's frame count; ``NO_GROUND_TRUTH`` when none has."""
     matched = [f for f in frames if f["stamp_ns"] in truth]
-    return _segments(matched) if matched else None
+    if not matched:
+        return NO_GROUND_TRUTH
+    return {seg: {**score(fs), "frames": len(fs)} for seg, fs in _segments(matched).items()}
 
 
 def lidar_metrics(frames: list[dict], gt: GroundTruth) -> dict[str, Any] | str:
     """BEV and 3D AP (R40) per class against ``gt_lidar`` boxes."""
     from glassbox.metrics.detection3d import evaluate_detections
     truth = gt.get("gt_lidar", {})
-    segments = _with_truth(frames, truth)
-    if segments is None:
-        return NO_GROUND_TRUTH
-    out = {}
-    for seg, fs in segments.items():
+
+    def score(fs: list[dict]) -> dict[str, Any]:
         m = evaluate_detections([f["_pred"] for f in fs], [_gt_boxes3d(truth[f["stamp_ns"]]) for f in fs])
-        out[seg] = {k: _round(v) for k, v in m.items()}
-        out[seg]["frames"] = len(fs)
-    return out
+        return {k: _round(v) for k, v in m.items()}
+    return _per_segment(frames, truth, score)
 
 
 def _gt_boxes3d(msg: Any) -> Any:
@@ -65,11 +65,8 @@ def segmentation_metrics(frames: list[dict], gt: GroundTruth) -> dict[str, Any] 
     """mIoU, pixel accuracy and per-class IoU against the ``gt_semantic`` label images."""
     from glassbox.metrics.segmentation import SegmentationMeter
     truth = gt.get("gt_semantic", {})
-    segments = _with_truth(frames, truth)
-    if segments is None:
-        return NO_GROUND_TRUTH
-    out = {}
-    for seg, fs in segments.items():
+
+    def score(fs: list[dict]) -> dict[str, Any]:
         names = fs[0]["_class_names"]
         meter = SegmentationMeter(len(names))
         for f in fs:
@@ -77,30 +74,27 @@ def segmentation_metrics(frames: list[dict], gt: GroundTruth) -> dict[str, Any] 
             binary = tuple(names) == BINARY_CLASSES
             meter.update(f["_labels"], np.isin(sem, TRAVERSABLE_SEMANTIC_IDS).astype(np.uint8) if binary else sem)
         r = meter.result()
-        out[seg] = {"miou": round(float(r["miou"]), 4), "pixel_accuracy": round(float(r["pixel_accuracy"]), 4),
-                    "iou": {n: _round(v) for n, v in zip(names, r["iou"])}, "frames": len(fs)}
-    return out
+        return {"miou": round(float(r["miou"]), 4), "pixel_accuracy": round(float(r["pixel_accuracy"]), 4),
+                "iou": {n: _round(v) for n, v in zip(names, r["iou"])}}
+    return _per_segment(frames, truth, score)
 
 
 def fusion_metrics(frames: list[dict], gt: GroundTruth) -> dict[str, Any] | str:
     """COCO-style mAP against the ``gt_rgb`` boxes, and the mean RGB share of the fusion weights."""
     from glassbox.metrics.detection2d import Detections2D, GroundTruth2D, evaluate_detections_2d
     truth = gt.get("gt_rgb", {})
-    segments = _with_truth(frames, truth)
-    if segments is None:
-        return NO_GROUND_TRUTH
-    out = {}
-    for seg, fs in segments.items():
+
+    def score(fs: list[dict]) -> dict[str, Any]:
         dets = [Detections2D(f["_pred"].boxes, f["_pred"].scores, f["_pred"].classes) for f in fs]
         gts = []
         for f in fs:
             g = detection2d_array_to_numpy(truth[f["stamp_ns"]])
             gts.append(GroundTruth2D(g.boxes_xyxy, np.array([DETECTION_ID.get(n, -1) for n in g.class_names])))
         m = evaluate_detections_2d(dets, gts, len(DETECTION_CLASSES))
-        out[seg] = {"map50": round(float(m["map50"]), 4), "map": round(float(m["map"]), 4),
-                    "ap50": {n: _round(v) for n, v in zip(DETECTION_CLASSES, m["ap50"])},
-                    "mean_rgb_share": round(float(np.mean([f["rgb_share"] for f in fs])), 4), "frames": len(fs)}
-    return out
+        return {"map50": round(float(m["map50"]), 4), "map": round(float(m["map"]), 4),
+                "ap50": {n: _round(v) for n, v in zip(DETECTION_CLASSES, m["ap50"])},
+                "mean_rgb_share": round(float(np.mean([f["rgb_share"] for f in fs])), 4)}
+    return _per_segment(frames, truth, score)
 
 
 def monitor_metrics(monitor: dict[str, list[tuple[int, int, str]]]) -> dict[str, Any]:

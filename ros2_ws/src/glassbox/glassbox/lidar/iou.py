@@ -100,14 +100,24 @@ def _intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter
 
 
-def bev_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """BEV IoU matrix (Ma, Mb) of boxes a (Ma, 7) and b (Mb, 7)."""
+def _pair_overlaps(a: np.ndarray, b: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(Ma, Mb, every pair's box from a, from b, their BEV intersection areas); None when a or b is empty."""
     na = np.asarray(a).reshape(-1, 7).shape[0]
     nb = np.asarray(b).reshape(-1, 7).shape[0]
     pa, pb = _pairs(a, b)
-    if pa.size == 0:
-        return np.zeros((na, nb))
-    inter = _intersections(pa, pb)
+    return None if pa.size == 0 else (na, nb, pa, pb, _intersections(pa, pb))
+
+
+def _empty(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.zeros((np.asarray(a).reshape(-1, 7).shape[0], np.asarray(b).reshape(-1, 7).shape[0]))
+
+
+def bev_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """BEV IoU matrix (Ma, Mb) of boxes a (Ma, 7) and b (Mb, 7)."""
+    overlaps = _pair_overlaps(a, b)
+    if overlaps is None:
+        return _empty(a, b)
+    na, nb, pa, pb, inter = overlaps
     union = pa[:, 3] * pa[:, 4] + pb[:, 3] * pb[:, 4] - inter
     iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     return iou.reshape(na, nb)
@@ -115,12 +125,10 @@ def bev_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def iou_3d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """3D IoU matrix (Ma, Mb): BEV intersection x z-overlap over the union of volumes (z is the box centre)."""
-    na = np.asarray(a).reshape(-1, 7).shape[0]
-    nb = np.asarray(b).reshape(-1, 7).shape[0]
-    pa, pb = _pairs(a, b)
-    if pa.size == 0:
-        return np.zeros((na, nb))
-    inter = _intersections(pa, pb)
+    overlaps = _pair_overlaps(a, b)
+    if overlaps is None:
+        return _empty(a, b)
+    na, nb, pa, pb, inter = overlaps
     top = np.minimum(pa[:, 2] + pa[:, 5] / 2, pb[:, 2] + pb[:, 5] / 2)
     bottom = np.maximum(pa[:, 2] - pa[:, 5] / 2, pb[:, 2] - pb[:, 5] / 2)
     inter_v = inter * np.clip(top - bottom, 0.0, None)
