@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from glassbox.bag.profile import apply_profile
 from glassbox.bag.replay import ReplayConfig, replay
 from glassbox.cli import main
 from glassbox.models.card import load_card
@@ -38,8 +37,8 @@ def recorded(tmp_path_factory):
 
 
 def _levels(folder, bag, profile, name):
-    result = replay(bag, folder / name, CFG)
-    apply_profile(result, profile, CFG)
+    from dataclasses import replace
+    result = replay(bag, folder / name, replace(CFG, reference_profile=str(profile)))
     return [lv for _, lv, _ in result.monitor["spi_lidar"]], result
 
 

@@ -56,6 +56,8 @@ def _config(args: argparse.Namespace):
         cfg = replace(cfg, backend=args.backend)
     if args.providers:
         cfg = replace(cfg, providers=tuple(p.strip() for p in args.providers.split(",")))
+    if getattr(args, "reference_profile", None):
+        cfg = replace(cfg, reference_profile=str(args.reference_profile))
     return cfg
 
 
@@ -75,6 +77,7 @@ def _progress(quiet: bool):
 
 def run_replay(args: argparse.Namespace) -> int:
     from glassbox.bag.replay import ReplayError, replay, write_metrics
+    from glassbox.monitor import ReferenceProfileError
     from glassbox.config import ConfigError
 
     try:
@@ -101,6 +104,10 @@ def run_replay(args: argparse.Namespace) -> int:
     status = 0
     try:
         result = replay(args.bag, args.out, cfg, topic_map=args.map, overwrite=args.overwrite, progress=update)
+    except ReferenceProfileError as exc:
+        close()
+        print(f"glassbox replay: {exc}", file=sys.stderr)
+        return 2
     except ReplayError as exc:
         close()
         print(f"glassbox replay: {exc}", file=sys.stderr)
@@ -109,14 +116,6 @@ def run_replay(args: argparse.Namespace) -> int:
             return 2
         status = 2
     close()
-    if args.reference_profile:
-        from glassbox.bag.profile import apply_profile
-        from glassbox.monitor import ReferenceProfileError
-        try:
-            apply_profile(result, args.reference_profile, cfg, cfg.monitor)
-        except ReferenceProfileError as exc:
-            print(f"glassbox replay: {exc}", file=sys.stderr)
-            return 2
     result.wall_time_s = time.perf_counter() - t0
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -10,7 +10,7 @@ which replays the bags through the suite (``glassbox.bag.replay.replay``, output
 the per-layer statistics of every entropy profile (``glassbox.monitor.layer_statistics``: mean, std, median,
 robust std, 1 % / 99 % quantiles), the number of frames, the sensor topics, and the model file's sha256 from its
 card. The monitor node takes the file in ``reference_files`` (beside the cards, which it overrides) and
-``glassbox replay --reference-profile`` re-monitors a replay against it; a profile recorded for another model file
+``glassbox replay --reference-profile`` (``ReplayConfig.reference_profile``) monitors against it; a profile recorded for another model file
 is refused with the reason (``glassbox.monitor.load_references``).
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from glassbox.monitor import EntropyMonitor, MonitorConfig, load_references, layer_statistics
+from glassbox.monitor import layer_statistics
 
 PROFILE_VERSION = 1
 
@@ -86,21 +86,3 @@ def record_profile(bags: Sequence[str | Path], out: str | Path, cfg: Any = None,
     out.write_text("# Entropy reference profile recorded by `glassbox profile` (docs/monitor.md)\n"
                    + yaml.safe_dump(table, sort_keys=False))
     return table
-
-
-def apply_profile(result: Any, profile: str | Path, cfg: Any, monitor_cfg: MonitorConfig = MonitorConfig()) -> None:
-    """Re-run the monitor of a replay ``result`` against a recorded ``profile`` (checked against the cards the
-    replay used) and recompute its metrics; ``result.monitor`` and ``result.references`` are replaced."""
-    from glassbox.bag.replay import compute_metrics
-
-    refs = load_references([*_cards(cfg).values(), profile], allow_missing=True)
-    monitor = EntropyMonitor(refs, monitor_cfg)
-    states = {}
-    for model, series in result.entropy.items():   # the replay appends a state for every profile, in order
-        old = result.monitor.get(model, [])
-        states[model] = [(t, int(monitor.update(model, list(v), list(v.values()), t, t * 1e-9).level),
-                          old[i][2] if i < len(old) else "") for i, (t, v) in enumerate(series)]
-    result.monitor.clear()
-    result.monitor.update(states)
-    result.references = {m: {k: (r.mean, r.std) for k, r in layers.items()} for m, layers in refs.items()}
-    result.metrics = compute_metrics(result)

@@ -65,6 +65,7 @@ class ReplayConfig:
     calibration: str = ""           # YAML with homography_thermal_to_rgb; default: <bag>.calib.yaml if present
     min_gt_points: int = 0          # LiDAR ground truth boxes hit by fewer points are ignored in AP (0: none)
     sensor_timeout_s: float = 0.5   # bag time after which a silent stream counts as absent (the fusion node's)
+    reference_profile: str = ""     # a profile from `glassbox profile`: the monitor holds it instead of the cards'
 
     def __post_init__(self) -> None:
         known = registry.names()
@@ -201,7 +202,8 @@ def _build_stages(cfg: ReplayConfig, roles: dict[str, str], factory: gm.MessageF
     if not stages:
         raise ReplayError("nothing to replay: none of the configured capabilities found its input topics "
                           f"(topics found: {roles or 'none'})")
-    references = load_references(cards, allow_missing=True)
+    references = load_references([*cards, *([cfg.reference_profile] if cfg.reference_profile else [])],
+                                 allow_missing=True)
     from glassbox.models.card import load_card
     for cap, card in zip(stages, cards):
         if load_card(card).name not in references:
