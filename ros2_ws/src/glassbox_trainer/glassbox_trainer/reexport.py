@@ -4,9 +4,9 @@
 
 The re-export itself is ``glassbox.export.reexport`` (core). ``--reference`` also recomputes the card's
 reference entropy profile with the deployed (in-graph) estimator, the way the trainer records it (one profile
-per input, mean and std per layer), on the trainer task's reference inputs (``reference_set()``), rebuilt from
-the card's recorded training config: for cards whose layers spread over inputs less than the systematic offset
-of the stratified sampling (the refiner's).
+per input, mean and std per layer), on the trainer task's reference inputs (``reference_set()``, else the first
+validation items), rebuilt from the card's recorded training config: for cards whose layers spread over inputs
+less than the systematic offset of the stratified sampling (the refiner's, the LiDAR detector's).
 """
 from __future__ import annotations
 
@@ -27,26 +27,34 @@ def _training_task(card: ModelCard):
     from glassbox import capabilities
     config = card.training.get("config", {})
     if isinstance(config.get("task"), str):
-        return build_task(config["task"], config.get(config["task"], {}))
+        return build_task(config["task"], config.get("task_cfg") or config.get(config["task"], {}))
     pipeline = pipeline_classes()[card.task]
     name = next(c.train_task for c in capabilities.all_capabilities() if c.load_pipeline() is pipeline)
     return build_task(name, config.get("task", {}))
 
 
+def _reference_items(task, card: ModelCard) -> list:
+    """The inputs the trainer recorded the reference on: the task's ``reference_set()``, else the first
+    validation items (as many as the card's reference used)."""
+    if hasattr(task, "reference_set"):
+        return list(task.reference_set())
+    _, val = task.datasets()
+    count = card.entropy_reference.num_inputs if card.entropy_reference else 8
+    return [val[i] for i in range(min(count, len(val)))]
+
+
 def recompute_reference(card_path: str | Path) -> ModelCard:
     """The card with its reference entropy profile recomputed by its (re-exported) graph on the reference inputs
-    of the trainer task that made it (a task with ``reference_set()``)."""
+    of the trainer task that made it (``_reference_items``)."""
     from glassbox.entropy.probe import profile_from_knn
 
     card_path = Path(card_path)
     card = load_card(card_path)
     task = _training_task(card)
-    if not hasattr(task, "reference_set"):
-        raise ValueError(f"{card_path}: its training task defines no reference inputs (reference_set)")
     probe = card_probe(card)
     pipe = pipeline_classes()[card.task].from_card(card_path, threads=1, probe=probe)
     rows, graph = [], None
-    for item in task.reference_set():
+    for item in _reference_items(task, card):
         inputs = task.example_inputs(task.collate([item]))
         graph = pipe.runtime.run({n: t.numpy() for n, t in zip(card.inputs, inputs)}).entropy
         rows.append(profile_from_knn(graph.layers, graph.mean_log_r, graph.sizes, probe).entropy_nats)
