@@ -35,6 +35,7 @@ from glassbox.lidar.decode import Detections3D
 from glassbox.metrics.detection3d import evaluate_detections
 from glassbox.export import export_with_features
 from glassbox.pipelines.lidar import INPUT_NAME, card_extra
+from glassbox_trainer.data import EpochDataset
 
 TARGET_KEYS = ("heatmap", "offset", "size", "yaw", "reg_weight")
 
@@ -70,7 +71,7 @@ class LidarTaskConfig:
     init_weights: str = ""     # state dict (.pt) the default-size model starts from (a second, fine-tuning stage)
 
 
-class LidarFrames(Dataset):
+class LidarFrames(EpochDataset):
     """Synthetic scans turned into network inputs and targets."""
 
     def __init__(self, frames: Dataset, projection: ProjectionConfig, targets: TargetConfig, train: bool,
@@ -87,7 +88,7 @@ class LidarFrames(Dataset):
         boxes = a["boxes"].astype(np.float64).reshape(-1, 7).copy()
         ring = a["ring"]
         if self.train and self.augment:
-            rng = np.random.default_rng([self.seed, index, int(np.random.randint(2 ** 31))])  # trainer-seeded
+            rng = self.item_rng(index)
             if rng.random() < 0.5:                                   # mirror: y -> -y, yaw -> -yaw
                 points[:, 1] *= -1.0
                 boxes[:, 1] *= -1.0
