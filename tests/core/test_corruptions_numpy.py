@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from glassbox.vision.corruptions import EVAL_CORRUPTIONS, SEED_CORRUPTIONS, CorruptionError, corrupt_image
+from glassbox.vision.corruptions import (CORRUPTIONS, EVAL_CORRUPTIONS, SEED_CORRUPTIONS, CorruptionError,
+                                         corrupt_image)
 from glassbox.vision.rsh import RshConfig, RshParams, apply_rsh, random_shadows_highlights, rsh_mask, sample_rsh
 
 
@@ -73,7 +74,7 @@ def test_numpy_and_tensor_paths_agree(img):
         np.testing.assert_array_equal(corrupt_image(f, name), ref)
         diff = corrupt_image(img, name).astype(int) - np.floor(ref.astype(np.float64) * 255 + 0.5)
         assert np.abs(diff).max() <= 1, name
-    assert set(EVAL_CORRUPTIONS) == set(SEED_CORRUPTIONS) - {"clean"}
+    assert set(EVAL_CORRUPTIONS) == set(CORRUPTIONS) - {"clean"} and set(SEED_CORRUPTIONS) <= set(CORRUPTIONS)
     grey = img[..., 0]
     exp = np.clip(np.floor(1.4 * grey + (1 - 1.4) * grey.astype(np.float64).mean() + 0.5), 0, 255)
     np.testing.assert_allclose(adjust_contrast(grey, 1.4).astype(float), exp, atol=1)

@@ -1,10 +1,11 @@
-"""Refiner: exact identity at initialisation, parameter count, stage algebra, gradients, corruptions, export."""
+"""Refiner: exact identity at initialisation, parameter count, stage algebra (including the exact min-max stretch
+stage 2 can express), low-resolution prediction, gradients, corruptions."""
 import numpy as np
 import pytest
 import torch
 
-from glassbox.vision.corruptions import (EVAL_CORRUPTIONS, adjust_brightness, adjust_contrast, adjust_hue,
-                                         autocontrast, clahe, equalize_hist, random_corruption)
+from glassbox.vision.corruptions import (EVAL_CORRUPTIONS, adjust_brightness, adjust_cast, adjust_contrast,
+                                         adjust_hue, add_glare, add_noise, add_offset, apply_ops, random_corruption)
 from glassbox.vision.refiner import Refiner, RefinerConfig, RefinerError, SoftHistogram, count_parameters
 
 
@@ -20,14 +21,15 @@ def test_identity_at_init_any_size():
 
 def test_parameter_count_near_seed():
     n = count_parameters(Refiner())
-    # Seed: ~14.3k (14,343 derived without bin biases); this implementation adds 300 bin biases.
-    assert n == 14_643
+    # Seed: ~14.3k (14,343 derived without bin biases); this implementation adds 300 bin biases and the range
+    # statistics' weights and tanh head (+1,820), and halves N_P (-1,900).
+    assert n == 14_563
     assert abs(n - 14_300) / 14_300 < 0.05
 
 
 def test_histogram_is_spatial_mean_of_sigmoid_memberships():
     torch.manual_seed(1)
-    hist = SoftHistogram(3, 10, sharpness=5.0, seed=0, grid=0)
+    hist = SoftHistogram(3, 10, sharpness=5.0, seed=0)
     x = torch.rand(2, 3, 6, 5)
     expected = torch.sigmoid(torch.einsum("kc,bchw->bkhw", hist.codebook, x) + hist.bias[None, :, None, None])
     got = hist(x)
@@ -47,8 +49,8 @@ def test_stage1_is_global_affine_and_stage2_per_channel_affine():
     torch.manual_seed(2)
     model = Refiner(RefinerConfig(stages=(1, 2)))
     with torch.no_grad():
-        for p in (model.w11, model.w12, model.w21, model.w22):
-            p.normal_(std=0.3)
+        for p in (model.w11, model.w12, model.w21, model.w22, model.a21, model.a22, model.wo1, model.wo2):
+            p.normal_(std=0.1)
     x = torch.rand(1, 3, 16, 16)
     feats = model.forward_features(x)
     x1, x2 = feats["stage1"], feats["stage2"]
@@ -56,8 +58,6 @@ def test_stage1_is_global_affine_and_stage2_per_channel_affine():
     a = (x1[0, 0, 0, 1] - x1[0, 0, 0, 0]) / (x[0, 0, 0, 1] - x[0, 0, 0, 0])
     b = x1[0, 0, 0, 0] - a * x[0, 0, 0, 0]
     torch.testing.assert_close(x1, a * x + b, atol=1e-5, rtol=1e-5)
-    h1 = model.hist1(x.mean(dim=1, keepdim=True))
-    torch.testing.assert_close(a, 1.0 / (1.0 + h1 @ model.w12)[0, 0], atol=1e-5, rtol=1e-5)
     # x2 = a_k x1 + b_k per channel, with different slopes across channels.
     slopes = []
     for k in range(3):
@@ -68,17 +68,50 @@ def test_stage1_is_global_affine_and_stage2_per_channel_affine():
     assert max(slopes) - min(slopes) > 1e-3
 
 
+def test_stage2_expresses_the_exact_min_max_stretch():
+    """shift = min, scale = max - min per channel (a21 = [1, 0, 0, 0], a22 = [-1, 1, 0, -1]): every channel's
+    minimum maps to 0 and maximum to 1, at any resolution, and a darkened full-range image is restored."""
+    model = Refiner(RefinerConfig(stages=(1, 2)))
+    with torch.no_grad():
+        model.a21.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+        model.a22.copy_(torch.tensor([-1.0, 1.0, 0.0, -1.0]))
+    for shape in [(2, 3, 40, 52), (1, 3, 300, 451)]:
+        x = 0.2 + 0.5 * torch.rand(shape)
+        y = model(x).refined
+        torch.testing.assert_close(y.amin(dim=(2, 3)), torch.zeros(shape[:2]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(y.amax(dim=(2, 3)), torch.ones(shape[:2]), atol=1e-5, rtol=0)
+    clean = torch.rand(1, 3, 64, 80)
+    clean[..., 0, 0], clean[..., 0, 1] = 0.0, 1.0
+    torch.testing.assert_close(model(adjust_brightness(clean, 0.6)).refined, clean, atol=1e-5, rtol=0)
+
+
+def test_low_resolution_prediction_is_a_smooth_full_resolution_correction():
+    """With ``grid`` > 0 the gate is predicted on a grid x grid resample: the output at full size is
+    ``stage2 * (1 + upsampled gate)``, and the network's cost hardly depends on the input size."""
+    torch.manual_seed(5)
+    model = Refiner(RefinerConfig(grid=16))
+    with torch.no_grad():
+        model.g["deconv2"].weight.normal_(std=0.2)
+    x = torch.rand(1, 3, 70, 90)
+    feats = model.forward_features(x)
+    assert feats["gate"].shape == (1, 3, 16, 16)
+    up = torch.nn.functional.interpolate(feats["gate"], size=(70, 90), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(feats["stage3"], feats["stage2"] * (1 + up))
+    assert feats["g_conv1"].shape[2:] == (8, 8)
+
+
 def test_stage3_gate_is_bounded_and_gradients_reach_every_parameter():
     torch.manual_seed(3)
     model = Refiner()
-    with torch.no_grad():   # move off the identity start (where W11..W22 = 0 block the histogram gradients)
-        for p in (model.w11, model.w12, model.w21, model.w22, model.g["deconv2"].weight, model.g["deconv2"].bias):
-            p.normal_(std=0.2)
+    with torch.no_grad():   # move off the identity start (where the zero weights block the histogram gradients)
+        for p in (model.w11, model.w12, model.w21, model.w22, model.a21, model.a22, model.wo1, model.wo2,
+                  model.g["deconv2"].weight, model.g["deconv2"].bias):
+            p.normal_(std=0.05)
     x = torch.rand(2, 3, 24, 20) + 0.05
     feats = model.forward_features(x)
     ratio = feats["stage3"] / feats["stage2"]
     assert bool(((ratio > 0) & (ratio < 2)).all())
-    assert model.g["conv1"].in_channels == 3 + 8
+    assert model.g["conv1"].in_channels == 3 + 4
     loss = ((model(x).refined - x) ** 2).mean()
     loss.backward()
     for name, p in model.named_parameters():
@@ -121,16 +154,25 @@ def test_random_corruption_changes_images_reproducibly():
     b = random_corruption(x, torch.Generator().manual_seed(0))
     torch.testing.assert_close(a, b)
     assert float((a - x).abs().mean()) > 1e-3
-    assert len(EVAL_CORRUPTIONS) == 9
+    assert len(EVAL_CORRUPTIONS) == 18
+    # with clean_fraction = 1 every image stays clean
+    c = random_corruption(x, torch.Generator().manual_seed(1), clean_fraction=1.0)
+    torch.testing.assert_close(c, x)
 
 
-def test_baselines_shapes_and_autocontrast_stretch():
-    rng = np.random.default_rng(0)
-    img = rng.integers(60, 180, size=(32, 40, 3), dtype=np.uint8)
-    out = autocontrast(img)
-    assert out.shape == img.shape and out.dtype == np.uint8
-    assert (out.reshape(-1, 3).min(axis=0) == 0).all() and (out.reshape(-1, 3).max(axis=0) == 255).all()
-    for fn in (equalize_hist, clahe):
-        o = fn(img)
-        assert o.shape == img.shape and o.dtype == np.uint8
-        assert o.std() > img.std()     # both spread a narrow histogram
+def test_new_corruptions_closed_forms_and_seeds():
+    x = torch.rand(2, 3, 20, 30)
+    torch.testing.assert_close(adjust_cast(x, (1.2, 1.0, 0.5)), (x * torch.tensor([1.2, 1.0, 0.5])[:, None, None])
+                               .clamp(0, 1))
+    torch.testing.assert_close(add_offset(x, 0.1), (x + 0.1).clamp(0, 1))
+    g = torch.Generator().manual_seed(3)
+    n = add_noise(torch.full((1, 3, 100, 100), 0.5), 0.05, gen=g) - 0.5
+    assert abs(float(n.std()) - 0.05) < 0.002 and abs(float(n.mean())) < 0.002
+    # glare: a blob of peak `amount` at its centre, falling off as a Gaussian of radius 0.3 x the shorter side
+    blob = add_glare(torch.zeros(1, 1, 41, 41), 0.5, gen=torch.Generator().manual_seed(0))[0, 0]
+    iy, ix = divmod(int(blob.argmax()), 41)
+    assert 0.45 < float(blob.max()) <= 0.5 and 8 <= iy <= 32 and 8 <= ix <= 32
+    # deterministic per seed, different across seeds
+    ops = (("noise", 0.05), ("glare", 0.3))
+    torch.testing.assert_close(apply_ops(x, ops, seed=4), apply_ops(x, ops, seed=4))
+    assert float((apply_ops(x, ops, seed=4) - apply_ops(x, ops, seed=5)).abs().max()) > 0.01

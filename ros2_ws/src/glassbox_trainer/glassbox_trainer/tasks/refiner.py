@@ -1,15 +1,21 @@
 """Trainer task ``refiner``: self-supervised restoration of randomly corrupted images (D4.2 §2.1, Eq. 7).
 
-Each training item is a clean random crop; ``loss`` corrupts it with one random photometric transformation
-(brightness, contrast or hue; ``glassbox.vision.corruptions``) and takes the pixel MSE between the refiner's
-output and the clean crop. No downstream model is in the loss. Sources: colour photographs bundled with
+Each training item is a clean random view of a whole photograph (a crop covering ``min_view`` to all of each side,
+resized to ``crop`` x ``crop``, so its range statistics are those of a full frame); ``loss`` corrupts it with a
+random chain of one to three photometric operations (brightness, contrast, hue, colour cast, sensor noise,
+veiling glare; ``glassbox.vision.corruptions.random_corruption``), quantises it to 8 bits like a camera, and
+compares the refiner's clipped output with the clean view: ``loss: mse`` (the seed's Eq. 7) or ``loss: psnr``,
+the mean over images of ``10 log10(MSE_i + 1e-6)`` (minus the mean PSNR), which weighs every image's error
+relatively, as the PSNR table does. No downstream model is in the loss. Sources: colour photographs bundled with
 scikit-image (``astronaut``, ``chelsea`` and ``rocket`` are held out for testing) and, when ``synthetic_frames``
 > 0, day-lit RGB frames of the synthetic world's training split (the frame cache of ``tasks/segmentation.py``).
-Validation = PSNR over the held-out photographs under every deterministic test corruption.
+Validation = mean PSNR gain over the held-out photographs under every corruption of ``CORRUPTIONS``.
 
 Shipped model: ``glassbox-train --config config/train/refiner.yaml --out runs/refiner --export models/``.
-Downstream table (segmentation mIoU and fusion mAP with and without the refiner, from the shipped cards):
-``python -m glassbox_trainer.tasks.refiner downstream --frames 30``.
+Baseline settings (``glassbox.vision.baselines.BEST``), tuned on the training photographs:
+``python -m glassbox_trainer.tasks.refiner tune``. Photograph table (refiner vs baselines, held-out photographs):
+``python -m glassbox_trainer.tasks.refiner photos``. Downstream table (segmentation mIoU and fusion mAP with and
+without the refiner, from the shipped cards): ``python -m glassbox_trainer.tasks.refiner downstream --frames 30``.
 """
 from __future__ import annotations
 
@@ -23,7 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from glassbox.config import from_dict, to_dict
 from glassbox.metrics.image_quality import psnr, ssim
-from glassbox.vision.corruptions import BASELINES, EVAL_CORRUPTIONS, random_corruption
+from glassbox.vision import baselines
+from glassbox.vision.corruptions import CORRUPTIONS, EVAL_CORRUPTIONS, apply_ops, random_corruption
 from glassbox.export import export_with_features
 from glassbox.vision.refiner import Refiner, RefinerConfig
 from glassbox_trainer.data import EpochDataset
@@ -50,32 +57,39 @@ def load_photo(name: str) -> np.ndarray:
 @dataclass(frozen=True)
 class RefinerTaskConfig:
     model: RefinerConfig = RefinerConfig()
-    crop: int = 128
+    crop: int = 96
+    min_view: float = 0.6            # a training view covers this fraction (or more) of each side of a photograph
     train_items: int = 4096
+    loss: str = "psnr"               # "psnr" (mean per-image log MSE) or "mse" (the seed's pixel MSE)
     synthetic_frames: int = 0
     reference_frames: int = 8        # day-lit validation frames of the card's reference entropy profile
     data: CameraDataConfig = CameraDataConfig()
     seed: int = 0
 
 
-class CropDataset(EpochDataset):
-    """Random crops (with horizontal flips) of a list of uint8 RGB images, as float (3, S, S); new ones every epoch."""
+class ViewDataset(EpochDataset):
+    """Random views of a list of uint8 RGB images: a crop covering ``min_view`` to 1 of each side, resized (area)
+    to ``size`` x ``size``, flipped horizontally half the time; float (3, S, S), new ones every epoch."""
 
-    def __init__(self, images: list[np.ndarray], crop: int, length: int, seed: int) -> None:
-        self.images = [im for im in images if min(im.shape[:2]) >= crop]
-        if not self.images:
-            raise ValueError(f"no image is at least {crop}x{crop}")
-        self.crop, self.length, self.seed = crop, length, seed
+    def __init__(self, images: list[np.ndarray], size: int, length: int, seed: int, min_view: float = 0.6) -> None:
+        if not images:
+            raise ValueError("no training images")
+        if not 0.0 < min_view <= 1.0:
+            raise ValueError(f"min_view must lie in (0, 1], got {min_view}")
+        self.images, self.size, self.length, self.seed, self.min_view = images, size, length, seed, min_view
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, i: int) -> Tensor:
+        import cv2
+
         rng = self.item_rng(i)
         img = self.images[rng.integers(len(self.images))]
-        y = rng.integers(0, img.shape[0] - self.crop + 1)
-        x = rng.integers(0, img.shape[1] - self.crop + 1)
-        patch = img[y:y + self.crop, x:x + self.crop]
+        h, w = img.shape[:2]
+        ch, cw = (max(1, int(round(side * rng.uniform(self.min_view, 1.0)))) for side in (h, w))
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        patch = cv2.resize(img[y:y + ch, x:x + cw], (self.size, self.size), interpolation=cv2.INTER_AREA)
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
         return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float() / 255.0
@@ -111,6 +125,8 @@ class RefinerTask:
 
     def __init__(self, cfg: dict) -> None:
         self.cfg = from_dict(RefinerTaskConfig, cfg, source="refiner task")
+        if self.cfg.loss not in ("psnr", "mse"):
+            raise ValueError(f"refiner loss must be 'psnr' or 'mse', got '{self.cfg.loss}'")
 
     def build_model(self, size: str = "default") -> nn.Module:
         return Refiner(self.cfg.model)
@@ -118,7 +134,8 @@ class RefinerTask:
     def datasets(self) -> tuple[Dataset, Dataset]:
         images = [load_photo(n) for n in TRAIN_PHOTOS]
         images += synthetic_rgb_frames(self.cfg.synthetic_frames, self.cfg.data)
-        return CropDataset(images, self.cfg.crop, self.cfg.train_items, self.cfg.seed), PhotoDataset(TEST_PHOTOS)
+        train = ViewDataset(images, self.cfg.crop, self.cfg.train_items, self.cfg.seed, self.cfg.min_view)
+        return train, PhotoDataset(TEST_PHOTOS)
 
     def collate(self, items: list) -> dict:
         """Stacked crops; validation photographs of different sizes stay a list (evaluated one by one)."""
@@ -134,21 +151,25 @@ class RefinerTask:
             return total, {"mse": float(total.detach())}, parts[-1][2]
         # drawn from the global torch RNG (through a generator seeded from it), which a checkpoint restores
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
-        corrupted = random_corruption(clean, gen)
+        corrupted = torch.floor(random_corruption(clean, gen) * 255.0 + 0.5) / 255.0     # an 8-bit camera frame
         feats = model.forward_features(corrupted)
         out = model.forward_head(feats).refined
-        mse = torch.mean((out - clean) ** 2)
-        return mse, {"mse": float(mse.detach())}, {"features": feats, "logits": out}
+        err = ((out.clamp(0.0, 1.0) - clean) ** 2).mean(dim=(1, 2, 3))                  # (B,) per-image MSE
+        mse = err.mean()
+        if self.cfg.loss == "mse":
+            return mse, {"mse": float(mse.detach())}, {"features": feats, "logits": out}
+        neg_psnr = (10.0 * torch.log10(err + 1e-6)).mean()
+        return neg_psnr, {"mse": float(mse.detach()), "neg_psnr_db": float(neg_psnr.detach())}, \
+            {"features": feats, "logits": out}
 
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
         gains = []
         for batch in loader:
             for clean in batch["clean"]:
-                clean = clean[None]
-                ref = _to_uint8(clean)
-                for fn in EVAL_CORRUPTIONS.values():
-                    bad = fn(clean)
-                    gains.append(psnr(ref, _to_uint8(model(bad).refined), 255) - psnr(ref, _to_uint8(bad), 255))
+                ref = _to_uint8(clean[None])
+                for bad in corrupted_versions(ref).values():
+                    out = _to_uint8(model(_to_float(bad)).refined)
+                    gains.append(psnr(ref, out, 255) - psnr(ref, bad, 255))
         return {"psnr_gain_db": float(np.mean(gains))}
 
     card_task = "image_refinement"
@@ -188,20 +209,46 @@ def _to_uint8(x: Tensor) -> np.ndarray:
     return (x[0].detach().clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
-def photo_table(model: nn.Module) -> dict[str, dict[str, dict[str, float]]]:
-    """PSNR/SSIM (vs the clean photo) per corruption and method over the held-out photographs (means)."""
-    model = model.eval()
-    methods = ("corrupted", "refiner", *BASELINES)
-    acc: dict[str, dict[str, list[tuple[float, float]]]] = {c: {m: [] for m in methods} for c in EVAL_CORRUPTIONS}
+def _to_float(img: np.ndarray) -> Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+
+
+def corrupted_versions(clean: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every corruption of ``CORRUPTIONS`` (but "clean") of a uint8 RGB image, quantised to uint8; the random
+    ones (noise, glare) drawn with ``seed``."""
+    x = _to_float(clean)
+    return {name: _to_uint8(apply_ops(x, ops, seed=seed)) for name, ops in CORRUPTIONS.items() if ops}
+
+
+def tuning_pairs(max_side: int = 320) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The baselines' tuning set: every training photograph (area-resized so its longer side is at most
+    ``max_side``) under every corruption, as (clean, corrupted) uint8 pairs; never the held-out photographs."""
+    import cv2
+
+    pairs = []
+    for i, name in enumerate(TRAIN_PHOTOS):
+        img = load_photo(name)
+        f = min(1.0, max_side / max(img.shape[:2]))
+        if f < 1.0:
+            img = cv2.resize(img, (round(img.shape[1] * f), round(img.shape[0] * f)), interpolation=cv2.INTER_AREA)
+        # a corruption that leaves the photograph unchanged (hue of a grey one) says nothing about a correction
+        pairs += [(img, bad) for bad in corrupted_versions(img, seed=i).values() if not np.array_equal(bad, img)]
+    return pairs
+
+
+def photo_table(model: nn.Module | None) -> dict[str, dict[str, dict[str, float]]]:
+    """PSNR/SSIM (vs the clean photo) per corruption ("clean" too) and method over the held-out photographs
+    (means): the corrupted input, the refiner (when given) and every baseline at its ``BEST`` setting."""
+    methods = ("corrupted", *(("refiner",) if model is not None else ()), *baselines.BASELINES)
+    acc: dict[str, dict[str, list[tuple[float, float]]]] = {c: {m: [] for m in methods} for c in CORRUPTIONS}
     with torch.no_grad():
         for clean in PhotoDataset(TEST_PHOTOS):
-            clean = clean[None]
-            ref = _to_uint8(clean)
-            for cname, fn in EVAL_CORRUPTIONS.items():
-                bad = _to_uint8(fn(clean))
-                bad_t = torch.from_numpy(bad).permute(2, 0, 1)[None].float() / 255.0
-                outs = {"corrupted": bad, "refiner": _to_uint8(model(bad_t).refined)}
-                outs.update({m: f(bad) for m, f in BASELINES.items()})
+            ref = _to_uint8(clean[None])
+            for cname, bad in {"clean": ref, **corrupted_versions(ref)}.items():
+                outs = {"corrupted": bad}
+                if model is not None:
+                    outs["refiner"] = _to_uint8(model.eval()(_to_float(bad)).refined)
+                outs.update({m: baselines.apply(m, bad) for m in baselines.BASELINES})
                 for m, img in outs.items():
                     acc[cname][m].append((psnr(ref, img, 255), ssim(ref, img, 255)))
     return {c: {m: {"psnr_db": float(np.mean([v[0] for v in vals])), "ssim": float(np.mean([v[1] for v in vals]))}
@@ -258,24 +305,65 @@ def downstream_table(refiner_card: str, segmentation_card: str, fusion_card: str
     return table
 
 
+def markdown_table(table: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The photograph table as markdown: PSNR / SSIM per corruption and method, the mean over the corruptions
+    (without "clean") last; the best PSNR of each row in bold."""
+    methods = list(next(iter(table.values())))
+    rows = {**table, "mean (corruptions)": {m: {k: float(np.mean([table[c][m][k] for c in table if c != "clean"]))
+                                                for k in ("psnr_db", "ssim")} for m in methods}}
+    lines = ["| corruption | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for cname, row in rows.items():
+        best = max(methods, key=lambda m: row[m]["psnr_db"])
+        cells = [f"{row[m]['psnr_db']:.2f} / {row[m]['ssim']:.3f}" for m in methods]
+        cells = [f"**{c}**" if m == best else c for m, c in zip(methods, cells)]
+        lines.append(f"| {cname} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m glassbox_trainer.tasks.refiner downstream``: the downstream table as JSON."""
+    """``python -m glassbox_trainer.tasks.refiner tune|photos|downstream``: the baselines' grid search on the
+    tuning set, the photograph table of the shipped refiner and the tuned baselines, or the downstream table;
+    each as JSON under ``bench/results/``."""
     import argparse
     import json
 
-    parser = argparse.ArgumentParser(description="Downstream mIoU/mAP with and without the refiner.")
-    parser.add_argument("command", choices=["downstream"])
+    from glassbox.runtime import load_state
+
+    parser = argparse.ArgumentParser(description="Refiner tables: baseline tuning, photographs, downstream.")
+    parser.add_argument("command", choices=["tune", "photos", "downstream"])
     parser.add_argument("--refiner", default="models/refiner.card.yaml")
     parser.add_argument("--segmentation", default="models/bisenet.card.yaml")
     parser.add_argument("--fusion", default="models/gem.card.yaml")
     parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--out", default="bench/results/camera_downstream.json")
+    parser.add_argument("--out", default=None, help="JSON file (default: bench/results/refiner_<command>.json, "
+                                                    "camera_downstream.json for downstream)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    result = downstream_table(args.refiner, args.segmentation, args.fusion, args.frames)
-    with open(args.out, "w") as fh:
-        json.dump({"frames": args.frames, "table": result}, fh, indent=1)
-    print(json.dumps(result, indent=1))
+    if args.command == "tune":
+        result = {"tuning_set": f"training photographs {', '.join(TRAIN_PHOTOS)} (longer side <= 320 px) x "
+                                f"{len(EVAL_CORRUPTIONS)} corruptions", "grids": baselines.GRIDS,
+                  "best": baselines.tune(tuning_pairs())}
+        out = args.out or "bench/results/refiner_tune.json"
+    elif args.command == "photos":
+        from glassbox.models import load_card
+        from pathlib import Path
+
+        card_path = Path(args.refiner)
+        saved, state = load_state(card_path.parent / load_card(card_path).weights_file)
+        model = Refiner(from_dict(RefinerConfig, saved, source=str(card_path)))
+        model.load_state_dict(state)
+        table = photo_table(model.eval())
+        result = {"photos": TEST_PHOTOS, "baseline_settings": baselines.BEST, "table": table}
+        print(markdown_table(table))
+        out = args.out or "bench/results/refiner_photos.json"
+    else:
+        result = {"frames": args.frames,
+                  "table": downstream_table(args.refiner, args.segmentation, args.fusion, args.frames)}
+        out = args.out or "bench/results/camera_downstream.json"
+    with open(out, "w") as fh:
+        json.dump(result, fh, indent=1)
+    if args.command != "photos":
+        print(json.dumps(result, indent=1))
     return 0
 
 
