@@ -1,8 +1,10 @@
-"""Camera model latency: refiner, BiSeNet and GEM, eager PyTorch vs ONNX Runtime, at 640x512 and 1280x720.
+"""Camera model latency: refiner, BiSeNet and GEM, eager PyTorch vs ONNX Runtime, at 160x128, 640x512 and 1280x720.
 
 For each model and resolution: the median network time (ms) over ``--reps`` runs after a warm-up, with both
 backends on the same inputs and the same number of threads; the ORT/torch ratio; and the refiner's time as a
-share of the downstream model's at the same resolution (goal <= 15 %). 160x128 is the shipped models' input
+share of the downstream model's at the same resolution (goal <= 15 %). The refiner predicts its correction on a
+``grid`` x ``grid`` resample and applies it at full resolution; ``refiner_full`` is the same network with
+``grid = 0`` (histograms and gate over every pixel, as the seed), for comparison. 160x128 is the shipped models' input
 size: chained in a pipeline, the refiner runs on the resized image in front of the network. BiSeNet needs
 sides divisible by 32, so 1280x720 is measured at 1280x736 (the next such height). A second table times the
 whole pipelines (ONNX Runtime, entropy probe on) on camera frames of both sizes; there the segmentation and
@@ -22,6 +24,7 @@ import json
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -77,9 +80,16 @@ def bench_networks(reps: int, threads: int, tmp: Path) -> tuple[list[dict], dict
         "bisenet": (BiSeNet, BiSeNetConfig, BiSeNetConfig(), ["image"]),
         "gem": (Gem, GemConfig, GemConfig(), ["rgb", "thermal"]),
     }
-    rows, sources = [], {}
-    for name, (cls, cfg_cls, default, in_names) in specs.items():
-        model, sources[name] = load_model(name, cls, cfg_cls, default)
+    rows, sources, by_name = [], {}, {}
+    for name, (cls, cfg_cls, default, in_names) in {**specs, "refiner_full": specs["refiner"]}.items():
+        if name == "refiner_full":       # the same weights, every pixel read
+            model = Refiner(replace(by_name["refiner"].cfg, grid=0))
+            model.load_state_dict(by_name["refiner"].state_dict())
+            model.eval()
+            sources[name] = sources["refiner"] + " with grid = 0"
+        else:
+            model, sources[name] = load_model(name, cls, cfg_cls, default)
+        by_name[name] = model
         onnx_path = tmp / f"{name}.onnx"
         example = inputs_for(name, 64, 64)
         export_with_features(model, dict(zip(in_names, example)), onnx_path, feature_names=[], dynamic_spatial=True)
@@ -149,17 +159,19 @@ def main() -> None:
         for down in ("bisenet", "gem"):
             for backend in ("torch_ms", "ort_ms"):
                 shares.append({"resolution": res, "downstream": down, "backend": backend[:-3],
-                               "refiner_share": by[("refiner", res)][backend] / by[(down, res)][backend]})
+                               "refiner_share": by[("refiner", res)][backend] / by[(down, res)][backend],
+                               "refiner_full_share": by[("refiner_full", res)][backend] / by[(down, res)][backend]})
     pipes = bench_pipelines(args.reps, args.threads)
 
-    print(f"{'model':8s} {'resolution':10s} {'input':>10s} {'torch ms':>9s} {'ORT ms':>9s} {'ORT/torch':>9s}")
+    print(f"{'model':12s} {'resolution':10s} {'input':>10s} {'torch ms':>9s} {'ORT ms':>9s} {'ORT/torch':>9s}")
     for r in rows:
         hw = "x".join(str(v) for v in r["input_hw"][::-1])
-        print(f"{r['model']:8s} {r['resolution']:10s} {hw:>10s} {r['torch_ms']:9.1f} {r['ort_ms']:9.1f} "
+        print(f"{r['model']:12s} {r['resolution']:10s} {hw:>10s} {r['torch_ms']:9.1f} {r['ort_ms']:9.1f} "
               f"{r['ort_over_torch']:9.2f}")
-    print("\nrefiner time / downstream time (same backend, same resolution; goal <= 0.15)")
+    print("\nrefiner time / downstream time (same backend, same resolution; goal <= 0.15): refiner, refiner_full")
     for s in shares:
-        print(f"  {s['resolution']:10s} {s['downstream']:8s} {s['backend']:6s} {s['refiner_share']:.3f}")
+        print(f"  {s['resolution']:10s} {s['downstream']:8s} {s['backend']:6s} {s['refiner_share']:.3f} "
+              f"{s['refiner_full_share']:.3f}")
     if pipes:
         print("\nwhole pipelines (ONNX Runtime, entropy probe on): median ms")
         for p in pipes:

@@ -1,10 +1,12 @@
 """Refiner pipeline: an RGB image in, the refined image, an entropy profile and timings out.
 
-The refiner (``glassbox.vision.refiner``) runs on the full-resolution image scaled to [0, 1] with eager
-PyTorch or ONNX Runtime (``glassbox.runtime``; the exported graph also returns the named feature maps, so both
-backends give the entropy profile); the output is clipped to [0, 1] and returned as uint8. The same object can
-sit in front of the segmentation and fusion pipelines (their ``refiner`` argument), which is how the refined
-image reaches them.
+The refiner (``glassbox.vision.refiner``) takes the image scaled to [0, 1] with eager PyTorch or ONNX Runtime
+(``glassbox.runtime``; the exported graph also returns the named feature maps, so both backends give the entropy
+profile); it predicts its correction on a fixed low-resolution resample (the model's ``grid``) and applies it to
+the full-resolution image, so its cost hardly grows with the camera resolution. The output is clipped to [0, 1]
+and returned as uint8. The same object can sit in front of the segmentation and fusion pipelines (their
+``refiner`` argument), which is how the refined image reaches them; there it runs on the image already resized to
+the network's input size.
 """
 from __future__ import annotations
 
