@@ -80,3 +80,29 @@ def test_loss_outputs_and_groups(task):
         assert all(name in outputs["features"] for name in group)
     teacher = task.build_model("teacher")
     assert sum(p.numel() for p in teacher.parameters()) > 3 * sum(p.numel() for p in model.parameters())
+
+
+def test_ground_truth_sampling_adds_decodable_objects(tmp_path):
+    """With gt_sampling, a training item holds its own boxes plus pasted ones, and the targets of the pasted
+    ones decode back to them (their points made it into the range image)."""
+    gt = {"per_scan": [0, 3, 3], "min_points": [30, 10, 10]}
+    plain = LidarTask({"train_frames": 3, "val_frames": 1, "crop_width": 0, "augment": False,
+                       "cache_dir": str(tmp_path)})
+    task = LidarTask({"train_frames": 3, "val_frames": 1, "crop_width": 0, "augment": False, "gt_sampling": gt,
+                      "cache_dir": str(tmp_path)})
+    (base, _), (train, _) = plain.datasets(), task.datasets()
+    assert train.bank is not None and len(train.bank) > 0
+    item, raw = train[0], base[0]
+    n_raw = len(raw["boxes"])
+    assert len(item["boxes"]) > n_raw
+    np.testing.assert_allclose(item["boxes"][:n_raw].numpy(), raw["boxes"].numpy())
+    assert set(item["box_classes"][n_raw:].tolist()) <= {1, 2}
+    out = {k: item[k].numpy() for k in ("offset", "size", "yaw")}
+    out["yaw"][2] = np.where(out["yaw"][2] > 0.5, 10.0, -10.0)
+    hm = np.clip(item["heatmap"].numpy(), 1e-6, 1 - 1e-6)
+    out["heatmap"] = np.log(hm / (1 - hm))
+    det = decode(out, item["xyz"].numpy(), item["mask"].numpy(), DecodeConfig(score_threshold=0.99,
+                                                                             max_detections=300))
+    pasted = item["boxes"][n_raw:, :3].numpy()
+    d = np.linalg.norm(pasted[:, None, :] - det.centers[None], axis=-1)
+    assert (d.min(axis=1) < 1e-3).sum() >= 1

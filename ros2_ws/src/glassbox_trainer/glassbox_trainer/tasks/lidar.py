@@ -4,7 +4,9 @@ Data: ``glassbox.datasets.SyntheticLidarDataset`` (HDL-64-like scans of procedur
 frames come from disjoint seeds, so validation scenes are never seen in training), cached on disk. Each item is
 projected to the configured range image (rows from the ring field), optionally augmented first (mirror
 y -> -y, and a random rotation about z, which shifts the image along its columns) and, for training, cropped to
-``crop_width`` columns to halve the cost of a step. Targets: ``glassbox.lidar.build_targets``.
+``crop_width`` columns to halve the cost of a step. With ``gt_sampling``, objects cut out of the training scans
+(``glassbox.lidar.gt_sampling``) are pasted into each training scan before the augmentation, drawn afresh every
+epoch. Targets: ``glassbox.lidar.build_targets``.
 
 Evaluation: decode every validation scan at a low score threshold and compute KITTI-style AP|R40
 (``glassbox.metrics.evaluate_detections``) for BEV and 3D at the stated IoU thresholds; ground-truth boxes
@@ -32,6 +34,7 @@ from glassbox.config import from_dict
 from glassbox.lidar import (DecodeConfig, ProjectionConfig, SpiLossConfig, TargetConfig, build_model,
                             build_targets, decode, normalise, project_points, spi_config, spi_loss)
 from glassbox.lidar.decode import Detections3D
+from glassbox.lidar.gt_sampling import GtSamplingConfig, ObjectBank
 from glassbox.metrics.detection3d import evaluate_detections
 from glassbox.export import export_with_features
 from glassbox.pipelines.lidar import INPUT_NAME, card_extra
@@ -69,15 +72,17 @@ class LidarTaskConfig:
     eval_score_threshold: float = 0.05
     eval_min_points: int = 10
     init_weights: str = ""     # state dict (.pt) the default-size model starts from (a second, fine-tuning stage)
+    gt_sampling: GtSamplingConfig | None = None   # paste objects of other training scans (null: off)
 
 
 class LidarFrames(EpochDataset):
     """Synthetic scans turned into network inputs and targets."""
 
     def __init__(self, frames: Dataset, projection: ProjectionConfig, targets: TargetConfig, train: bool,
-                 crop_width: int, augment: bool, seed: int):
+                 crop_width: int, augment: bool, seed: int, bank: ObjectBank | None = None):
         self.frames, self.projection, self.targets = frames, projection, targets
         self.train, self.crop_width, self.augment, self.seed = train, crop_width, augment, seed
+        self.bank = bank
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -86,9 +91,12 @@ class LidarFrames(EpochDataset):
         a = self.frames.arrays(index)
         points = a["points"].astype(np.float32, copy=True)
         boxes = a["boxes"].astype(np.float64).reshape(-1, 7).copy()
-        ring = a["ring"]
+        ring, box_classes, box_points = a["ring"], a["box_classes"], a["box_points"]
+        rng = self.item_rng(index)
+        if self.train and self.bank is not None:
+            points, ring, boxes, box_classes, pasted = self.bank.paste(points, ring, boxes, box_classes, rng)
+            box_points = np.concatenate([box_points, np.full(pasted, np.iinfo(np.int32).max)])
         if self.train and self.augment:
-            rng = self.item_rng(index)
             if rng.random() < 0.5:                                   # mirror: y -> -y, yaw -> -yaw
                 points[:, 1] *= -1.0
                 boxes[:, 1] *= -1.0
@@ -101,7 +109,7 @@ class LidarFrames(EpochDataset):
             boxes[:, 0], boxes[:, 1] = c * bx - s * by, s * bx + c * by
             boxes[:, 6] = (boxes[:, 6] + ang + math.pi) % (2 * math.pi) - math.pi
         image = project_points(points, self.projection, ring=ring)
-        t = build_targets(image, boxes[:, :3], boxes[:, 3:6], boxes[:, 6], a["box_classes"], self.targets)
+        t = build_targets(image, boxes[:, :3], boxes[:, 3:6], boxes[:, 6], box_classes, self.targets)
         item = {"input": normalise(image), "xyz": image.xyz, "mask": image.mask,
                 **{k: t[k] for k in TARGET_KEYS}}
         if self.train and 0 < self.crop_width < self.projection.width:
@@ -110,8 +118,8 @@ class LidarFrames(EpochDataset):
             item["xyz"] = item["xyz"][:, :self.crop_width]
         out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in item.items()}
         out["boxes"] = torch.from_numpy(boxes.astype(np.float32))
-        out["box_classes"] = torch.from_numpy(a["box_classes"].astype(np.int64))
-        out["box_points"] = torch.from_numpy(a["box_points"].astype(np.int64))
+        out["box_classes"] = torch.from_numpy(box_classes.astype(np.int64))
+        out["box_points"] = torch.from_numpy(box_points.astype(np.int64))
         return out
 
 
@@ -147,7 +155,13 @@ class LidarTask:
         c = self.cfg
         train = SyntheticLidarDataset("train", size=c.train_frames, lidar=c.lidar, seed=c.seed, cache_dir=cache)
         val = SyntheticLidarDataset("val", size=c.val_frames, lidar=c.lidar, seed=c.seed, cache_dir=cache)
-        return (LidarFrames(train, self.projection, c.targets, True, c.crop_width, c.augment, c.seed),
+        bank = None
+        if c.gt_sampling is not None:
+            bank = ObjectBank(c.gt_sampling)
+            for i in range(len(train)):
+                a = train.arrays(i)
+                bank.add_scan(a["points"], a["ring"], a["boxes"], a["box_classes"])
+        return (LidarFrames(train, self.projection, c.targets, True, c.crop_width, c.augment, c.seed, bank),
                 LidarFrames(val, self.projection, c.targets, False, 0, False, c.seed))
 
     def collate(self, items: list) -> dict:
