@@ -106,3 +106,14 @@ def test_ground_truth_sampling_adds_decodable_objects(tmp_path):
     pasted = item["boxes"][n_raw:, :3].numpy()
     d = np.linalg.norm(pasted[:, None, :] - det.centers[None], axis=-1)
     assert (d.min(axis=1) < 1e-3).sum() >= 1
+
+
+def test_width_and_model_overrides_reach_the_data_and_the_network(tmp_path):
+    task = LidarTask({"train_frames": 1, "val_frames": 1, "crop_width": 256, "width": 1024, "cache_dir": str(tmp_path),
+                      "model": {"stage_channels": [8, 16, 24], "stage_strides": [[1, 2], [2, 2], [2, 2]]}})
+    model = task.build_model()
+    assert model.cfg.stage_channels == (8, 16, 24) and model.cfg.total_stride == (4, 8)
+    train, val = task.datasets()
+    assert train[0]["input"].shape == (5, 64, 256) and val[0]["input"].shape == (5, 64, 1024)
+    with torch.no_grad():
+        assert model(val[0]["input"][None]).heatmap.shape == (1, 3, 64, 1024)

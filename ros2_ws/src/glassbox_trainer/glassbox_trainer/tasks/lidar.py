@@ -43,10 +43,10 @@ from glassbox_trainer.data import EpochDataset
 TARGET_KEYS = ("heatmap", "offset", "size", "yaw", "reg_weight")
 
 
-def _hdl64_projection() -> ProjectionConfig:
+def _hdl64_projection(width: int = 512) -> ProjectionConfig:
     from glassbox.sim import lidar_preset
     beams = tuple(sorted(lidar_preset("hdl64").elevations_deg, reverse=True))
-    return ProjectionConfig(height=64, width=512, fov_up_deg=beams[0] + 0.2, fov_down_deg=beams[-1] - 0.3,
+    return ProjectionConfig(height=64, width=width, fov_up_deg=beams[0] + 0.2, fov_down_deg=beams[-1] - 0.3,
                             beam_elevations_deg=beams, use_ring=True, ring_order="bottom_first",
                             max_range_m=120.0)
 
@@ -64,6 +64,8 @@ class LidarTaskConfig:
     val_frames: int = 150
     cache_dir: str = "~/.cache/glassbox/lidar"
     projection: ProjectionConfig | None = None
+    width: int = 512           # columns of the range image when ``projection`` is null (2048: every HDL-64 step)
+    model: dict = field(default_factory=dict)      # SpiConfig fields over the named size
     crop_width: int = 256
     augment: bool = True
     targets: TargetConfig = field(default_factory=TargetConfig)
@@ -134,12 +136,15 @@ class LidarTask:
 
     def __init__(self, cfg: dict):
         self.cfg: LidarTaskConfig = from_dict(LidarTaskConfig, dict(cfg or {}), "task lidar")
-        self.projection = self.cfg.projection or _hdl64_projection()
+        self.projection = self.cfg.projection or _hdl64_projection(self.cfg.width)
         self.eloss_groups = build_model("spi", self._model_cfg("default")).eloss_groups()
 
     def _model_cfg(self, size: str):
-        return spi_config(size, in_channels=len(self.projection.channels),
-                          num_classes=len(DETECTION_CLASSES))
+        from dataclasses import asdict
+
+        from glassbox.lidar import SpiConfig
+        base = asdict(spi_config(size, in_channels=len(self.projection.channels), num_classes=len(DETECTION_CLASSES)))
+        return from_dict(SpiConfig, {**base, **self.cfg.model}, "task lidar: model")
 
     def build_model(self, size: str = "default") -> nn.Module:
         model = build_model("spi", self._model_cfg(size))
