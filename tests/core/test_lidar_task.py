@@ -50,6 +50,9 @@ def test_perfect_outputs_score_full_car_ap(task):
     # every car with >= 10 points has an object pixel and therefore an exact peak; overlapping boxes may lose one
     assert res["car/bev@0.7"] >= 0.9 and res["car/3d@0.7"] >= 0.9
     assert res[task.metric] >= res["car/bev@0.7"]
+    near, mid = res["car/num_gt/0-20m"], res["car/num_gt/20-40m"]
+    assert near + mid + res["car/num_gt/40m+"] == res["car/num_gt"] and near > 0
+    assert res["car/bev@0.7/0-20m"] >= 0.9
 
 
 def test_augmented_item_targets_match_its_boxes(task):

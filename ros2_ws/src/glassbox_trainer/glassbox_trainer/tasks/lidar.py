@@ -11,7 +11,8 @@ epoch. Targets: ``glassbox.lidar.build_targets``.
 Evaluation: decode every validation scan at a low score threshold and compute KITTI-style AP|R40
 (``glassbox.metrics.evaluate_detections``) for BEV and 3D at the stated IoU thresholds; ground-truth boxes
 with fewer than ``eval_min_points`` LiDAR points are ignored (KITTI-style "don't care": nothing can be detected
-from them). The headline metric is car BEV AP at IoU 0.5, ``car/bev@0.5``.
+from them). BEV APs are also given per distance bin (0-20, 20-40, 40+ m). The headline metric is car BEV AP
+at IoU 0.5, ``car/bev@0.5``.
 
 Train the shipped model (two stages, CPU; see ``config/train/lidar_finetune.yaml``):
 ``glassbox-train --config config/train/lidar.yaml --out runs/lidar`` then
@@ -41,6 +42,7 @@ from glassbox.pipelines.lidar import INPUT_NAME, card_extra
 from glassbox_trainer.data import EpochDataset
 
 TARGET_KEYS = ("heatmap", "offset", "size", "yaw", "reg_weight")
+DISTANCE_BINS_M = ((0.0, 20.0), (20.0, 40.0), (40.0, math.inf))
 
 
 def _hdl64_projection(width: int = 512) -> ProjectionConfig:
@@ -203,6 +205,10 @@ class LidarTask:
         res = evaluate_detections(dets, gts, gt_ignore=ignore)
         aps = [v for k, v in res.items() if "@" in k and not math.isnan(v)]
         res["mean_ap"] = float(np.mean(aps)) if aps else 0.0
+        for near, far in DISTANCE_BINS_M:            # BEV AP per distance bin: "car/bev@0.7/0-20m", ...
+            tag = f"{near:g}-{far:g}m" if math.isfinite(far) else f"{near:g}m+"
+            binned = evaluate_detections(dets, gts, gt_ignore=ignore, metrics=("bev",), range_m=(near, far))
+            res.update({f"{k}/{tag}": v for k, v in binned.items()})
         return {k: (0.0 if math.isnan(v) else float(v)) for k, v in res.items()}
 
     def export(self, model: nn.Module, path: str) -> dict:
