@@ -143,6 +143,8 @@ def test_128_beam_cloud_lands_on_the_nearest_model_rows_and_is_reported_once():
     naive = project_points(points, proj, ring=ring)
     assert np.mean(np.nonzero(naive.mask)[0] != nearest[naive.point_index[naive.mask]]) > 0.5
     assert len(fit.notices) == 2 and fit.state == "; ".join(fit.notices)
+    fit(points[ring > 0], ring[ring > 0])                        # top ring without returns: said already
+    assert len(fit.notices) == 2 and fit.state != "; ".join(fit.notices) and "(+22.1..-22.5 deg)" in fit.state
     assert "128-ring cloud" in fit.notices[0] and "resampled to the model's 64 rows" in fit.notices[0]
     assert "intensity 0-65535 rescaled to the model's 0-1" in fit.notices[1]
     assert fit.info()["sensor/rows"] == "ring remapped by elevation" and fit.info()["sensor"] == "hdl64"

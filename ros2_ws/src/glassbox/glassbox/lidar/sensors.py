@@ -174,10 +174,11 @@ def _fov(lo: float, hi: float) -> str:
 class CloudFit:
     """Fits clouds to a model's sensor profile and projection (see the module docstring).
 
-    ``fit(points, ring) -> (points, ring)`` returns the cloud to project: the same arrays when it matches the
-    model's sensor, else the ring remapped to the model's rows and the intensities rescaled. ``state`` says what
-    differs ("" = the model's own sensor), ``notices`` holds each distinct difference once, ``info()`` the facts
-    for diagnostics."""
+    ``fit = CloudFit(profile, projection)``; ``fit(points, ring) -> (points, ring)`` returns the cloud to project:
+    the same arrays when it matches the model's sensor, else the ring remapped to the model's rows and the
+    intensities rescaled. ``state`` says what differs in the last cloud ("" = the model's own sensor);
+    ``notices`` holds the first description of each kind of difference (rows, field of view, intensity), logged
+    once; ``info()`` gives the facts for diagnostics."""
 
     def __init__(self, profile: SensorProfile, projection: ProjectionConfig) -> None:
         if projection.beam_elevations_deg and not (
@@ -189,6 +190,7 @@ class CloudFit:
         self.intensity_scale = 0.0       # the largest unit seen on this stream (a stream keeps its unit)
         self.state = ""
         self.notices: list[str] = []
+        self._noticed: set[str] = set()
         self.facts: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------------------ checks
@@ -253,7 +255,7 @@ class CloudFit:
         p, cfg = self.profile, self.projection
         up, down = self._edges()
         model_fov = f"{p.name}: {_fov(math.degrees(down), math.degrees(up))}"
-        differences = []
+        differences: dict[str, str] = {}           # kind -> description
         if ring is not None and cfg.use_ring and len(ring):
             ring = np.asarray(ring).astype(np.int64, copy=False)
             if ring.min() < 0 or ring.max() >= 65536:
@@ -265,32 +267,34 @@ class CloudFit:
             span = _fov(float(np.nanmin(elev)), float(np.nanmax(elev))) if returns else "no returns"
             self.facts = {"sensor/cloud": f"{beams} rings, {span}", "sensor/rows": "ring"}
             if returns and inside == 0:
+                self.facts["sensor/rows"] = "rejected"
                 raise SensorMismatchError(f"no beam of the cloud ({beams} rings, {span}) lies inside the model's "
                                           f"vertical field of view ({model_fov})")
             if returns and not np.array_equal(mapped[present], np.flatnonzero(present)):
                 ring = mapped[ring]
                 self.facts["sensor/rows"] = "ring remapped by elevation"
                 dropped = f", {returns - inside} rings outside it dropped" if inside < returns else ""
-                differences.append(f"{beams}-ring cloud ({span}) resampled to the model's {cfg.height} rows "
-                                   f"({model_fov}){dropped}")
+                differences["rows"] = (f"{beams}-ring cloud ({span}) resampled to the model's {cfg.height} rows "
+                                       f"({model_fov}){dropped}")
         else:
             lo, hi, inside = self._elevation_span(points)
             span = "no returns" if math.isnan(inside) else _fov(lo, hi)
             self.facts = {"sensor/cloud": f"{'no ring field' if ring is None else 'ring not used'}, {span}",
                           "sensor/rows": "elevation"}
             if inside == 0:
+                self.facts["sensor/rows"] = "rejected"
                 raise SensorMismatchError(f"no point of the cloud ({span}) lies inside the model's vertical field "
                                           f"of view ({model_fov})")
             if inside < 0.99:
-                differences.append(f"cloud spans {span}, beyond the model's {model_fov}: {100 * (1 - inside):.0f}% "
-                                   "of its points dropped")
+                differences["fov"] = (f"cloud spans {span}, beyond the model's {model_fov}: "
+                                      f"{100 * (1 - inside):.0f}% of its points dropped")
         unit = self._unit(points)
         self.facts["sensor/intensity"] = f"0-{unit:g}"
         if unit != p.intensity_max:
             points = points.copy()
             points[:, 3] *= p.intensity_max / unit
-            differences.append(f"intensity 0-{unit:g} rescaled to the model's 0-{p.intensity_max:g} "
-                               f"({p.intensity_units})")
+            differences["intensity"] = (f"intensity 0-{unit:g} rescaled to the model's 0-{p.intensity_max:g} "
+                                        f"({p.intensity_units})")
         self._report(differences)
         return points, ring
 
@@ -302,12 +306,13 @@ class CloudFit:
             return rows[0] + half, rows[0] - half
         return rows[0] + (rows[0] - rows[1]) / 2, rows[-1] - (rows[-2] - rows[-1]) / 2
 
-    def _report(self, differences: list[str]) -> None:
-        for d in differences:
-            if d not in self.notices:
-                self.notices.append(d)
-                log.warning("LiDAR cloud differs from the model's sensor: %s", d)
-        self.state = "; ".join(differences)
+    def _report(self, differences: dict[str, str]) -> None:
+        for kind, text in differences.items():
+            if kind not in self._noticed:
+                self._noticed.add(kind)
+                self.notices.append(text)
+                log.warning("LiDAR cloud differs from the model's sensor: %s", text)
+        self.state = "; ".join(differences.values())
 
     def info(self) -> dict[str, str]:
         """Facts for the node's diagnostics: the model's sensor and what the last cloud looked like."""
