@@ -120,3 +120,31 @@ def test_width_and_model_overrides_reach_the_data_and_the_network(tmp_path):
     assert train[0]["input"].shape == (5, 64, 256) and val[0]["input"].shape == (5, 64, 1024)
     with torch.no_grad():
         assert model(val[0]["input"][None]).heatmap.shape == (1, 3, 64, 1024)
+
+
+def test_sensor_key_sets_simulation_projection_and_card(tmp_path):
+    from glassbox.config import ConfigError, from_dict
+    from glassbox.lidar import SensorProfile, sensor_profile
+
+    vlp16 = sensor_profile("vlp16")
+    task = LidarTask({"sensor": "vlp16", "train_frames": 1, "val_frames": 1, "crop_width": 0,
+                      "cache_dir": str(tmp_path / "cache")})
+    assert task.projection.height == 16 and task.projection.beam_elevations_deg == vlp16.elevations_deg
+    assert task.projection.ring_order == "bottom_first" and task.projection.width == 512
+    _, val = task.datasets()
+    assert val.frames.lidar_cfg.num_beams == 16 and val.frames.lidar_cfg.intensity_max == 255
+    item = val[0]
+    assert item["input"].shape == (5, 16, 512)
+    rows, _ = np.nonzero(item["mask"].numpy())               # every filled pixel holds a point of its row's beam
+    xyz = item["xyz"].numpy()[item["mask"].numpy()]
+    elev = np.degrees(np.arcsin(xyz[:, 2] / np.linalg.norm(xyz, axis=1)))
+    assert len(rows) > 1000 and np.abs(elev - np.asarray(vlp16.elevations_deg)[rows]).max() < 0.01
+    spec = task.export(task.build_model(), str(tmp_path / "m.onnx"))
+    assert list(spec["inputs"]["range_image"]["shape"]) == [1, 5, 16, 512]
+    assert from_dict(SensorProfile, spec["sensor"]) == vlp16 and spec["projection"]["height"] == 16
+    assert LidarTask({"lidar": "vlp16"}).cfg.sensor == "vlp16"        # the key's old name
+    for bad, match in (({"sensor": "vlp17"}, "unknown sensor"),
+                       ({"lidar": "hdl64", "sensor": "vlp16"}, "different sensors"),
+                       ({"sensor": "vlp16", "projection": {"height": 64}}, "does not match sensor 'vlp16'")):
+        with pytest.raises(ConfigError, match=match):
+            LidarTask(bad)

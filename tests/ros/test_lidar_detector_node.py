@@ -1,5 +1,6 @@
 """lidar_detector_node as a real process: every output topic with the input's header; malformed clouds are
-rejected with a reason, counted in diagnostics, and the node keeps serving; a tampered model stops it at start."""
+rejected with a reason, counted in diagnostics, and the node keeps serving; a cloud of another sensor is resampled
+and said so in diagnostics; a tampered model stops it at start."""
 from __future__ import annotations
 
 import numpy as np
@@ -74,7 +75,13 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
     no_x.fields = [f for f in no_x.fields if f.name != "x"]
     short = _scan_msg(0)
     short.data = bytes(short.data)[:-7]
-    bad = {"empty": empty, "all_nan": all_nan, "no_x": no_x, "short": short}
+    # every beam far above the model's vertical field of view: nothing to resample into its rows
+    e = np.deg2rad(np.repeat(np.linspace(60.0, 45.0, 16), 64))
+    a = np.tile(np.linspace(-np.pi, np.pi, 64, endpoint=False), 16)
+    sky = np.stack([10 * np.cos(e) * np.cos(a), 10 * np.cos(e) * np.sin(a), 10 * np.sin(e), np.ones_like(e)], 1)
+    sky_msg = cv.build.pointcloud2(gm.xyz_to_structured(sky.astype(np.float32), extra={
+        "ring": np.repeat(np.arange(16), 64).astype(np.uint16)}), Header())
+    bad = {"empty": empty, "all_nan": all_nan, "no_x": no_x, "short": short, "sky": sky_msg}
     for i, msg in enumerate(bad.values()):
         msg.header.stamp.sec = 101 + i
         msg.header.frame_id = "lidar"
@@ -90,8 +97,9 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
                 if s.name.endswith("lidar_detector"):
                     return sum(int(kv.value) for kv in s.values if kv.key.startswith("rejected/"))
         return total
-    ros_client.spin_until(lambda: rejected_total() >= 5, 30, "5 rejections in diagnostics")
+    ros_client.spin_until(lambda: rejected_total() >= 6, 30, "6 rejections in diagnostics")
     assert _diag_value(diags, "rejected/stamp_backwards") == "1"
+    assert _diag_value(diags, "rejected/sensor_mismatch") == "1"
     assert node.alive()
 
     # The next valid message is answered.
@@ -100,6 +108,11 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
     ros_client.wait_for_messages(f"{NS}/detections", count=n_before + 1, timeout=120)
     assert ros_client.received[f"{NS}/detections"][-1].header.stamp.sec == 200
     assert _diag_value(diags, "backend") == "onnxruntime"
+    # the HDL-32E scans are fitted to the test model's 32 uniform rows and its 0-1 intensities, and it says so
+    ros_client.spin_until(lambda: _diag_value(diags, "sensor/rows") == "ring remapped by elevation", 30,
+                          "the last scan's rows in diagnostics")
+    status = next(s for m in reversed(diags) for s in m.status if s.name.endswith("lidar_detector"))
+    assert "resampled to the model's 32 rows" in status.message and "intensity 0-255 rescaled" in status.message
     assert node.stop() == 0, node.log()
 
 

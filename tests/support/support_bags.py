@@ -37,7 +37,7 @@ def write_unusual_bag(path: Path, storage: str = "sqlite3", frames: int = 3, emp
             scan = scan_lidar(scene, lidar_preset("vlp16"), pose, seed=i)
             cloud = mc.xyz_to_structured(scan.points, extra={
                 "ring": scan.ring.astype(np.uint16), "time": scan.time.astype(np.float64),
-                "reflectivity": (scan.points[:, 3] * 100).astype(np.uint16)})
+                "reflectivity": (scan.points[:, 3] * 100 / 255).astype(np.uint16)})
             cam = render_cameras(scene, rgb_camera(width=320, height=256), None, pose, "day", i, t=0.1 * i)
             th = render_thermal(scene, thermal_camera(width=320, height=256), pose, "day", i, t=0.1 * i)
             msgs = {"lidar": (t0, mc.make_pointcloud2(f, cloud, mc.make_header(f, t0, "velodyne"))),

@@ -1,7 +1,11 @@
 """LiDAR stage: PointCloud2 -> LidarDetectionPipeline -> Detection3DArray, MarkerArray, EntropyProfile, uncertainty.
 
 The cloud is decoded once per message (one structured view; xyzi and ring are columns of it) and the pipeline
-gets arrays.
+gets arrays. The pipeline fits each cloud to the model card's sensor profile: a cloud of another sensor (another
+beam table, ring count or intensity unit) is resampled into the model's geometry and the difference is kept in
+``state`` (the node's diagnostics: a warning with the reason, logged once); a cloud that cannot be fitted (no
+point inside the model's vertical field of view, intensities in no known unit) is rejected as
+``sensor_mismatch``. ``info()`` gives the model's sensor and what the last cloud looked like (``sensor/...``).
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import numpy as np
 
 from glassbox import msg as gm
 from glassbox.classes import DETECTION_CLASSES
+from glassbox.lidar.sensors import SensorMismatchError
 from glassbox.pipelines.lidar import LidarDetectionPipeline, LidarDetectionResult
 from glassbox.stages.base import Stage, StageOutput
 
@@ -50,11 +55,19 @@ class LidarStage(Stage):
 
     def step(self, role: str, data: Any, header: Any, now_ns: int) -> StageOutput:
         points, ring = data
-        result: LidarDetectionResult = self.pipeline(points, ring)
+        try:
+            result: LidarDetectionResult = self.pipeline(points, ring)
+        except SensorMismatchError as exc:
+            raise gm.ConversionError("sensor_mismatch", str(exc)) from None
+        finally:
+            self.state = self.pipeline.fit.state
         d = result.detections
         return StageOutput(self.encode(result, header), result, gm.stamp_to_ns(header.stamp),
                            frame={"num_detections": len(d), "_pred": d},
                            sample={"range": result.range_image.range, "detections": d})
+
+    def info(self) -> dict[str, str]:
+        return self.pipeline.fit.info()
 
     def encode(self, result: LidarDetectionResult, header_in: Any) -> dict[str, Any]:
         f = self.factory

@@ -1,12 +1,14 @@
 """Trainer task ``lidar``: the SPI range-image detector (``glassbox.lidar``) on synthetic LiDAR scans.
 
-Data: ``glassbox.datasets.SyntheticLidarDataset`` (HDL-64-like scans of procedural streets; train and val
-frames come from disjoint seeds, so validation scenes are never seen in training), cached on disk. Each item is
-projected to the configured range image (rows from the ring field), optionally augmented first (mirror
-y -> -y, and a random rotation about z, which shifts the image along its columns) and, for training, cropped to
-``crop_width`` columns to halve the cost of a step. With ``gt_sampling``, objects cut out of the training scans
-(``glassbox.lidar.gt_sampling``) are pasted into each training scan before the augmentation, drawn afresh every
-epoch. Targets: ``glassbox.lidar.build_targets``.
+Data: ``glassbox.datasets.SyntheticLidarDataset``: scans of procedural streets by the simulated ``sensor`` (a
+profile of ``glassbox.lidar.sensors``, default ``hdl64``; train and val frames come from disjoint seeds, so
+validation scenes are never seen in training), cached on disk. Each item is projected to the sensor's range image
+(``ProjectionConfig.from_profile``: one row per beam, rows from the ring field, ``width`` columns), optionally
+augmented first (mirror y -> -y, and a random rotation about z, which shifts the image along its columns) and, for
+training, cropped to ``crop_width`` columns to halve the cost of a step. With ``gt_sampling``, objects cut out of the
+training scans (``glassbox.lidar.gt_sampling``) are pasted into each training scan before the augmentation, drawn
+afresh every epoch. Targets: ``glassbox.lidar.build_targets``.
+The exported card records the sensor profile (``extra.sensor``), which the deployed pipeline checks clouds against.
 
 Evaluation: decode every validation scan at a low score threshold and compute KITTI-style AP|R40
 (``glassbox.metrics.evaluate_detections``) for BEV and 3D at the stated IoU thresholds; ground-truth boxes
@@ -31,11 +33,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from glassbox.classes import DETECTION_CLASSES
-from glassbox.config import from_dict
+from glassbox.config import ConfigError, from_dict
 from glassbox.lidar import (DecodeConfig, ProjectionConfig, SpiLossConfig, TargetConfig, build_model,
                             build_targets, decode, normalise, project_points, spi_config, spi_loss)
 from glassbox.lidar.decode import Detections3D
 from glassbox.lidar.gt_sampling import GtSamplingConfig, ObjectBank
+from glassbox.lidar.sensors import SENSORS, SensorProfile, sensor_profile
 from glassbox.metrics.detection3d import evaluate_detections
 from glassbox.export import export_with_features
 from glassbox.pipelines.lidar import INPUT_NAME, card_extra
@@ -45,28 +48,24 @@ TARGET_KEYS = ("heatmap", "offset", "size", "yaw", "reg_weight")
 DISTANCE_BINS_M = ((0.0, 20.0), (20.0, 40.0), (40.0, math.inf))
 
 
-def _hdl64_projection(width: int = 512) -> ProjectionConfig:
-    from glassbox.sim import lidar_preset
-    beams = tuple(sorted(lidar_preset("hdl64").elevations_deg, reverse=True))
-    return ProjectionConfig(height=64, width=width, fov_up_deg=beams[0] + 0.2, fov_down_deg=beams[-1] - 0.3,
-                            beam_elevations_deg=beams, use_ring=True, ring_order="bottom_first",
-                            max_range_m=120.0)
-
-
 @dataclass(frozen=True)
 class LidarTaskConfig:
     """The ``lidar:`` section of ``config/train/lidar.yaml``.
 
-    ``projection: null`` (the default) uses the HDL-64 beam table at 64 x 512 with rows from the ring field.
+    ``sensor``: the simulated sensor (``glassbox.lidar.sensors.SENSORS``), also the range image's geometry;
+    ``projection: null`` (the default) = ``ProjectionConfig.from_profile(sensor, width=width)``; a projection
+    given in full must have the sensor's beam count (and its beam table, when it lists one; rows from the ring
+    field need the sensor's table and ring order, so that training and the deployed pipeline place rings on the
+    same rows). ``lidar:`` is read as the old name of ``sensor`` (configs and cards of earlier runs).
     """
 
-    lidar: str = "hdl64"
+    sensor: str = "hdl64"
+    width: int = 512
     seed: int = 0
     train_frames: int = 800
     val_frames: int = 150
     cache_dir: str = "~/.cache/glassbox/lidar"
     projection: ProjectionConfig | None = None
-    width: int = 512           # columns of the range image when ``projection`` is null (2048: every HDL-64 step)
     model: dict = field(default_factory=dict)      # SpiConfig fields over the named size
     crop_width: int = 256
     augment: bool = True
@@ -77,6 +76,36 @@ class LidarTaskConfig:
     eval_min_points: int = 10
     init_weights: str = ""     # state dict (.pt) the default-size model starts from (a second, fine-tuning stage)
     gt_sampling: GtSamplingConfig | None = None   # paste objects of other training scans (null: off)
+
+
+def task_config(cfg: dict | None) -> LidarTaskConfig:
+    """The task's config from its section, with ``lidar:`` (the old name of ``sensor``) accepted."""
+    cfg = dict(cfg or {})
+    if "lidar" in cfg:
+        old = cfg.pop("lidar")
+        if cfg.setdefault("sensor", old) != old:
+            raise ConfigError(f"task lidar: 'lidar: {old}' and 'sensor: {cfg['sensor']}' name different sensors "
+                              "('lidar' is the old name of 'sensor')")
+    out = from_dict(LidarTaskConfig, cfg, "task lidar")
+    if out.sensor not in SENSORS:
+        raise ConfigError(f"task lidar: unknown sensor '{out.sensor}' (known: {', '.join(SENSORS)})")
+    return out
+
+
+def sensor_projection(profile: SensorProfile, cfg: LidarTaskConfig) -> ProjectionConfig:
+    """The range image of the task: the sensor's (``width`` columns) or the given one, checked against it."""
+    if cfg.projection is None:
+        return ProjectionConfig.from_profile(profile, width=cfg.width)
+    proj = cfg.projection
+    same_table = len(proj.beam_elevations_deg) == profile.num_beams and np.allclose(
+        proj.beam_elevations_deg, profile.elevations_deg, atol=0.01)
+    if proj.height != profile.num_beams or (proj.beam_elevations_deg and not same_table):
+        raise ConfigError(f"task lidar: projection ({proj.height} rows) does not match sensor '{profile.name}' "
+                          f"({profile.num_beams} beams): give projection: null to take the sensor's")
+    if proj.use_ring and not (same_table and proj.ring_order == profile.ring_order):
+        raise ConfigError(f"task lidar: rows from the ring field need the beam table and ring order "
+                          f"({profile.ring_order}) of sensor '{profile.name}' (or use_ring: false)")
+    return proj
 
 
 class LidarFrames(EpochDataset):
@@ -137,8 +166,9 @@ class LidarTask:
     eloss_groups = [[f"s{i + 1}_b{j}" for j in range(n)] for i, n in enumerate(spi_config().stage_blocks) if n >= 2]
 
     def __init__(self, cfg: dict):
-        self.cfg: LidarTaskConfig = from_dict(LidarTaskConfig, dict(cfg or {}), "task lidar")
-        self.projection = self.cfg.projection or _hdl64_projection(self.cfg.width)
+        self.cfg = task_config(cfg)
+        self.sensor = sensor_profile(self.cfg.sensor)
+        self.projection = sensor_projection(self.sensor, self.cfg)
         self.eloss_groups = build_model("spi", self._model_cfg("default")).eloss_groups()
 
     def _model_cfg(self, size: str):
@@ -160,8 +190,8 @@ class LidarTask:
 
         cache = os.path.expanduser(self.cfg.cache_dir) if self.cfg.cache_dir else None
         c = self.cfg
-        train = SyntheticLidarDataset("train", size=c.train_frames, lidar=c.lidar, seed=c.seed, cache_dir=cache)
-        val = SyntheticLidarDataset("val", size=c.val_frames, lidar=c.lidar, seed=c.seed, cache_dir=cache)
+        train = SyntheticLidarDataset("train", size=c.train_frames, lidar=c.sensor, seed=c.seed, cache_dir=cache)
+        val = SyntheticLidarDataset("val", size=c.val_frames, lidar=c.sensor, seed=c.seed, cache_dir=cache)
         bank = None
         if c.gt_sampling is not None:
             bank = ObjectBank(c.gt_sampling)
@@ -215,5 +245,5 @@ class LidarTask:
         x = torch.zeros(1, model.cfg.in_channels, self.projection.height, self.projection.width)
         spec = export_with_features(model, {INPUT_NAME: x}, path, dynamic_spatial=True)
         spec["classes"] = list(DETECTION_CLASSES)
-        spec.update(card_extra(self.projection, model.cfg, self.cfg.decode))
+        spec.update(card_extra(self.projection, model.cfg, self.cfg.decode, self.sensor))
         return spec
