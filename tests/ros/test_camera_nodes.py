@@ -52,7 +52,7 @@ def _rejected(diags, node_name):
     for m in reversed(diags):
         for s in m.status:
             if s.name.endswith(node_name):
-                return {kv.key[9:]: int(kv.value) for kv in s.values if kv.key.startswith("rejected/")}
+                return {kv.key[9:]: int(kv.value) for kv in s.values if kv.key.startswith("rejected/") and kv.value != "0"}
     return {}
 
 
@@ -87,7 +87,8 @@ def test_camera_node_outputs_and_rejections(executable, frames, model_cards, ros
     short.data = bytes(short.data)[:-5]
     empty = Image(header=Header(frame_id="camera"), height=0, width=0, encoding="rgb8", step=0)
     empty.header.stamp.sec = 13
-    backwards = _msg(rgb, "rgb8", 5)
+    backwards = _msg(rgb, "rgb8", 9)               # 0.5 s before the last accepted frame (10 s): rejected
+    backwards.header.stamp.nanosec = 500_000_000
     for m in (wrong_encoding, short, empty, backwards):
         pub.publish(m)
         ros_client.spin_for(0.1)

@@ -65,7 +65,7 @@ def test_monitor_node_ok_then_error_naming_the_layer(tmp_path, ros_client, start
     bad.entropy_nats = np.array([1.0])
     pub.publish(bad)
     ros_client.wait_for_messages("/diagnostics", timeout=20, predicate=lambda m: any(
-        s.name.endswith("/input") and "1 malformed" in s.message for s in m.status))
+        s.name.endswith("/input") and "1 profile(s) rejected" in s.message for s in m.status))
     assert node.alive()
     diags.clear()
     pub.publish(_profile([10.0, 8.0, 6.0]))
