@@ -111,7 +111,8 @@ class RosClient:
         does); one SetParametersResult per parameter."""
         from rcl_interfaces.srv import SetParameters
         from rclpy.parameter import Parameter
-        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                    for k, v in values.items()])
         return list(self._call(SetParameters, f"{node_fqn}/set_parameters", request, timeout).results)
 
     def get_parameters(self, node_fqn: str, names: Sequence[str], timeout: float = 30.0) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def _rejected(diags, node_name):
     for m in reversed(diags):
         for s in m.status:
             if s.name.endswith(node_name):
-                return {kv.key[9:]: int(kv.value) for kv in s.values if kv.key.startswith("rejected/") and kv.value != "0"}
+                return {k: int(v) for k, v in gm.status_values(s, "rejected/").items() if v != "0"}
     return {}
 
 

@@ -5,8 +5,9 @@ For every probed layer the monitor keeps an exponentially smoothed z-score
 OK below ``warn_z``, WARN from ``warn_z``, ERROR from ``error_z``. Levels rise at once and fall only when |z|
 drops below ``hysteresis`` times the threshold, so a layer hovering at a threshold does not flap. A model
 not heard from for ``stale_after_s`` is STALE. ``configure`` changes the settings while it runs (every level is
-judged again at once) and ``reset`` forgets a model's smoothed state when its time restarts. The ROS node ``entropy_monitor_node`` turns the states into
-``diagnostic_msgs/DiagnosticArray``; the bag replay uses this class directly.
+judged again at once) and ``reset`` forgets a model's smoothed state when its time restarts. The ROS node
+``entropy_monitor_node`` turns the states into ``diagnostic_msgs/DiagnosticArray``; the bag replay uses this
+class directly.
 
 Reference files are YAML, either a table of models (what ``glassbox profile`` records on a robot's own nominal
 bags, see ``glassbox.bag.profile``; it adds the frames, sensors, card sha256 and robust spreads)::

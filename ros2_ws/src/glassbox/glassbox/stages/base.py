@@ -3,9 +3,10 @@
 A stage is fed one input message at a time: ``stage.feed(role, msg, now_ns)`` decodes and validates it, checks
 that its stamp does not go backwards on that role (``glassbox.sync.StampGuard``; a jump back of more than its
 ``jump_threshold_s`` restarts the role instead: ``reset(role)``), and runs the pipeline once it has what it needs;
-it returns a :class:`StageOutput`, or None while it waits (a fusion stage waiting for the partner of a pair). Bad input raises
-:class:`~glassbox.msg.ConversionError` whose ``reason`` is one of :data:`glassbox.msg.REASONS`. ``now_ns`` is the
-caller's clock: the node's clock in a node, the bag's receive time in a replay, so both run the same logic.
+it returns a :class:`StageOutput`, or None while it waits (a fusion stage waiting for the partner of a pair). Bad
+input raises :class:`~glassbox.msg.ConversionError` whose ``reason`` is one of :data:`glassbox.msg.REASONS`.
+``now_ns`` is the caller's clock: the node's clock in a node, the bag's receive time in a replay, so both run the
+same logic.
 """
 from __future__ import annotations
 
