@@ -198,7 +198,7 @@ def run_node(cap: str, card: Path, inputs: dict, speed: float, frames: int, lead
             if status.name.startswith(ns + "/"):
                 diag.update({kv.key: kv.value for kv in status.values})
     diag_sub = client.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-    params = {"model_card": str(card)}
+    params = {"model_card": str(card), "diagnostics.window": 10000}   # latency statistics over every frame
     if cap == "fusion":    # a slowed-down drive must not read as a silent sensor
         params["sensor_timeout_s"] = max(0.5, 3.0 / (NOMINAL_HZ["thermal"] * speed))
     node = NodeProcess(executable, params_file=ROOT / "config" / node_of(cap)[1], namespace=ns, log_dir=log_dir,

@@ -52,7 +52,7 @@ def _rejected(diags, node_name):
     for m in reversed(diags):
         for s in m.status:
             if s.name.endswith(node_name):
-                return {kv.key[9:]: int(kv.value) for kv in s.values if kv.key.startswith("rejected/")}
+                return {k: int(v) for k, v in gm.status_values(s, "rejected/").items() if v != "0"}
     return {}
 
 
@@ -87,7 +87,8 @@ def test_camera_node_outputs_and_rejections(executable, frames, model_cards, ros
     short.data = bytes(short.data)[:-5]
     empty = Image(header=Header(frame_id="camera"), height=0, width=0, encoding="rgb8", step=0)
     empty.header.stamp.sec = 13
-    backwards = _msg(rgb, "rgb8", 5)
+    backwards = _msg(rgb, "rgb8", 9)               # 0.5 s before the last accepted frame (10 s): rejected
+    backwards.header.stamp.nanosec = 500_000_000
     for m in (wrong_encoding, short, empty, backwards):
         pub.publish(m)
         ros_client.spin_for(0.1)
@@ -138,4 +139,54 @@ def test_fusion_node_pairs_then_degrades_to_rgb(frames, model_cards, ros_client,
                                       predicate=lambda m: m.header.stamp.sec == 31)
     assert list(ws[0].degraded_sensors) == ["thermal"]
     ros_client.wait_for_messages(f"{ns}/detections", timeout=60, predicate=lambda m: m.header.stamp.sec == 31)
+    assert node.alive() and node.stop() == 0, node.log()
+
+
+def test_fusion_sensor_timeout_follows_sim_time(frames, model_cards, ros_client, start_node):
+    """With use_sim_time the sensor timeout runs on /clock: wall time passing does not degrade, /clock does."""
+    from rosgraph_msgs.msg import Clock
+    ns = "/glassbox/fusion"
+    node = start_node("fusion_node", params_file=REPO / "config/fusion.yaml", namespace=ns,
+                      params={"model_card": str(model_cards["fusion"]), "use_sim_time": True, "sensor_timeout_s": 1.0,
+                              **ALWAYS_RUN})
+    weights = ros_client.subscribe(FusionWeights, f"{ns}/fusion_weights")
+    pub_rgb = ros_client.publisher(Image, f"{ns}/rgb")
+    pub_th = ros_client.publisher(Image, f"{ns}/thermal")
+    clock_pub = ros_client.publisher(Clock, "/clock")
+    sim_s = [1000.0]
+
+    def tick():
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = int(sim_s[0]), int(round((sim_s[0] % 1) * 1e9))
+        clock_pub.publish(msg)
+    ros_client.node.create_timer(0.05, tick)            # /clock at 20 Hz (wall), showing sim_s
+    ros_client.wait_for_subscribers(pub_rgb, timeout=120)
+    ros_client.wait_for_subscribers(pub_th, timeout=120)
+    ros_client.wait_for_publishers([f"{ns}/fusion_weights"], timeout=120)
+    rgb, th = frames
+
+    def at(arr, enc, t, frame):
+        m = _msg(arr, enc, int(t), frame)
+        m.header.stamp.nanosec = int(round((t % 1) * 1e9))
+        return m
+
+    def weights_at(t):
+        return [w for w in weights if gm.stamp_to_ns(w.header.stamp) == int(round(t * 1e9))]
+    pair = (at(th, "mono16", 1000.0, "thermal"), at(rgb, "rgb8", 1000.02, "camera"))
+    ros_client.publish_until(lambda: (pub_th.publish(pair[0]), ros_client.spin_for(0.2), pub_rgb.publish(pair[1])),
+                             lambda: bool(weights_at(1000.02)))
+    # 3 s of wall time, none of sim time: thermal is not silent, the next RGB frame waits for its partner.
+    ros_client.spin_for(3.0)
+    pub_rgb.publish(at(rgb, "rgb8", 1000.5, "camera"))
+    ros_client.spin_for(0.5)
+    assert not weights_at(1000.5)
+    pub_th.publish(at(th, "mono16", 1000.51, "thermal"))
+    ros_client.spin_until(lambda: bool(weights_at(1000.5)), 60, "the fused pair at 1000.5 s")
+    assert [list(w.degraded_sensors) for w in weights_at(1000.5)] == [[]]
+    # 2 s of sim time at once: thermal is silent past the 1 s timeout, RGB goes alone.
+    sim_s[0] = 1002.0
+    ros_client.spin_for(0.5)
+    pub_rgb.publish(at(rgb, "rgb8", 1001.0, "camera"))
+    ros_client.spin_until(lambda: bool(weights_at(1001.0)), 60, "the RGB-only frame at 1001 s")
+    assert [list(w.degraded_sensors) for w in weights_at(1001.0)] == [["thermal"]]
     assert node.alive() and node.stop() == 0, node.log()

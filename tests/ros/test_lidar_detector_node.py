@@ -87,7 +87,8 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
         msg.header.frame_id = "lidar"
         pub.publish(msg)
         ros_client.spin_for(0.2)
-    backwards = _scan_msg(50)
+    backwards = _scan_msg(99)               # 0.5 s before the last accepted scan (100 s): a reordering, rejected
+    backwards.header.stamp.nanosec = 500_000_000
     pub.publish(backwards)
 
     def rejected_total():

@@ -139,6 +139,12 @@ class FusionStage(Stage):
     def info(self) -> dict[str, str]:
         return {"sync_dropped": f"rgb={self.sync.dropped[0]} thermal={self.sync.dropped[1]}"}
 
+    def reset(self, role: str) -> None:
+        self.sync.reset(_STREAM[role])
+
+    def dropped(self) -> int:
+        return sum(self.sync.dropped)
+
     def run(self, rgb: np.ndarray, thermal: np.ndarray | None, header_in: Any,
             sensor_age_s: tuple[float, float] = (0.0, 0.0), degraded: tuple[str, ...] = ()) -> StageOutput:
         result = self.pipeline(rgb, thermal)
