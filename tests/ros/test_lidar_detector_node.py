@@ -81,15 +81,16 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
     sky = np.stack([10 * np.cos(e) * np.cos(a), 10 * np.cos(e) * np.sin(a), 10 * np.sin(e), np.ones_like(e)], 1)
     sky_msg = cv.build.pointcloud2(gm.xyz_to_structured(sky.astype(np.float32), extra={
         "ring": np.repeat(np.arange(16), 64).astype(np.uint16)}), Header())
+    backwards = _scan_msg(99)               # 0.5 s before the last accepted scan (100 s): a reordering, rejected
+    backwards.header.stamp.nanosec = 500_000_000
+    pub.publish(backwards)
+    ros_client.spin_for(0.2)
     bad = {"empty": empty, "all_nan": all_nan, "no_x": no_x, "short": short, "sky": sky_msg}
     for i, msg in enumerate(bad.values()):
         msg.header.stamp.sec = 101 + i
         msg.header.frame_id = "lidar"
         pub.publish(msg)
         ros_client.spin_for(0.2)
-    backwards = _scan_msg(99)               # 0.5 s before the last accepted scan (100 s): a reordering, rejected
-    backwards.header.stamp.nanosec = 500_000_000
-    pub.publish(backwards)
 
     def rejected_total():
         total = 0
