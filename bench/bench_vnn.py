@@ -69,7 +69,8 @@ def main() -> None:
                 ["agent", "mean_kl", "median_kl", "mean_rank", "settings_won", "mean_kl_reverse"])
     claim = verdict(summary["agents"])
     write_results("vnn_tiny" if args.tiny else "vnn", rows, config=dataclasses.asdict(cfg), threads=1,
-                  wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(time.process_time() - cpu0, 1), summary=summary, claim=claim)
+                  wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(time.process_time() - cpu0, 1),
+                  summary=summary, claim=claim)
     print(markdown(summary))
     print(claim)
 

@@ -184,9 +184,10 @@ Sampler = Callable[[Tensor, int], Tensor]                                # (x, T
 
 
 def _batches(cfg: SweepConfig, n: int, seed: int):
+    """``steps`` minibatches of data indices, drawn with replacement."""
     g = _gen("batches", seed)
-    for step in range(cfg.steps):
-        yield step, torch.randint(n, (cfg.batch_size,), generator=g)
+    for _ in range(cfg.steps):
+        yield torch.randint(n, (cfg.batch_size,), generator=g)
 
 
 def _in_chunks(fn: Callable[[Tensor], Tensor], x: Tensor, rows: int = 100) -> Tensor:
@@ -194,8 +195,9 @@ def _in_chunks(fn: Callable[[Tensor], Tensor], x: Tensor, rows: int = 100) -> Te
         return torch.cat([fn(x[lo:lo + rows]) for lo in range(0, x.shape[0], rows)], dim=1)
 
 
-def fit_vnn(p: Problem, cfg: SweepConfig, seed: int, activation: str, mean_activation: str = "identity") -> Sampler:
-    """A VNN, ``activation`` after sampling on the hidden layers (identity everywhere for ``vnn``).
+def fit_vnn(p: Problem, cfg: SweepConfig, seed: int, activation: str, mean_activation: str = "identity"
+            ) -> Sampler:
+    """A VNN: ``activation`` after sampling and ``mean_activation`` on the mean branch of the hidden layers.
 
     Loss: for each of ``vnn_index_samples`` index samples z (all the eps of one network sample), the squared
     error weighted per data point by w_i(z) = ((b_i . z)^2 + (c_i . z)^2) / (2 k), b_i, c_i ~ N(0, I_k) fixed per
@@ -210,9 +212,11 @@ def fit_vnn(p: Problem, cfg: SweepConfig, seed: int, activation: str, mean_activ
     g = _gen("bootstrap", seed)
     b, c = torch.randn(n, k, generator=g), torch.randn(n, k, generator=g)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
+    # cosine decay from lr to lr / 1000 over the run
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
     t = cfg.vnn_index_samples
-    for _, idx in _batches(cfg, n, seed):
+    for idx in _batches(cfg, n, seed):
         eps = [torch.randn(t, w) for w in widths]
         z = torch.cat(eps, dim=1)                                            # (T, k)
         out = net(p.x_train[idx], NoiseIndex(t, noise=eps))[..., 0]          # (T, B)
@@ -241,7 +245,7 @@ def fit_dropout(p: Problem, cfg: SweepConfig, seed: int) -> Sampler:
     torch.manual_seed(seed)
     net = _DropoutMLP(p.x_train.shape[1], cfg.hidden, cfg.dropout_rate)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    for _, idx in _batches(cfg, p.x_train.shape[0], seed):
+    for idx in _batches(cfg, p.x_train.shape[0], seed):
         loss = (net(p.x_train[idx]) - p.y_train[idx]).square().mean()
         opt.zero_grad()
         loss.backward()
@@ -290,7 +294,7 @@ def fit_bbb(p: Problem, cfg: SweepConfig, seed: int) -> Sampler:
         return x[..., 0]
 
     opt = torch.optim.Adam(layers.parameters(), lr=cfg.lr)
-    for _, idx in _batches(cfg, n, seed):
+    for idx in _batches(cfg, n, seed):
         nll = (forward(p.x_train[idx], cfg.bbb_weight_samples) - p.y_train[idx, 0]).square().mean()
         loss = nll / (2 * p.noise_std ** 2) + sum(layer.kl() for layer in layers) / n   # negative ELBO / n
         opt.zero_grad()
@@ -326,7 +330,7 @@ def fit_ensemble(p: Problem, cfg: SweepConfig, seed: int) -> Sampler:
     target = (p.y_train[:, 0] + cfg.ensemble_noise_scale * p.noise_std
               * torch.randn(m, n, generator=_gen("target-noise", seed)) - scale * _in_chunks(prior, p.x_train, 4096))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    for _, idx in _batches(cfg, n, seed):
+    for idx in _batches(cfg, n, seed):
         loss = (net(p.x_train[idx]) - target[:, idx]).square().mean()
         opt.zero_grad()
         loss.backward()
