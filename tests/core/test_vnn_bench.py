@@ -78,6 +78,7 @@ def test_tiny_run_every_agent_finite_and_non_negative(tiny_rows):
     n = len(AGENT_NAMES)
     assert sum(a["mean_rank"] for a in summary["agents"].values()) == pytest.approx(n * (n + 1) / 2)
     assert sum(a["settings_won"] for a in summary["agents"].values()) == len(summary["settings"]) == 2
+    assert summary["wins"]["vnn"]["bbb"] + summary["wins"]["bbb"]["vnn"] == summary["cases"] == 2
 
 
 @pytest.mark.parametrize("agent", AGENT_NAMES)

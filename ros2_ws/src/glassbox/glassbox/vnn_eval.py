@@ -394,35 +394,36 @@ def run_testbed(cfg: SweepConfig, progress: Callable[[str], None] | None = None)
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Per setting and agent the mean and std of KL over seeds; per agent the means over settings, the mean
-    rank among the agents (per setting and seed, 1 = lowest KL) and the share of settings won."""
+    """Per setting and agent: mean and std of KL over seeds. Per agent: mean and median over the settings, the
+    mean rank among the agents per case (setting and seed, 1 = lowest), the settings won, the same rank and the
+    median for the reverse KL, and the mean KL per input dimension. ``wins[a][b]``: cases where a's KL < b's."""
     agents = list(dict.fromkeys(r["agent"] for r in rows))
-    settings = list(dict.fromkeys((r["input_dim"], r["data_ratio"], r["noise_std"]) for r in rows))
-    by = {}
+    cases, by = {}, {}
     for r in rows:
-        by.setdefault((r["input_dim"], r["data_ratio"], r["noise_std"], r["agent"]), []).append(r)
+        cases.setdefault((r["input_dim"], r["data_ratio"], r["noise_std"], r["seed"]), {})[r["agent"]] = r
+        by.setdefault((r["input_dim"], r["data_ratio"], r["noise_std"]), {}).setdefault(r["agent"], []).append(r)
     table = []
-    for d, ratio, noise in settings:
+    for (d, ratio, noise), per in by.items():
         row = {"input_dim": d, "data_ratio": ratio, "noise_std": noise}
         for a in agents:
-            kls = [r["kl"] for r in by[(d, ratio, noise, a)]]
-            row[a] = statistics.fmean(kls)
-            row[a + "_sd"] = statistics.pstdev(kls)
+            row[a] = statistics.fmean(r["kl"] for r in per[a])
+            row[a + "_sd"] = statistics.pstdev(r["kl"] for r in per[a])
         table.append(row)
-    cases = {}
-    for r in rows:
-        cases.setdefault((r["input_dim"], r["data_ratio"], r["noise_std"], r["seed"]), {})[r["agent"]] = r["kl"]
-    ranks = {a: [] for a in agents}
-    for case in cases.values():
-        for rank, a in enumerate(sorted(case, key=case.get), start=1):
-            ranks[a].append(rank)
-    per_agent = {}
-    for a in agents:
-        kls = [t[a] for t in table]
-        per_agent[a] = {"mean_kl": statistics.fmean(kls), "median_kl": statistics.median(kls),
-                        "mean_kl_reverse": statistics.fmean(r["kl_reverse"] for r in rows if r["agent"] == a),
-                        "mean_rank": statistics.fmean(ranks[a]),
-                        "settings_won": sum(min(agents, key=lambda b: t[b]) == a for t in table),
-                        "mean_kl_by_dim": {d: statistics.fmean(t[a] for t in table if t["input_dim"] == d)
-                                           for d in dict.fromkeys(t["input_dim"] for t in table)}}
-    return {"settings": table, "agents": per_agent}
+
+    def mean_rank(metric: str) -> dict[str, float]:
+        ranks = {a: [] for a in agents}
+        for case in cases.values():
+            for rank, a in enumerate(sorted(case, key=lambda b: case[b][metric]), start=1):
+                ranks[a].append(rank)
+        return {a: statistics.fmean(v) for a, v in ranks.items()}
+
+    rank, rank_reverse = mean_rank("kl"), mean_rank("kl_reverse")
+    dims = list(dict.fromkeys(t["input_dim"] for t in table))
+    per_agent = {a: {"mean_kl": statistics.fmean(t[a] for t in table),
+                     "median_kl": statistics.median(t[a] for t in table), "mean_rank": rank[a], "settings_won": sum(min(agents, key=lambda b: t[b]) == a for t in table),
+                     "median_kl_reverse": statistics.median(r["kl_reverse"] for r in rows if r["agent"] == a),
+                     "mean_rank_reverse": rank_reverse[a],
+                     "mean_kl_by_dim": {d: statistics.fmean(t[a] for t in table if t["input_dim"] == d) for d in dims}}
+                 for a in agents}
+    wins = {a: {b: sum(c[a]["kl"] < c[b]["kl"] for c in cases.values()) for b in agents if b != a} for a in agents}
+    return {"settings": table, "agents": per_agent, "wins": wins, "cases": len(cases)}
