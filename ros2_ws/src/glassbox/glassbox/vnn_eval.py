@@ -21,11 +21,12 @@ The testbed (Osband et al., "Epistemic Neural Networks", NeurIPS 2021 version, t
 
 Agents (two hidden layers of ``hidden`` units, Adam at ``lr``, ``steps`` minibatches of ``batch_size``, the
 testbed's defaults): ``vnn`` (identity activations everywhere), ``vnn_lrelu`` (Leaky ReLU after sampling on the
-hidden layers), both trained with the L2 loss over ``vnn_index_samples`` index samples with exponential
-bootstrap weights and a cosine learning-rate decay (the set-up the seed's authors ran in the testbed);
-``dropout`` (MC dropout on the input and hidden layers); ``bbb`` (Bayes by Backprop: mean-field Gaussian weights,
-prior N(0, 1/fan_in), the ELBO with the known noise std); ``ensemble`` (deep ensemble with additive random prior
-networks and Gaussian target noise per member, the testbed's ensemble agent; its samples are its members).
+hidden layers), ``vnn_lrelu_mean`` (Leaky ReLU on their mean branch instead), all three trained with the L2 loss
+over ``vnn_index_samples`` index samples with exponential bootstrap weights and a cosine learning-rate decay
+(the set-up the seed's authors ran in the testbed); ``dropout`` (MC dropout on the input and hidden layers);
+``bbb`` (Bayes by Backprop: mean-field Gaussian weights, prior N(0, 1/fan_in), the ELBO with the known noise
+std, local reparameterisation); ``ensemble`` (deep ensemble with additive random prior networks and Gaussian
+target noise per member, the testbed's ensemble agent; its samples are its members).
 """
 from __future__ import annotations
 
@@ -419,11 +420,13 @@ def summarise(rows: list[dict]) -> dict:
 
     rank, rank_reverse = mean_rank("kl"), mean_rank("kl_reverse")
     dims = list(dict.fromkeys(t["input_dim"] for t in table))
-    per_agent = {a: {"mean_kl": statistics.fmean(t[a] for t in table),
-                     "median_kl": statistics.median(t[a] for t in table), "mean_rank": rank[a], "settings_won": sum(min(agents, key=lambda b: t[b]) == a for t in table),
-                     "median_kl_reverse": statistics.median(r["kl_reverse"] for r in rows if r["agent"] == a),
-                     "mean_rank_reverse": rank_reverse[a],
-                     "mean_kl_by_dim": {d: statistics.fmean(t[a] for t in table if t["input_dim"] == d) for d in dims}}
-                 for a in agents}
+    per_agent = {}
+    for a in agents:
+        per_agent[a] = {
+            "mean_kl": statistics.fmean(t[a] for t in table), "median_kl": statistics.median(t[a] for t in table),
+            "mean_rank": rank[a], "settings_won": sum(min(agents, key=lambda b: t[b]) == a for t in table),
+            "median_kl_reverse": statistics.median(r["kl_reverse"] for r in rows if r["agent"] == a),
+            "mean_rank_reverse": rank_reverse[a],
+            "mean_kl_by_dim": {d: statistics.fmean(t[a] for t in table if t["input_dim"] == d) for d in dims}}
     wins = {a: {b: sum(c[a]["kl"] < c[b]["kl"] for c in cases.values()) for b in agents if b != a} for a in agents}
     return {"settings": table, "agents": per_agent, "wins": wins, "cases": len(cases)}
