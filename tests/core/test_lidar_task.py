@@ -55,17 +55,22 @@ def test_perfect_outputs_score_full_car_ap(task):
     assert res["car/bev@0.7/0-20m"] >= 0.9
 
 
+def decode_own_targets(item: dict, max_detections: int):
+    """Decode an item's own targets as if a network had predicted them exactly."""
+    out = {k: item[k].numpy() for k in ("offset", "size", "yaw")}
+    out["yaw"][2] = np.where(out["yaw"][2] > 0.5, 10.0, -10.0)
+    hm = np.clip(item["heatmap"].numpy(), 1e-6, 1 - 1e-6)
+    out["heatmap"] = np.log(hm / (1 - hm))
+    return decode(out, item["xyz"].numpy(), item["mask"].numpy(),
+                  DecodeConfig(score_threshold=0.99, max_detections=max_detections))
+
+
 def test_augmented_item_targets_match_its_boxes(task):
     train, _ = task.datasets()
     np.random.seed(5)
     item = train[0]
     boxes = item["boxes"].numpy()
-    out = {k: item[k].numpy() for k in ("offset", "size", "yaw")}
-    out["yaw"][2] = np.where(out["yaw"][2] > 0.5, 10.0, -10.0)
-    hm = np.clip(item["heatmap"].numpy(), 1e-6, 1 - 1e-6)
-    out["heatmap"] = np.log(hm / (1 - hm))
-    det = decode(out, item["xyz"].numpy(), item["mask"].numpy(), DecodeConfig(score_threshold=0.99,
-                                                                             max_detections=200))
+    det = decode_own_targets(item, max_detections=200)
     assert len(det) >= 5
     # every decoded box is one of the (augmented) ground-truth boxes, to float precision
     d = np.linalg.norm(det.centers[:, None, :] - boxes[None, :, :3], axis=-1)
@@ -100,12 +105,7 @@ def test_ground_truth_sampling_adds_decodable_objects(tmp_path):
     assert len(item["boxes"]) > n_raw
     np.testing.assert_allclose(item["boxes"][:n_raw].numpy(), raw["boxes"].numpy())
     assert set(item["box_classes"][n_raw:].tolist()) <= {1, 2}
-    out = {k: item[k].numpy() for k in ("offset", "size", "yaw")}
-    out["yaw"][2] = np.where(out["yaw"][2] > 0.5, 10.0, -10.0)
-    hm = np.clip(item["heatmap"].numpy(), 1e-6, 1 - 1e-6)
-    out["heatmap"] = np.log(hm / (1 - hm))
-    det = decode(out, item["xyz"].numpy(), item["mask"].numpy(), DecodeConfig(score_threshold=0.99,
-                                                                             max_detections=300))
+    det = decode_own_targets(item, max_detections=300)
     pasted = item["boxes"][n_raw:, :3].numpy()
     d = np.linalg.norm(pasted[:, None, :] - det.centers[None], axis=-1)
     assert (d.min(axis=1) < 1e-3).sum() >= 1
