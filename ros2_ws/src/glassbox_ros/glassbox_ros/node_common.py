@@ -173,23 +173,30 @@ class PerceptionNode(Node):
         return pipeline
 
     def start(self, stage: Any, extra_info: dict[str, str] | None = None) -> None:
-        """Publish the stage's outputs (reliable), subscribe its capability's inputs (sensor data QoS) and start
-        the diagnostics. Each input message goes to :meth:`on_input`."""
-        from functools import partial
-
-        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        """Publish the stage's outputs (reliable) and its latched topics (reliable, transient local: published
+        once, kept for late subscribers), subscribe its capability's inputs (sensor data QoS; camera streams as
+        ``glassbox_ros.camera_io`` says) and start the diagnostics. Each input message goes to :meth:`on_input`."""
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
         from glassbox.capabilities import get
+        from glassbox_ros.camera_io import subscribe_inputs
         from glassbox_ros.converters import RclpyFactory
         self.stage = stage
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pubs = {suffix: self.create_publisher(RclpyFactory._cls(typename), suffix, reliable)
                      for suffix, typename in stage.outputs.items()}
-        self.subs = [self.create_subscription(RclpyFactory._cls(s.msg_type), s.topic, partial(self.on_input, s.role),
-                                              qos_profile_sensor_data) for s in get(stage.capability).inputs]
+        self.latched_pubs = {suffix: self.create_publisher(RclpyFactory._cls(typename), suffix, latched)
+                             for suffix, typename in stage.latched.items()}
+        for suffix, msg in stage.latched_messages(self.get_clock().now().nanoseconds).items():
+            self.latched_pubs[suffix].publish(msg)
+        self.subs, input_info = subscribe_inputs(self, get(stage.capability).inputs, self.on_input,
+                                                 qos_profile_sensor_data)
         self.diag = NodeDiagnostics(self, self.diag_period_s)
         self.diag.info.update({"model": self.card.name, "model_file": str(self.model_file), "backend": self.backend,
-                               "providers": getattr(self, "providers_in_use", ""), **(extra_info or {})})
+                               "providers": getattr(self, "providers_in_use", ""), **input_info,
+                               **(extra_info or {})})
         self.diag.warnings = list(getattr(self, "provider_warnings", []))
         self.get_logger().info(f"{self.card.name} ({self.backend}) ready; publishing {', '.join(self.pubs)}")
 
