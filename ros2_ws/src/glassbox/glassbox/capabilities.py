@@ -47,7 +47,9 @@ class Stream:
 
     A camera stream (``msg_type`` Image) is what image_transport calls a base topic: the node takes it raw, or
     ``<topic>/compressed`` (CompressedImage) with ``image_transport: compressed``, and subscribes to the sibling
-    ``camera_info`` of the topic it resolves to (``/cam/image_raw`` -> ``/cam/camera_info``).
+    ``camera_info`` of the topic it resolves to (``/cam/image_raw`` -> ``/cam/camera_info``). Camera inputs live
+    in a sub-namespace per camera (``rgb/image``, ``thermal/image``), so that an input's camera_info
+    (``rgb/camera_info``) is never the ``camera_info`` a node publishes beside its own output images.
     """
 
     topic: str          # relative to the node namespace, e.g. "points"
@@ -128,7 +130,7 @@ _BUILTIN = (
         description="3D boxes from a spinning LiDAR's range image (SPI detector)"),
     Capability(
         name="refiner", task="refinement",
-        inputs=(Stream("image", IMAGE, "rgb"),),
+        inputs=(Stream("rgb/image", IMAGE, "rgb"),),
         outputs={"image_refined": IMAGE, "camera_info": CAMERA_INFO, "entropy": ENTROPY},
         stage="glassbox.stages.camera:RefinerStage", pipeline="glassbox.pipelines.refiner:RefinerPipeline",
         default_card="refiner.card.yaml", node="image_refiner_node", node_name="image_refiner",
@@ -138,7 +140,7 @@ _BUILTIN = (
         description="brightness, contrast and colour repair in front of any camera model (pseudo-active refiner)"),
     Capability(
         name="segmentation", task="segmentation",
-        inputs=(Stream("image", IMAGE, "rgb"),),
+        inputs=(Stream("rgb/image", IMAGE, "rgb"),),
         outputs={"labels": IMAGE, "overlay": IMAGE, "uncertainty_map": IMAGE, "camera_info": CAMERA_INFO,
                  "entropy": ENTROPY},
         latched={"label_info": LABEL_INFO},

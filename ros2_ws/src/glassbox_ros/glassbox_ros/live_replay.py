@@ -104,7 +104,8 @@ def _plan(cfg: ReplayConfig, roles: dict[str, str], types: dict[str, str], ns: s
         if not remaps:
             continue
         if name == "segmentation" and cfg.refine_before_segmentation and "refiner" in cfg.capabilities:
-            remaps = {"image": f"{ns}/{capabilities.get('refiner').namespace}/image_refined"}
+            remaps = {s.topic: f"{ns}/{capabilities.get('refiner').namespace}/image_refined" for s in cap.inputs
+                      if s.role == "rgb"}
         inputs = {t: types[t] for t in remaps.values() if not t.startswith(ns)}
         inputs.update({roles[f"{s.role}_info"]: types[roles[f"{s.role}_info"]] for s in cap.inputs
                        if s.is_camera and f"{s.role}_info" in roles and remaps.get(s.topic) == roles.get(s.role)})

@@ -68,9 +68,10 @@ class CameraStage(Stage):
         self.cameras[role] = gm.camera_model_from_info(msg)
 
     def output_camera_info(self, shape: tuple[int, ...], header: Any) -> dict[str, Any]:
-        """``{"camera_info": ...}`` of an output image of ``shape`` (H, W[, C]) when the input camera is known."""
+        """``{"camera_info": ...}`` of an output image of ``shape`` (H, W[, C]) when the input camera is known
+        (and the capability publishes camera_info)."""
         model = self.cameras.get("rgb")
-        if model is None:
+        if model is None or "camera_info" not in self.outputs:
             return {}
         return {"camera_info": gm.make_camera_info(self.factory, model.scaled(shape[1], shape[0]), header)}
 
