@@ -159,3 +159,13 @@ def test_fusion_stage_homography_from_camera_info_and_extrinsic(tmp_path):
     fixed.camera_info("thermal", gm.make_camera_info(f, pinhole(K_TH, 320, 256), header))
     fixed.update_homography((320, 256), (160, 128))
     np.testing.assert_array_equal(pipeline.homography, before)           # an explicit homography stays
+
+    # An uncalibrated camera_info (K all zeros, as drivers publish it) gives way to the calibration file's K.
+    filed = FusionStage(pipeline, f, calibration=FusionCalibration(pinhole(K_RGB, 640, 512), None, rgb_T_thermal()),
+                        plane_distance_m=depth)
+    filed.camera_info("rgb", gm.make_camera_info(f, pinhole(np.zeros((3, 3)), 640, 512), header))
+    filed.camera_info("thermal", gm.make_camera_info(f, pinhole(K_TH, 320, 256), header))
+    pipeline.homography = np.eye(3)
+    filed.update_homography((320, 256), (160, 128))
+    np.testing.assert_allclose(warp(pipeline.homography, uv_th), uv_rgb, atol=1e-9)
+    assert filed.info()["homography"].startswith("intrinsics rgb: calibration file, thermal: camera_info")

@@ -14,7 +14,8 @@ beam-splitter rig) and ignores the parallax of the baseline otherwise. A point a
 the infinite homography (d = inf) errs by ``f |t| / Z``, growing without bound for near objects, while a plane at
 a typical object distance is exact there and errs by at most ``f |t| / d`` for far ones. The fusion node uses
 the plane at ``homography_plane_distance_m`` (20 m by default, the distance the synthetic rig's and the shipped
-model's homography were made for; 0 selects the infinite homography).
+model's homography were made for; 0 selects the infinite homography). Lens distortion is not modelled: the
+homography uses K of the unrectified images, as one 3x3 warp of the whole frame must.
 
 Calibration files (``load_camera_yaml``, ``load_fusion_calibration``) are the YAML files ROS's
 ``camera_calibration`` and ``camera_info_manager`` write (``image_width``, ``camera_matrix``, ...), plus the

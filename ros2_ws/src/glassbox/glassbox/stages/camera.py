@@ -169,12 +169,16 @@ class FusionStage(CameraStage):
         """Set the pipeline's homography from intrinsics and extrinsic when all are known (sizes: (W, H))."""
         if self.fixed_homography or self.rgb_T_thermal is None:
             return
-        cams = {r: self.cameras.get(r) or self.file_cameras.get(r) for r in ("rgb", "thermal")}
-        if any(c is None or not c.calibrated for c in cams.values()):
+        origin: dict[str, str] = {}
+        cams: dict[str, CameraModel] = {}
+        for role in ("rgb", "thermal"):          # a calibrated camera_info first, else the calibration file's
+            for source, known in (("camera_info", self.cameras), ("calibration file", self.file_cameras)):
+                if role not in cams and role in known and known[role].calibrated:
+                    cams[role], origin[role] = known[role], source
+        if len(cams) < 2:
             return
         k_rgb, k_th = cams["rgb"].scaled(*rgb_size).k, cams["thermal"].scaled(*thermal_size).k
         self.pipeline.homography = homography_thermal_to_rgb(k_rgb, k_th, self.rgb_T_thermal, self.plane_distance_m)
-        origin = {r: "camera_info" if r in self.cameras else "calibration file" for r in cams}
         plane = f"plane at {self.plane_distance_m:g} m" if self.plane_distance_m > 0 else "infinite homography"
         self.homography_source = (f"intrinsics rgb: {origin['rgb']}, thermal: {origin['thermal']}; extrinsic: "
                                   f"{self.extrinsic_source}; {plane}")
