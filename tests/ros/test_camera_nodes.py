@@ -4,6 +4,8 @@ the node keeps serving, the fusion node building its homography from camera_info
 degrading to RGB when the thermal stream stops."""
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -229,3 +231,38 @@ def test_fusion_node_pairs_then_degrades_to_rgb(frames, model_cards, ros_client,
     assert list(ws[0].degraded_sensors) == ["thermal"]
     ros_client.wait_for_messages(f"{ns}/detections", timeout=60, predicate=lambda m: m.header.stamp.sec == 31)
     assert node.alive() and node.stop() == 0, node.log()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tf2_ros") is None,
+                    reason="tf2_ros is not installed here: the extrinsic comes from calibration_file only")
+def test_fusion_node_takes_the_extrinsic_from_tf(frames, model_cards, ros_client, start_node):
+    """Without a calibration file the thermal -> RGB extrinsic comes from TF (where tf2_ros is installed)."""
+    from geometry_msgs.msg import TransformStamped
+    from tf2_msgs.msg import TFMessage
+    ns = "/glassbox/fusion"
+    start_node("fusion_node", params_file=REPO / "config/fusion.yaml", namespace=ns,
+               params={"model_card": str(model_cards["fusion"]), "diagnostics_period_s": 0.2, **ALWAYS_RUN})
+    diags = ros_client.subscribe(DiagnosticArray, "/diagnostics")
+    ros_client.subscribe(Detection2DArray, f"{ns}/detections")
+    tf_static = ros_client.publisher(TFMessage, "/tf_static", LATCHED)
+    mount = TransformStamped(child_frame_id="thermal")
+    mount.header.frame_id = "camera"
+    mount.transform.translation.x, mount.transform.rotation.w = 0.05, 1.0
+    tf_static.publish(TFMessage(transforms=[mount]))
+    pubs = {role: ros_client.publisher(Image, f"{ns}/{role}/image") for role in ("rgb", "thermal")}
+    infos = {role: ros_client.publisher(CameraInfo, f"{ns}/{role}/camera_info") for role in ("rgb", "thermal")}
+    for pub in (*pubs.values(), *infos.values()):
+        ros_client.wait_for_subscribers(pub, timeout=120)
+    rgb, th = frames
+    sec = iter(range(50, 1000))
+
+    def send():
+        t = next(sec)
+        infos["rgb"].publish(_camera_info(t))
+        infos["thermal"].publish(_camera_info(t, K_BINNED, (320, 256), 1))
+        pubs["thermal"].publish(_msg(th, "mono16", t, "thermal"))
+        pubs["rgb"].publish(_msg(rgb, "rgb8", t))
+    expected = ("intrinsics rgb: camera_info, thermal: camera_info; extrinsic: TF camera <- thermal; "
+                "plane at 20 m")
+    ros_client.publish_until(send, lambda: _diag_value(diags, "fusion", "homography") == expected, timeout=120,
+                             what=f"homography source '{expected}'")

@@ -4,7 +4,8 @@ Started by ``glassbox replay BAG --out OUT --live`` (or ``python -m glassbox_ros
 perception node executables with their ``config/`` files, the model cards of the replay configuration and the
 bag's sensor topics remapped onto their inputs; waits until every node is connected; publishes the bag's sensor
 messages (and the cameras' camera_info beside them) at the recorded pace (times ``--rate``); records every
-output topic, latched ones included (serialised as received), into an mcap bag; and reports, per node, inputs sent, outputs received, drops and latency (output received − input sent).
+output topic, latched ones included (serialised as received), into an mcap bag; and reports, per node, inputs
+sent, outputs received, drops and latency (output received − input sent).
 """
 from __future__ import annotations
 

@@ -3,9 +3,9 @@
 input's camera_info arrives), ``entropy`` (per-layer profile), and ``label_info`` (vision_msgs/LabelInfo: label
 value -> class name; transient local, once at start).
 
-Subscribes ``image`` (raw, or ``image/compressed`` with ``image_transport: compressed``) and its sibling
-``camera_info`` (``glassbox_ros.camera_io``). Subscribe it to a refiner's ``image_refined`` (by remapping
-``image``) to segment refined images.
+Subscribes ``rgb/image`` (raw, or ``rgb/image/compressed`` with ``image_transport: compressed``) and its sibling
+``rgb/camera_info`` (``glassbox_ros.camera_io``). Subscribe it to a refiner's ``image_refined`` (by remapping
+``rgb/image``) to segment refined images.
 """
 from __future__ import annotations
 
