@@ -67,7 +67,7 @@ def camera_inputs() -> list[tuple[Image, str | None]]:
 CASES = {  # capability -> (executable, node name, input topic, role, input type, compared output, its type, inputs)
     "lidar": ("lidar_detector_node", "lidar_detector", "points", "lidar", "sensor_msgs/msg/PointCloud2",
               "detections", Detection3DArray, lidar_inputs),
-    "refiner": ("image_refiner_node", "image_refiner", "image", "rgb", "sensor_msgs/msg/Image", "image_refined",
+    "refiner": ("image_refiner_node", "image_refiner", "rgb/image", "rgb", "sensor_msgs/msg/Image", "image_refined",
                 Image, camera_inputs),
 }
 

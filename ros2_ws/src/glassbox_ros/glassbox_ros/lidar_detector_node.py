@@ -1,8 +1,10 @@
 """lidar_detector_node: PointCloud2 -> 3D detections, box markers, per-detection uncertainty, entropy profile.
 
-Subscribes ``points`` (sensor data QoS); publishes ``detections`` (vision_msgs/Detection3DArray), ``markers``
-(MarkerArray), ``uncertainty`` (glassbox_msgs/DetectionUncertaintyArray) and ``entropy``
-(glassbox_msgs/EntropyProfile), all with the input's header. The work is done by ``glassbox.stages.LidarStage``.
+Subscribes ``points`` (sensor data QoS); publishes ``detections`` (vision_msgs/Detection3DArray; pose covariances
+from the detections' spreads), ``markers`` (MarkerArray: DELETEALL, then a box and a label per detection, one
+namespace per class), ``detection_uncertainty`` (glassbox_msgs/DetectionUncertaintyArray) and ``entropy``
+(glassbox_msgs/EntropyProfile), all with the input's header, and ``label_info`` (vision_msgs/LabelInfo, transient
+local) once at start. The work is done by ``glassbox.stages.LidarStage``.
 """
 from __future__ import annotations
 

@@ -397,24 +397,32 @@ class PerceptionNode(Node):
         return pipeline
 
     def start(self, stage: Any, extra_info: dict[str, str] | None = None) -> None:
-        """Publish the stage's outputs (reliable), subscribe its capability's inputs (sensor data QoS), both with
-        QoS overrides, and start the diagnostics. Each input message goes to :meth:`on_input`."""
-        from functools import partial
+        """Publish the stage's outputs (reliable) and its latched topics (reliable, transient local: published
+        once, kept for late subscribers), subscribe its capability's inputs (sensor data QoS; camera streams as
+        ``glassbox_ros.camera_io`` says), all with QoS overrides, and start the diagnostics. Each input message
+        goes to :meth:`on_input`."""
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
         from glassbox.capabilities import get
+        from glassbox_ros.camera_io import subscribe_inputs
         from glassbox_ros.converters import RclpyFactory
         self.stage = stage
         stage.stamps.jump_threshold_s = self.time_jump_threshold_s
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pubs = {suffix: self.create_publisher(RclpyFactory._cls(typename), suffix, reliable_qos(),
                                                    qos_overriding_options=overridable())
                      for suffix, typename in stage.outputs.items()}
+        self.latched_pubs = {suffix: self.create_publisher(RclpyFactory._cls(typename), suffix, latched)
+                             for suffix, typename in stage.latched.items()}
+        for suffix, msg in stage.latched_messages(self.get_clock().now().nanoseconds).items():
+            self.latched_pubs[suffix].publish(msg)
         inputs = get(stage.capability).inputs
-        self.subs = [self.create_subscription(RclpyFactory._cls(s.msg_type), s.topic, partial(self.on_input, s.role),
-                                              sensor_qos(), qos_overriding_options=overridable()) for s in inputs]
+        self.subs, input_info = subscribe_inputs(self, inputs, self.on_input, sensor_qos())
         self.diag = NodeDiagnostics(self, [s.role for s in inputs], self.expected_rate_hz)
         self.diag.info.update({"model": self.card.name, "model_file": str(self.model_file), "backend": self.backend,
                                "providers": getattr(self, "providers_in_use", ""),
-                               "provider_fallback": "; ".join(getattr(self, "provider_warnings", [])),
+                               "provider_fallback": "; ".join(getattr(self, "provider_warnings", [])), **input_info,
                                **(extra_info or {})})
         self.diag.warnings = list(getattr(self, "provider_warnings", []))
         self.get_logger().info(f"{self.card.name} ({self.backend}) ready; publishing {', '.join(self.pubs)}")

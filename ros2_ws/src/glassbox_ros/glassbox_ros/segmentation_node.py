@@ -1,7 +1,11 @@
-"""segmentation_node: camera Image -> BiSeNet -> ``labels`` (mono8 class ids), ``overlay`` (bgr8),
-``uncertainty`` (32FC1 per-pixel predictive entropy, nats) and ``entropy`` (per-layer profile).
+"""segmentation_node: camera image -> BiSeNet -> ``labels`` (mono8 class ids), ``overlay`` (bgr8),
+``uncertainty_map`` (32FC1 per-pixel predictive entropy, nats), ``camera_info`` of those images (when the
+input's camera_info arrives), ``entropy`` (per-layer profile), and ``label_info`` (vision_msgs/LabelInfo: label
+value -> class name; transient local, once at start).
 
-Subscribe it to a refiner's ``image_refined`` (by remapping ``image``) to segment refined images.
+Subscribes ``rgb/image`` (raw, or ``rgb/image/compressed`` with ``image_transport: compressed``) and its sibling
+``rgb/camera_info`` (``glassbox_ros.camera_io``). Subscribe it to a refiner's ``image_refined`` (by remapping
+``rgb/image``) to segment refined images.
 """
 from __future__ import annotations
 

@@ -55,6 +55,15 @@ class Stage:
     def roles(self) -> tuple[str, ...]:
         return capabilities.get(self.capability).roles
 
+    @property
+    def latched(self) -> dict[str, str]:
+        """Topic suffix -> message type of what is published once, transient local (``latched_messages``)."""
+        return capabilities.get(self.capability).latched
+
+    def latched_messages(self, stamp_ns: int) -> dict[str, Any]:
+        """The messages of the ``latched`` topics (e.g. ``label_info``), with header stamp ``stamp_ns``."""
+        return {}
+
     def feed(self, role: str, msg: Any, now_ns: int) -> StageOutput | None:
         """Decode, validate and run one input message (see the module docstring)."""
         if role not in self.roles:
