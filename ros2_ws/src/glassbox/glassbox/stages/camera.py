@@ -37,10 +37,17 @@ def label_colors(class_names: tuple[str, ...]) -> np.ndarray:
 
 def segmentation_overlay(rgb: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
                          alpha: float = 0.5) -> np.ndarray:
-    """BGR image: the camera image blended with the class colours."""
-    colors = label_colors(class_names)[np.clip(labels, 0, len(class_names) - 1)]
-    blend = (rgb.astype(np.float32) * (1 - alpha) + colors.astype(np.float32) * alpha).astype(np.uint8)
-    return np.ascontiguousarray(blend[:, :, ::-1])
+    """BGR image: the camera image blended with the class colours (``(1 - alpha) rgb + alpha colour``, rounded).
+
+    All uint8 work in OpenCV (a 256-entry colour table looked up per pixel, one weighted sum), a few ms at 1280x720
+    where float arrays of the whole image cost tens."""
+    lut = np.zeros((256, 1, 3), np.uint8)
+    colors = label_colors(class_names)[:, ::-1]
+    lut[:, 0] = colors[np.minimum(np.arange(256), len(class_names) - 1)]
+    labels8 = np.ascontiguousarray(np.clip(labels, 0, 255), np.uint8)
+    colored = cv2.LUT(cv2.merge([labels8, labels8, labels8]), lut)
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2BGR)
+    return cv2.addWeighted(bgr, 1.0 - alpha, colored, alpha, 0.0)
 
 
 def draw_boxes_bgr(rgb: np.ndarray, boxes: np.ndarray, names: list[str], scores: np.ndarray) -> np.ndarray:
