@@ -100,3 +100,33 @@ def test_camera_frames_match_the_reference(frames, seed, lighting):
     assert _psnr(new[p + "thermal8"], old[p + "thermal8"], 255.0) > 45.0
     span = float(old[p + "thermal16"].max()) - float(old[p + "thermal16"].min())
     assert _psnr(new[p + "thermal16"], old[p + "thermal16"], span) > 45.0
+
+
+def test_culled_casts_equal_full_casts(monkeypatch):
+    """Rays are cast against the moving objects only where a moving box may be seen (or cast its shadow); with
+    every ray cast against them, the frames are identical."""
+    scene = make_scene(0)
+    t = 2.0
+    pose = scene.ego_pose(t)
+    assert scene.moving.any()
+    lidar, rgb, th = lidar_preset("hdl64"), rgb_camera(width=320, height=256), thermal_camera(width=320, height=256)
+    culled = (scan_lidar(scene, lidar, pose, 0, t=t), render_cameras(scene, rgb, th, pose, "day", 0, t=t))
+    import glassbox.sim.camera as camera
+    import glassbox.sim.lidar as lidar_mod
+    import glassbox.sim.shading as shading
+
+    def every_pixel(scene, cfg, *args, **kwargs):
+        return np.ones(cfg.height * cfg.width, bool)
+
+    monkeypatch.setattr(camera, "moving_pixels", every_pixel)
+    monkeypatch.setattr(shading, "moving_pixels", every_pixel)
+    monkeypatch.setattr(lidar_mod, "moving_rays", lambda cfg, boxes: np.arange(cfg.num_beams * cfg.azimuth_steps))
+    full = (scan_lidar(scene, lidar, pose, 0, t=t), render_cameras(scene, rgb, th, pose, "day", 0, t=t))
+    for name in ("points", "ring", "label", "instance"):
+        np.testing.assert_array_equal(getattr(culled[0], name), getattr(full[0], name), err_msg=name)
+    for name in ("rgb", "thermal16", "semantic", "instance", "depth", "boxes2d", "box_occlusion"):
+        np.testing.assert_array_equal(getattr(culled[1], name), getattr(full[1], name), err_msg=name)
+    # The moving objects are in view and in the LiDAR scan (so the culling was exercised).
+    moving_ids = scene.boxes_at(t).ids[scene.moving]
+    assert np.isin(culled[0].instance, moving_ids).sum() > 100
+    assert np.isin(culled[1].instance, moving_ids).sum() > 100

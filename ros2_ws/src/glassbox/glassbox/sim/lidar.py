@@ -124,6 +124,32 @@ def beam_directions(cfg: LidarConfig) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return d.reshape(-1, 3), ring, column
 
 
+def moving_rays(cfg: LidarConfig, boxes_lidar: Boxes3D) -> np.ndarray:
+    """Indices of the rays (order of ``beam_directions``) that may meet one of ``boxes_lidar`` (LiDAR frame):
+    those within the elevation and azimuth bounds of each box's bounding sphere, one ring and column wider."""
+    n_b, n_a = cfg.num_beams, cfg.azimuth_steps
+    mask = np.zeros((n_b, n_a), bool)
+    elev = np.sort(np.deg2rad(np.asarray(cfg.elevations_deg, np.float64)))
+    c = boxes_lidar.centers.astype(np.float64)
+    radius = np.linalg.norm(boxes_lidar.sizes.astype(np.float64), axis=1) / 2 + 0.05
+    dist, rho = np.linalg.norm(c, axis=1), np.linalg.norm(c[:, :2], axis=1)
+    for i in range(len(c)):
+        if rho[i] <= radius[i]:                       # above or below the sensor: every azimuth
+            mask[:] = True
+            break
+        half_el = np.arcsin(radius[i] / dist[i])
+        el = np.arcsin(c[i, 2] / dist[i])
+        r0 = max(int(np.searchsorted(elev, el - half_el)) - 1, 0)
+        r1 = int(np.searchsorted(elev, el + half_el)) + 1
+        half_az = np.arcsin(radius[i] / rho[i])
+        az = np.arctan2(c[i, 1], c[i, 0])
+        # column of azimuth a: (pi - a) / (2 pi) * n_a - 0.5 (see beam_directions); the range may wrap around.
+        lo = int(np.floor((np.pi - az - half_az) / (2 * np.pi) * n_a - 0.5)) - 1
+        hi = int(np.ceil((np.pi - az + half_az) / (2 * np.pi) * n_a - 0.5)) + 2
+        mask[r0:r1, np.arange(lo, hi) % n_a] = True
+    return np.nonzero(mask.ravel())[0]
+
+
 def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, t: float = 0.0) -> LidarScan:
     """Cast one sweep from the LiDAR mounted on the ego base at ``ego_pose`` (world_T_base, 4x4) in the scene
     at time ``t``. ``seed`` drives the noise and dropout (the same seed gives identical bytes)."""
@@ -136,7 +162,8 @@ def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, 
     rot = world_T_lidar[:3, :3]
     d_world = rotate(d_local, rot)
     rays = make_rays(world_T_lidar[:3, 3], d_world)
-    hit = scene.cast(rays, t)
+    lidar_T_world = np.linalg.inv(world_T_lidar)
+    hit = scene.cast(rays, t, moving=moving_rays(cfg, scene.moving_boxes_at(t).transform(lidar_T_world)))
     r = hit["t_hit"].astype(np.float64)
     tri = hit["tri"]
     valid = np.isfinite(r) & (r >= cfg.min_range_m) & (r <= cfg.max_range_m)
@@ -160,7 +187,6 @@ def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, 
     col = column[idx][keep]
     time = (col.astype(np.float64) / cfg.azimuth_steps / cfg.rate_hz).astype(np.float32)
 
-    lidar_T_world = np.linalg.inv(world_T_lidar)
     boxes = scene.boxes_at(t).transform(lidar_T_world)
     counts = np.bincount(instance, minlength=int(boxes.ids.max(initial=0)) + 1)
     box_points = counts[boxes.ids].astype(np.int32) if len(boxes) else np.zeros(0, np.int32)

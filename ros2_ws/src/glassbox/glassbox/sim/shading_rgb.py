@@ -47,7 +47,7 @@ def shade_rgb(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, world_T_
     alb, lit = texture_albedo(scene, hits.surf, hits.mat, hits.point, hits.normal)
     light = np.zeros((len(hits.idx), 3), np.float32)
     if sun_is_up(lighting, sun):
-        ndl, vis = sun_visibility(scene, hits, sun, t)
+        ndl, vis = sun_visibility(scene, hits, sun, t, cfg, world_T_cam)
         light += (ndl * vis)[:, None] * np.asarray(lighting.sun_rgb, np.float32) * lighting.sun_intensity
     else:
         vis = np.zeros(len(hits.idx), np.float32)
