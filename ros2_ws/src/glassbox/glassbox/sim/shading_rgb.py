@@ -73,9 +73,15 @@ def _add_sky_and_lamps(light: np.ndarray, scene: Scene, hits: SurfaceHits, light
             light += _spot(p, nrm, pos, fwd, 40.0, 28.0, 10.0) * np.array([1.0, 0.97, 0.9], np.float32)
     if lighting.street_lights and len(scene.lights):
         dist = np.linalg.norm(scene.lights - world_T_cam[:3, 3], axis=1)
+        z_min = float(p[:, 2].min()) if len(p) else 0.0
         for pos in scene.lights[np.argsort(dist)[:8]]:
-            light += _spot(p, nrm, pos, np.array([0, 0, -1.0]), 12.0, 75.0, 55.0) * np.array([1.0, 0.8, 0.55],
-                                                                                          np.float32)
+            # The cone (75 deg off the downward axis) reaches tan(75 deg) = 3.73 times the drop below the lamp:
+            # farther points get exactly nothing, so only the points within reach are shaded.
+            reach = 3.75 * (pos[2] - z_min) + 0.1
+            near = np.nonzero((np.abs(p[:, 0] - pos[0]) < reach) & (np.abs(p[:, 1] - pos[1]) < reach)
+                              & (p[:, 2] < pos[2]))[0]
+            light[near] += _spot(p[near], nrm[near], pos, np.array([0, 0, -1.0]), 12.0, 75.0, 55.0) * np.array(
+                [1.0, 0.8, 0.55], np.float32)
 
 
 def _add_specular(rad: np.ndarray, hits: SurfaceHits, lighting: Lighting, sun: np.ndarray, vis: np.ndarray) -> None:
@@ -131,9 +137,17 @@ def _glare_overlay(h: int, w: int, k: np.ndarray, cam_T_world_r: np.ndarray, sun
     if s_cam[2] <= 0.05:
         return np.zeros((h, w, 3), np.float32)
     us, vs = k[0, 0] * s_cam[0] / s_cam[2] + k[0, 2], k[1, 1] * s_cam[1] / s_cam[2] + k[1, 2]
+    return _glare_image(h, w, float(us), float(vs), lighting.sun_rgb)
+
+
+@lru_cache(maxsize=4)
+def _glare_image(h: int, w: int, us: float, vs: float, sun_rgb: tuple[float, float, float]) -> np.ndarray:
+    """The glare overlay of a sun imaged at pixel (us, vs); cached, as it is the same in every frame of a drive
+    along a straight street."""
+    us, vs = np.float64(us), np.float64(vs)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r = np.hypot(xx - us, yy - vs)
-    tint = np.asarray(lighting.sun_rgb, np.float32)
+    tint = np.asarray(sun_rgb, np.float32)
     diag = np.hypot(h, w)
     bloom = 6.0 * np.exp(-r / (0.02 * diag)) + 0.8 * np.exp(-r / (0.12 * diag)) + 0.12
     streak = 0.5 * np.exp(-np.abs(yy - vs) / 2.0) * np.exp(-np.abs(xx - us) / (0.4 * w))
@@ -146,6 +160,7 @@ def _glare_overlay(h: int, w: int, k: np.ndarray, cam_T_world_r: np.ndarray, sun
         rr = np.hypot(xx - gx, yy - gy)
         disk = np.clip((radius - rr) / (0.15 * radius) + 0.5, 0, 1) * 0.25
         out += disk[..., None] * np.asarray(col, np.float32)
+    out.setflags(write=False)
     return out
 
 
