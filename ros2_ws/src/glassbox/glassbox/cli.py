@@ -24,7 +24,7 @@ def _add_sim(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=512, help="camera height in pixels (RGB and thermal)")
     p.add_argument("--segments", default="day,glare,night",
                    help="comma-separated lighting segments in order (day, glare, dusk, night)")
-    p.add_argument("--workers", type=int, default=2, help="rendering processes")
+    p.add_argument("--workers", type=int, default=0, help="rendering processes (default 0: one per CPU core)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 

@@ -179,6 +179,16 @@ def _pixel_dirs(width: int, height: int, hfov_deg: float) -> np.ndarray:
     return d
 
 
+@lru_cache(maxsize=8)
+def _world_dirs(width: int, height: int, hfov_deg: float, world_R_cam: bytes) -> np.ndarray:
+    """(H*W, 3) float32 world directions of the pixel rays for the camera orientation ``world_R_cam`` (3x3
+    float64, as bytes). Cached: along a straight street the orientation is the same in every frame."""
+    r = np.frombuffer(world_R_cam, np.float64).reshape(3, 3)
+    d = rotate(_pixel_dirs(width, height, hfov_deg), r).astype(np.float32)
+    d.setflags(write=False)
+    return d
+
+
 def _boxes_from_mask(instance: np.ndarray, min_pixels: int, inst_cls: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Tight xyxy boxes of every instance with at least ``min_pixels`` pixels; classes, ids, pixel counts."""
@@ -243,8 +253,7 @@ class _CameraRays:
 
 def _cast_camera(scene: Scene, cfg: CameraConfig, world_T_base: np.ndarray, t: float) -> _CameraRays:
     world_T_cam = world_T_base @ cfg.base_T_cam()
-    dirs = _pixel_dirs(cfg.width, cfg.height, cfg.hfov_deg)
-    d_world = rotate(dirs, world_T_cam[:3, :3]).astype(np.float32)
+    d_world = _world_dirs(cfg.width, cfg.height, cfg.hfov_deg, np.ascontiguousarray(world_T_cam[:3, :3]).tobytes())
     rays = make_rays(world_T_cam[:3, 3], d_world)
     moving = moving_pixels(scene, cfg, world_T_cam, t)
     hit = scene.cast(rays, t, moving=np.nonzero(moving)[0])

@@ -13,6 +13,7 @@ incidence angle, times a mild range fall-off, in [0, 1] (KITTI-style float inten
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -124,6 +125,17 @@ def beam_directions(cfg: LidarConfig) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return d.reshape(-1, 3), ring, column
 
 
+@lru_cache(maxsize=8)
+def _world_beams(cfg: LidarConfig, world_R_lidar: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``beam_directions(cfg)`` and the directions rotated by ``world_R_lidar`` (3x3 float64, as bytes), read-only.
+    Cached: along a straight street the orientation is the same in every sweep."""
+    d_local, ring, column = beam_directions(cfg)
+    d_world = rotate(d_local, np.frombuffer(world_R_lidar, np.float64).reshape(3, 3))
+    for a in (d_local, ring, column, d_world):
+        a.setflags(write=False)
+    return d_local, ring, column, d_world
+
+
 def moving_rays(cfg: LidarConfig, boxes_lidar: Boxes3D) -> np.ndarray:
     """Indices of the rays (order of ``beam_directions``) that may meet one of ``boxes_lidar`` (LiDAR frame):
     those within the elevation and azimuth bounds of each box's bounding sphere, one ring and column wider."""
@@ -158,9 +170,7 @@ def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, 
         raise SceneError(f"scan_lidar: ego_pose must be a 4x4 matrix, got shape {ego_pose.shape}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x11DA2]))
     world_T_lidar = ego_pose @ cfg.base_T_lidar()
-    d_local, ring, column = beam_directions(cfg)
-    rot = world_T_lidar[:3, :3]
-    d_world = rotate(d_local, rot)
+    d_local, ring, column, d_world = _world_beams(cfg, np.ascontiguousarray(world_T_lidar[:3, :3]).tobytes())
     rays = make_rays(world_T_lidar[:3, 3], d_world)
     lidar_T_world = np.linalg.inv(world_T_lidar)
     hit = scene.cast(rays, t, moving=moving_rays(cfg, scene.moving_boxes_at(t).transform(lidar_T_world)))

@@ -32,10 +32,10 @@ def surface_hits(scene: Scene, world_T_cam: np.ndarray, d_world: np.ndarray, hit
     """Gather the hits of one camera's rays (``hit`` from ``Scene.cast``; ``d_world`` (N, 3) ray directions)."""
     idx = np.nonzero(hit["tri"] >= 0)[0]
     tri_h = hit["tri"][idx]
-    dv = d_world[idx].astype(np.float32)
+    dv = np.take(d_world.astype(np.float32, copy=False), idx, axis=0)
     point = world_T_cam[:3, 3].astype(np.float32) + dv * hit["t_hit"][idx][:, None]
     return SurfaceHits(idx, scene.tri_material[tri_h], scene.tri_surface[tri_h],
-                       hit["normal"][idx].astype(np.float32), dv, point)
+                       np.take(hit["normal"].astype(np.float32, copy=False), idx, axis=0), dv, point)
 
 
 def moving_pixels(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, t: float,
@@ -100,7 +100,7 @@ def sun_visibility(scene: Scene, hits: SurfaceHits, sun: np.ndarray, t: float, c
     facing = np.nonzero(ndl > 0)[0]
     vis = np.zeros(len(hits.idx), np.float32)
     if len(facing):
-        rays = make_rays(hits.point[facing] + hits.normal[facing] * 0.03, sun)
+        rays = make_rays(np.take(hits.point, facing, axis=0) + np.take(hits.normal, facing, axis=0) * 0.03, sun)
         boxes = scene.moving_boxes_at(t)
         top = float((boxes.centers[:, 2] + boxes.sizes[:, 2] / 2).max(initial=0.0)) + 0.2
         sweep = -sun * max(top - float(hits.point[:, 2].min()), 0.0) / sun[2]       # sun[2] > 0 when facing
