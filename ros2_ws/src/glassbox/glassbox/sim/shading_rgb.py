@@ -66,21 +66,18 @@ def _add_sky_and_lamps(light: np.ndarray, scene: Scene, hits: SurfaceHits, light
     p, nrm = hits.point, hits.normal
     sky_avg = (np.asarray(lighting.sky_zenith_rgb, np.float32) + np.asarray(lighting.sky_horizon_rgb, np.float32)) / 2
     light += lighting.sky_ambient * (0.55 + 0.45 * nrm[:, 2:3]) * sky_avg
+    if not (lighting.headlights or lighting.street_lights and len(scene.lights)):
+        return
+    p_cols, n_cols = np.ascontiguousarray(p.T), np.ascontiguousarray(nrm.T)     # (3, K): faster per component
     if lighting.headlights:
         fwd = world_T_base[:3, :3] @ np.array([np.cos(np.deg2rad(-4)), 0, np.sin(np.deg2rad(-4))])
         for side in (-0.7, 0.7):
             pos = (world_T_base @ np.array([2.0, side, 0.7, 1.0]))[:3]
-            light += _spot(p, nrm, pos, fwd, 40.0, 28.0, 10.0) * np.array([1.0, 0.97, 0.9], np.float32)
+            light += _spot(p_cols, n_cols, pos, fwd, 40.0, 28.0, 10.0) * np.array([1.0, 0.97, 0.9], np.float32)
     if lighting.street_lights and len(scene.lights):
         dist = np.linalg.norm(scene.lights - world_T_cam[:3, 3], axis=1)
-        z_min = float(p[:, 2].min()) if len(p) else 0.0
         for pos in scene.lights[np.argsort(dist)[:8]]:
-            # The cone (75 deg off the downward axis) reaches tan(75 deg) = 3.73 times the drop below the lamp:
-            # farther points get exactly nothing, so only the points within reach are shaded.
-            reach = 3.75 * (pos[2] - z_min) + 0.1
-            near = np.nonzero((np.abs(p[:, 0] - pos[0]) < reach) & (np.abs(p[:, 1] - pos[1]) < reach)
-                              & (p[:, 2] < pos[2]))[0]
-            light[near] += _spot(p[near], nrm[near], pos, np.array([0, 0, -1.0]), 12.0, 75.0, 55.0) * np.array(
+            light += _spot(p_cols, n_cols, pos, np.array([0, 0, -1.0]), 12.0, 75.0, 55.0) * np.array(
                 [1.0, 0.8, 0.55], np.float32)
 
 
@@ -176,14 +173,27 @@ def _vignette(h: int, w: int) -> np.ndarray:
     return out
 
 
-def _spot(p: np.ndarray, nrm: np.ndarray, pos: np.ndarray, axis: np.ndarray, power: float, outer_deg: float,
+def _spot(p_cols: np.ndarray, n_cols: np.ndarray, pos: np.ndarray, axis: np.ndarray, power: float, outer_deg: float,
           inner_deg: float) -> np.ndarray:
-    """Irradiance (N, 1) from a spot light at ``pos`` pointing along ``axis`` (no shadows)."""
-    v = p - pos.astype(np.float32)
-    d2 = np.einsum("ij,ij->i", v, v) + 0.5
-    vn = v / np.sqrt(d2)[:, None]
-    cos_axis = np.einsum("ij,j->i", vn, axis.astype(np.float32))
+    """Irradiance (N, 1) from a spot light at ``pos`` pointing along ``axis`` (no shadows) at the points and unit
+    normals given as (3, N) component rows."""
+    pos, axis = pos.astype(np.float32), axis.astype(np.float32)
+    vx, vy, vz = p_cols[0] - pos[0], p_cols[1] - pos[1], p_cols[2] - pos[2]
+    d2 = vx * vx
+    d2 += vy * vy
+    d2 += vz * vz
+    d2 += 0.5                                     # softened at the lamp
+    s = np.sqrt(d2)
+    vx /= s
+    vy /= s
+    vz /= s
+    cos_axis = vx * axis[0]
+    cos_axis += vy * axis[1]
+    cos_axis += vz * axis[2]
     lo, hi = np.cos(np.deg2rad(outer_deg)), np.cos(np.deg2rad(inner_deg))
     cone = np.clip((cos_axis - lo) / (hi - lo), 0, 1)
-    lam = np.clip(-np.einsum("ij,ij->i", nrm, vn), 0, None)
+    lam = n_cols[0] * vx
+    lam += n_cols[1] * vy
+    lam += n_cols[2] * vz
+    lam = np.clip(-lam, 0, None)
     return (power * cone * lam / d2)[:, None].astype(np.float32)
