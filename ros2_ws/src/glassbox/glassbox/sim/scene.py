@@ -195,7 +195,8 @@ class Scene:
             check = np.arange(len(rays)) if moving is None else np.asarray(moving)
             check = check[~out[check]]
             if len(check):
-                out[check] = second.test_occlusions(_tensor(rays[check])).numpy()
+                sub = rays[check]                        # kept referenced: the tensor shares its memory
+                out[check] = second.test_occlusions(_tensor(sub)).numpy()
         return out
 
     def cast(self, rays: np.ndarray, t: float = 0.0, things_only: bool = False,
@@ -218,7 +219,8 @@ class Scene:
         if second is not None:
             sel = np.arange(len(rays)) if moving is None else np.asarray(moving)
             if len(sel):
-                ans2 = second.cast_rays(_tensor(rays[sel]))
+                sub = rays[sel]                          # kept referenced: the tensor shares its memory
+                ans2 = second.cast_rays(_tensor(sub))
                 t2 = ans2["t_hit"].numpy()
                 nearer = t2 < t_hit[sel]
                 dst = sel[nearer]
@@ -231,7 +233,8 @@ class Scene:
 
 
 def _tensor(a: np.ndarray):
-    return load_open3d().core.Tensor(a)
+    """An Open3D tensor sharing the memory of the contiguous array ``a`` (no copy)."""
+    return load_open3d().core.Tensor.from_numpy(a)
 
 
 def _raycaster(meshes: list[tuple[np.ndarray, np.ndarray]]) -> o3d.t.geometry.RaycastingScene:
