@@ -65,6 +65,7 @@ def _add_sim_dataset(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="dataset root folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lidar", default="hdl64")
+    p.add_argument("--workers", type=int, default=0, help="rendering processes (default 0: one per CPU core)")
 
 
 def _cmd_sim_dataset(args: argparse.Namespace) -> int:
@@ -72,7 +73,8 @@ def _cmd_sim_dataset(args: argparse.Namespace) -> int:
     from glassbox.datasets.synthetic import DatasetError
 
     try:
-        root = export_synthetic(args.out, args.format, args.frames, split=args.split, seed=args.seed, lidar=args.lidar)
+        root = export_synthetic(args.out, args.format, args.frames, split=args.split, seed=args.seed, lidar=args.lidar,
+                                workers=args.workers)
     except (DatasetError, ValueError) as exc:
         print(f"glassbox sim-dataset: {exc}", file=sys.stderr)
         return 2

@@ -202,11 +202,14 @@ def _render_in_worker(cap: Capture) -> tuple[Capture, dict[str, Any]]:
     return cap, inject_faults(_WORKER["cfg"], cap, arrays) if _WORKER["cfg"].faults else arrays
 
 
-def drive_workers(cfg: DriveConfig) -> int:
-    """The number of rendering processes: ``cfg.workers``, or one per CPU core this process may use when 0."""
-    if cfg.workers:
-        return cfg.workers
+def usable_cpus() -> int:
+    """The CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def drive_workers(cfg: DriveConfig) -> int:
+    """The number of rendering processes: ``cfg.workers``, or one per usable CPU core when 0."""
+    return cfg.workers or usable_cpus()
 
 
 def iter_captures(cfg: DriveConfig) -> Iterator[tuple[Capture, dict[str, Any]]]:
