@@ -179,22 +179,24 @@ def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, 
     valid = np.isfinite(r) & (r >= cfg.min_range_m) & (r <= cfg.max_range_m)
     idx = np.nonzero(valid)[0]
     r, tri = r[idx], tri[idx]
-    d_sel, n_sel = d_world[idx], hit["normal"][idx].astype(np.float64)
+    d_sel, n_sel = np.take(d_world, idx, axis=0), np.take(hit["normal"], idx, axis=0).astype(np.float64)
     cos_inc = np.clip(-np.einsum("ij,ij->i", d_sel, n_sel), 0.0, 1.0)
     mat = scene.tri_material[tri]
-    p_world = rays[idx, :3].astype(np.float64) + d_sel * r[:, None]
+    p_world = rays[0, :3].astype(np.float64) + d_sel * r[:, None]          # every ray starts at the sensor
     refl = MAT_REFLECTIVITY[mat] * surface_reflectivity(scene, mat, p_world)
     intensity = refl * (0.2 + 0.8 * cos_inc) * np.exp(-r / 250.0)
     u = rng.random(len(r))
     noise = rng.normal(0.0, cfg.range_noise_m, len(r))
     keep = (u >= cfg.dropout + cfg.grazing_dropout * (1 - cos_inc) ** 4) & (intensity >= cfg.min_intensity)
     r_noisy = r + noise
-    pts = d_local[idx] * r_noisy[:, None]
-    points = np.concatenate([pts, np.clip(intensity, 0, 1)[:, None]], 1)[keep].astype(np.float32)
+    kept = idx[keep]
+    points = np.empty((len(kept), 4), np.float32)
+    points[:, :3] = np.take(d_local, kept, axis=0) * r_noisy[keep][:, None]
+    points[:, 3] = np.clip(intensity[keep], 0, 1)
     tri = tri[keep]
     label = scene.tri_semantic[tri]
     instance = scene.tri_instance[tri]
-    col = column[idx][keep]
+    col = column[kept]
     time = (col.astype(np.float64) / cfg.azimuth_steps / cfg.rate_hz).astype(np.float32)
 
     boxes = scene.boxes_at(t).transform(lidar_T_world)
@@ -204,5 +206,5 @@ def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, 
     if cfg.min_box_points <= 0:
         dist = np.linalg.norm(boxes.centers[:, :2], axis=1) if len(boxes) else np.zeros(0)
         sel = dist <= cfg.max_range_m
-    return LidarScan(points=points, ring=ring[idx][keep], time=time, label=label, instance=instance,
+    return LidarScan(points=points, ring=ring[kept], time=time, label=label, instance=instance,
                      boxes=boxes.subset(sel), box_points=box_points[sel], world_T_lidar=world_T_lidar, column=col)
