@@ -16,7 +16,8 @@ def _add_sim(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("drive.mcap"),
                    help="output: a single mcap file when it ends in .mcap, else a rosbag2 folder")
     p.add_argument("--seed", type=int, default=0, help="scene and noise seed (same seed, same bag)")
-    p.add_argument("--lidar", default="hdl64", help="LiDAR preset: vlp16, hdl32, hdl64, os1_128")
+    p.add_argument("--lidar", default="hdl64", help="LiDAR preset: vlp16, vlp32c, hdl32, hdl64, os1_64, os1_128 "
+                   "(glassbox.lidar.sensors)")
     p.add_argument("--lidar-hz", type=float, default=10.0)
     p.add_argument("--rgb-hz", type=float, default=15.0)
     p.add_argument("--thermal-hz", type=float, default=10.0)

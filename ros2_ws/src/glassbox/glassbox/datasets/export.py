@@ -3,7 +3,7 @@ same loaders, trainers and evaluation scripts run on synthetic and on real data.
 from __future__ import annotations
 
 import multiprocessing as mp
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -74,6 +74,8 @@ def export_synthetic(root: str | Path, fmt: str, count: int, split: str = "train
     root = Path(root)
     cams = cameras or CameraDatasetConfig()
     lidar_cfg = lidar_preset(lidar) if isinstance(lidar, str) else lidar
+    if fmt == "kitti":             # KITTI's velodyne files hold float reflectance 0-1, whatever the sensor's unit
+        lidar_cfg = replace(lidar_cfg, intensity_max=1.0)
     scene_cfg = scene or SceneConfig(length_m=120.0)
     writer = CocoRgbtWriter(root, split) if fmt == "coco_rgbt" else None
     if fmt == "coco_rgbt" and cams.thermal is None:

@@ -3,20 +3,27 @@
 The LiDAR frame is x forward, y left, z up, at ``mount_xyz`` on the ego base frame (no rotation). Each beam has
 a fixed elevation; the head sweeps ``azimuth_steps`` columns per revolution, starting behind the sensor and
 turning clockwise seen from above (as Velodyne heads do), so a point's ``time`` (seconds from the start of the
-sweep) follows its column. ``ring`` is the beam index in order of increasing elevation (ring 0 = lowest beam,
-the Velodyne driver's convention); a range-image row is ``num_beams - 1 - ring``.
+sweep) follows its column. ``ring`` is the beam index as the sensor's driver numbers it: ring 0 = lowest beam
+(``ring_order="bottom_first"``, Velodyne) or the highest (``"top_first"``, Ouster).
+
+A preset (``lidar_preset``) is a sensor profile of ``glassbox.lidar.sensors`` (beam table, columns, ranges, rate,
+mount height and intensity units from the datasheets), so the simulated clouds and the range images of models
+trained on them share one geometry.
 
 Differences from a real sensor, on purpose: the scene is frozen during one sweep (no motion distortion), beams
 share one optical centre, and intensity is a simple model: material reflectivity times the cosine of the
-incidence angle, times a mild range fall-off, in [0, 1] (KITTI-style float intensity).
+incidence angle, times a mild range fall-off, in [0, 1], then expressed in the sensor's unit (``intensity_max``:
+1 = float reflectance as in KITTI, 255 = a Velodyne byte, 65535 = Ouster 16-bit signal; whole counts when above 1).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 
+from glassbox.lidar.sensors import PROFILES, SENSORS, SensorProfile
 from glassbox.sim.materials import MAT_REFLECTIVITY
 from glassbox.sim.geometry import Boxes3D, SceneError, rotate
 from glassbox.sim.scene import Scene, make_rays
@@ -44,6 +51,8 @@ class LidarConfig:
     mount_xyz: tuple[float, float, float] = (0.0, 0.0, 1.73)
     min_box_points: int = 1                   # boxes with fewer LiDAR points are left out of the scan's labels
     frame_id: str = "lidar"
+    intensity_max: float = 1.0                # full scale of the intensity unit (1 = float 0-1 reflectance)
+    ring_order: Literal["bottom_first", "top_first"] = "bottom_first"   # ring 0 = lowest / highest beam
 
     def __post_init__(self) -> None:
         if len(self.elevations_deg) == 0:
@@ -53,6 +62,19 @@ class LidarConfig:
                              f"({self.min_range_m}, {self.max_range_m}) or rate_hz={self.rate_hz}")
         if not 0 <= self.dropout < 1 or not 0 <= self.grazing_dropout < 1:
             raise LidarError("LidarConfig: dropout probabilities must lie in [0, 1)")
+        if self.intensity_max <= 0 or self.ring_order not in ("bottom_first", "top_first"):
+            raise LidarError(f"LidarConfig: invalid intensity_max={self.intensity_max} or ring_order="
+                             f"{self.ring_order!r}")
+
+    @classmethod
+    def from_profile(cls, profile: SensorProfile, **overrides) -> LidarConfig:
+        """The simulated sensor of a profile: its beam table, columns, ranges, rate, mount height, intensity unit
+        and ring order; ``overrides``: any field (noise and dropout keep their defaults)."""
+        return cls(**{"name": profile.name, "elevations_deg": tuple(profile.elevations_deg),
+                      "azimuth_steps": profile.columns, "min_range_m": profile.min_range_m,
+                      "max_range_m": profile.max_range_m, "rate_hz": profile.rate_hz,
+                      "mount_xyz": (0.0, 0.0, profile.mount_height_m), "intensity_max": profile.intensity_max,
+                      "ring_order": profile.ring_order, **overrides})
 
     @property
     def num_beams(self) -> int:
@@ -64,30 +86,16 @@ class LidarConfig:
         return t
 
 
-def _hdl64_elevations() -> tuple[float, ...]:
-    upper = np.linspace(2.0, -8.33, 32)           # upper block, about 1/3 degree apart
-    lower = np.linspace(-8.83, -24.33, 32)        # lower block, about 1/2 degree apart
-    return tuple(np.round(np.concatenate([upper, lower]), 3).tolist())
-
-
-_PRESETS: dict[str, dict] = {
-    "vlp16": {"elevations_deg": tuple(float(a) for a in range(-15, 16, 2)), "azimuth_steps": 1800,
-              "max_range_m": 100.0},
-    "hdl32": {"elevations_deg": tuple(np.round(np.linspace(-30.67, 10.67, 32), 3).tolist()), "azimuth_steps": 2048,
-              "max_range_m": 100.0},
-    "hdl64": {"elevations_deg": _hdl64_elevations(), "azimuth_steps": 2048, "max_range_m": 120.0},
-    "os1_128": {"elevations_deg": tuple(np.round(np.linspace(-22.5, 22.5, 128), 4).tolist()), "azimuth_steps": 1024,
-                "max_range_m": 120.0},
-}
-LIDAR_PRESETS = tuple(_PRESETS)
+LIDAR_PRESETS = SENSORS
 
 
 def lidar_preset(name: str, **overrides) -> LidarConfig:
-    """Beam table of a real sensor: ``vlp16`` (Velodyne VLP-16, +-15 deg), ``hdl32`` (HDL-32E, -30.67..+10.67),
-    ``hdl64`` (HDL-64E-like, +2..-24.33 in two blocks), ``os1_128`` (Ouster OS1-128-like, +-22.5)."""
-    if name not in _PRESETS:
-        raise LidarError(f"unknown LiDAR preset '{name}' (known: {', '.join(_PRESETS)})")
-    return LidarConfig(name=name, **{**_PRESETS[name], **overrides})
+    """The simulated sensor of a profile of ``glassbox.lidar.sensors``: ``vlp16`` (Velodyne VLP-16, +-15 deg),
+    ``vlp32c`` (VLP-32C, -25..+15), ``hdl32`` (HDL-32E, -30.67..+10.67), ``hdl64`` (HDL-64E, +2..-24.33 in two
+    blocks), ``os1_64`` (Ouster OS1-64, +-16.6), ``os1_128`` (OS1-128, +-22.5); ``overrides``: LidarConfig fields."""
+    if name not in PROFILES:
+        raise LidarError(f"unknown LiDAR preset '{name}' (known: {', '.join(SENSORS)})")
+    return LidarConfig.from_profile(PROFILES[name], **overrides)
 
 
 @dataclass(frozen=True)
@@ -114,13 +122,14 @@ class LidarScan:
 def beam_directions(cfg: LidarConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit ray directions (B*A, 3) in the LiDAR frame, with the ring and column of each ray."""
     elev = np.deg2rad(np.asarray(cfg.elevations_deg, np.float64))
-    order = np.argsort(elev, kind="stable")                       # ring 0 = lowest beam
+    order = np.argsort(elev, kind="stable")                       # index 0 = lowest beam
     elev = elev[order]
     cols = np.arange(cfg.azimuth_steps)
     az = np.pi - 2 * np.pi * (cols + 0.5) / cfg.azimuth_steps     # from behind, clockwise seen from above
     ce, se = np.cos(elev)[:, None], np.sin(elev)[:, None]
     d = np.stack([ce * np.cos(az)[None], ce * np.sin(az)[None], np.broadcast_to(se, (len(elev), len(az)))], -1)
-    ring = np.repeat(np.arange(len(elev), dtype=np.uint16), len(az))
+    beam = np.arange(len(elev), dtype=np.uint16)
+    ring = np.repeat(beam if cfg.ring_order == "bottom_first" else beam[::-1], len(az))
     column = np.tile(cols.astype(np.uint16), len(elev))
     return d.reshape(-1, 3), ring, column
 
@@ -192,7 +201,10 @@ def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, 
     kept = idx[keep]
     points = np.empty((len(kept), 4), np.float32)
     points[:, :3] = np.take(d_local, kept, axis=0) * r_noisy[keep][:, None]
-    points[:, 3] = np.clip(intensity[keep], 0, 1)
+    kept_intensity = np.clip(intensity[keep], 0, 1)
+    if cfg.intensity_max != 1.0:
+        kept_intensity = np.round(kept_intensity * cfg.intensity_max)
+    points[:, 3] = kept_intensity
     tri = tri[keep]
     label = scene.tri_semantic[tri]
     instance = scene.tri_instance[tri]

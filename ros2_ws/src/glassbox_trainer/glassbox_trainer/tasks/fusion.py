@@ -34,6 +34,7 @@ from glassbox.metrics.detection2d import Detections2D, GroundTruth2D, evaluate_d
 from glassbox.vision.centernet import centernet_loss, decode, encode_targets
 from glassbox.export import export_with_features
 from glassbox.vision.gem import Gem, GemConfig
+from glassbox_trainer.data import EpochDataset
 from glassbox_trainer.tasks.segmentation import CameraDataConfig, frame_indices, render_frame
 
 
@@ -57,9 +58,10 @@ class FusionTaskConfig:
     seed: int = 0
 
 
-class FusionFrames(Dataset):
+class FusionFrames(EpochDataset):
     def __init__(self, cfg: FusionTaskConfig, split: str, indices: list[int], augment: bool) -> None:
         self.cfg, self.split, self.indices, self.augment = cfg, split, indices, augment
+        self.seed = cfg.seed
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -75,7 +77,7 @@ class FusionFrames(Dataset):
         classes = f["box_classes"]
         dropped = 0
         if self.augment:
-            rng = np.random.default_rng(self.cfg.seed * 1_000_003 + i * 31 + int(torch.initial_seed() % 997))
+            rng = self.item_rng(i)
             if rng.random() < 0.5:
                 rgb, th = rgb[:, ::-1], th[:, ::-1]
                 boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)

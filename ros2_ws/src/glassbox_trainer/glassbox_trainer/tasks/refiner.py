@@ -26,6 +26,7 @@ from glassbox.metrics.image_quality import psnr, ssim
 from glassbox.vision.corruptions import BASELINES, EVAL_CORRUPTIONS, random_corruption
 from glassbox.export import export_with_features
 from glassbox.vision.refiner import Refiner, RefinerConfig
+from glassbox_trainer.data import EpochDataset
 from glassbox_trainer.tasks.segmentation import CameraDataConfig, render_frame
 
 TRAIN_PHOTOS = ("coffee", "hubble_deep_field", "immunohistochemistry", "retina", "stereo_motorcycle",
@@ -57,8 +58,8 @@ class RefinerTaskConfig:
     seed: int = 0
 
 
-class CropDataset(Dataset):
-    """Deterministic random crops (with horizontal flips) of a list of uint8 RGB images, as float (3, S, S)."""
+class CropDataset(EpochDataset):
+    """Random crops (with horizontal flips) of a list of uint8 RGB images, as float (3, S, S); new ones every epoch."""
 
     def __init__(self, images: list[np.ndarray], crop: int, length: int, seed: int) -> None:
         self.images = [im for im in images if min(im.shape[:2]) >= crop]
@@ -70,7 +71,7 @@ class CropDataset(Dataset):
         return self.length
 
     def __getitem__(self, i: int) -> Tensor:
-        rng = np.random.default_rng(self.seed * 1_000_003 + i)
+        rng = self.item_rng(i)
         img = self.images[rng.integers(len(self.images))]
         y = rng.integers(0, img.shape[0] - self.crop + 1)
         x = rng.integers(0, img.shape[1] - self.crop + 1)

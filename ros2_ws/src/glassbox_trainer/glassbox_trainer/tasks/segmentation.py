@@ -35,6 +35,7 @@ from glassbox.metrics.segmentation import SegmentationMeter
 from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
 from glassbox.export import export_with_features
 from glassbox.vision.hinge import SegmentationLoss
+from glassbox_trainer.data import EpochDataset
 
 SPLIT_SEED_BASE = {"train": 0, "val": 100_000}
 
@@ -119,11 +120,12 @@ class SegmentationTaskConfig:
             raise ValueError(f"input_size must be divisible by 32, got {self.input_size}")
 
 
-class SegmentationFrames(Dataset):
+class SegmentationFrames(EpochDataset):
     """(image float (3, H, W) in [0, 1], labels int64 (H, W)) at ``input_size``; optional flips in training."""
 
     def __init__(self, cfg: SegmentationTaskConfig, split: str, indices: list[int], augment: bool) -> None:
         self.cfg, self.split, self.indices, self.augment = cfg, split, indices, augment
+        self.seed = cfg.seed
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -133,7 +135,7 @@ class SegmentationFrames(Dataset):
         w, h = self.cfg.input_size
         rgb = cv2.resize(frame["rgb"], (w, h), interpolation=cv2.INTER_AREA)
         sem = cv2.resize(frame["semantic"], (w, h), interpolation=cv2.INTER_NEAREST)
-        if self.augment and np.random.default_rng(self.cfg.seed * 7 + i).random() < 0.5:
+        if self.augment and self.item_rng(i).random() < 0.5:
             rgb, sem = rgb[:, ::-1], sem[:, ::-1]
         image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
         return {"image": image, "labels": torch.from_numpy(to_labels(np.ascontiguousarray(sem), self.cfg.mode))}
