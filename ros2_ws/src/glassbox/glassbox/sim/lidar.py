@@ -18,6 +18,7 @@ incidence angle, times a mild range fall-off, in [0, 1], then expressed in the s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -133,6 +134,43 @@ def beam_directions(cfg: LidarConfig) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return d.reshape(-1, 3), ring, column
 
 
+@lru_cache(maxsize=8)
+def _world_beams(cfg: LidarConfig, world_R_lidar: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``beam_directions(cfg)`` and the directions rotated by ``world_R_lidar`` (3x3 float64, as bytes), read-only.
+    Cached: along a straight street the orientation is the same in every sweep."""
+    d_local, ring, column = beam_directions(cfg)
+    d_world = rotate(d_local, np.frombuffer(world_R_lidar, np.float64).reshape(3, 3))
+    for a in (d_local, ring, column, d_world):
+        a.setflags(write=False)
+    return d_local, ring, column, d_world
+
+
+def moving_rays(cfg: LidarConfig, boxes_lidar: Boxes3D) -> np.ndarray:
+    """Indices of the rays (order of ``beam_directions``) that may meet one of ``boxes_lidar`` (LiDAR frame):
+    those within the elevation and azimuth bounds of each box's bounding sphere, one ring and column wider."""
+    n_b, n_a = cfg.num_beams, cfg.azimuth_steps
+    mask = np.zeros((n_b, n_a), bool)
+    elev = np.sort(np.deg2rad(np.asarray(cfg.elevations_deg, np.float64)))
+    c = boxes_lidar.centers.astype(np.float64)
+    radius = np.linalg.norm(boxes_lidar.sizes.astype(np.float64), axis=1) / 2 + 0.05
+    dist, rho = np.linalg.norm(c, axis=1), np.linalg.norm(c[:, :2], axis=1)
+    for i in range(len(c)):
+        if rho[i] <= radius[i]:                       # above or below the sensor: every azimuth
+            mask[:] = True
+            break
+        half_el = np.arcsin(radius[i] / dist[i])
+        el = np.arcsin(c[i, 2] / dist[i])
+        r0 = max(int(np.searchsorted(elev, el - half_el)) - 1, 0)
+        r1 = int(np.searchsorted(elev, el + half_el)) + 1
+        half_az = np.arcsin(radius[i] / rho[i])
+        az = np.arctan2(c[i, 1], c[i, 0])
+        # column of azimuth a: (pi - a) / (2 pi) * n_a - 0.5 (see beam_directions); the range may wrap around.
+        lo = int(np.floor((np.pi - az - half_az) / (2 * np.pi) * n_a - 0.5)) - 1
+        hi = int(np.ceil((np.pi - az + half_az) / (2 * np.pi) * n_a - 0.5)) + 2
+        mask[r0:r1, np.arange(lo, hi) % n_a] = True
+    return np.nonzero(mask.ravel())[0]
+
+
 def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, t: float = 0.0) -> LidarScan:
     """Cast one sweep from the LiDAR mounted on the ego base at ``ego_pose`` (world_T_base, 4x4) in the scene
     at time ``t``. ``seed`` drives the noise and dropout (the same seed gives identical bytes)."""
@@ -141,38 +179,38 @@ def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, 
         raise SceneError(f"scan_lidar: ego_pose must be a 4x4 matrix, got shape {ego_pose.shape}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x11DA2]))
     world_T_lidar = ego_pose @ cfg.base_T_lidar()
-    d_local, ring, column = beam_directions(cfg)
-    rot = world_T_lidar[:3, :3]
-    d_world = rotate(d_local, rot)
+    d_local, ring, column, d_world = _world_beams(cfg, np.ascontiguousarray(world_T_lidar[:3, :3]).tobytes())
     rays = make_rays(world_T_lidar[:3, 3], d_world)
-    hit = scene.cast(rays, t)
+    lidar_T_world = np.linalg.inv(world_T_lidar)
+    hit = scene.cast(rays, t, moving=moving_rays(cfg, scene.moving_boxes_at(t).transform(lidar_T_world)))
     r = hit["t_hit"].astype(np.float64)
     tri = hit["tri"]
     valid = np.isfinite(r) & (r >= cfg.min_range_m) & (r <= cfg.max_range_m)
     idx = np.nonzero(valid)[0]
     r, tri = r[idx], tri[idx]
-    d_sel, n_sel = d_world[idx], hit["normal"][idx].astype(np.float64)
+    d_sel, n_sel = np.take(d_world, idx, axis=0), np.take(hit["normal"], idx, axis=0).astype(np.float64)
     cos_inc = np.clip(-np.einsum("ij,ij->i", d_sel, n_sel), 0.0, 1.0)
     mat = scene.tri_material[tri]
-    p_world = rays[idx, :3].astype(np.float64) + d_sel * r[:, None]
+    p_world = rays[0, :3].astype(np.float64) + d_sel * r[:, None]          # every ray starts at the sensor
     refl = MAT_REFLECTIVITY[mat] * surface_reflectivity(scene, mat, p_world)
     intensity = refl * (0.2 + 0.8 * cos_inc) * np.exp(-r / 250.0)
     u = rng.random(len(r))
     noise = rng.normal(0.0, cfg.range_noise_m, len(r))
     keep = (u >= cfg.dropout + cfg.grazing_dropout * (1 - cos_inc) ** 4) & (intensity >= cfg.min_intensity)
     r_noisy = r + noise
-    pts = d_local[idx] * r_noisy[:, None]
-    intensity = np.clip(intensity, 0, 1)
+    kept = idx[keep]
+    points = np.empty((len(kept), 4), np.float32)
+    points[:, :3] = np.take(d_local, kept, axis=0) * r_noisy[keep][:, None]
+    kept_intensity = np.clip(intensity[keep], 0, 1)
     if cfg.intensity_max != 1.0:
-        intensity = np.round(intensity * cfg.intensity_max)
-    points = np.concatenate([pts, intensity[:, None]], 1)[keep].astype(np.float32)
+        kept_intensity = np.round(kept_intensity * cfg.intensity_max)
+    points[:, 3] = kept_intensity
     tri = tri[keep]
     label = scene.tri_semantic[tri]
     instance = scene.tri_instance[tri]
-    col = column[idx][keep]
+    col = column[kept]
     time = (col.astype(np.float64) / cfg.azimuth_steps / cfg.rate_hz).astype(np.float32)
 
-    lidar_T_world = np.linalg.inv(world_T_lidar)
     boxes = scene.boxes_at(t).transform(lidar_T_world)
     counts = np.bincount(instance, minlength=int(boxes.ids.max(initial=0)) + 1)
     box_points = counts[boxes.ids].astype(np.int32) if len(boxes) else np.zeros(0, np.int32)
@@ -180,5 +218,5 @@ def scan_lidar(scene: Scene, cfg: LidarConfig, ego_pose: np.ndarray, seed: int, 
     if cfg.min_box_points <= 0:
         dist = np.linalg.norm(boxes.centers[:, :2], axis=1) if len(boxes) else np.zeros(0)
         sel = dist <= cfg.max_range_m
-    return LidarScan(points=points, ring=ring[idx][keep], time=time, label=label, instance=instance,
+    return LidarScan(points=points, ring=ring[kept], time=time, label=label, instance=instance,
                      boxes=boxes.subset(sel), box_points=box_points[sel], world_T_lidar=world_T_lidar, column=col)
