@@ -46,7 +46,8 @@ def _setup(context):
             continue
         remaps = [(inp, arg(topic_arg)) for inp, topic_arg in spec["remappings"]]
         if spec["key"] == "segmentation" and arg("segment_refined") == "true" and "refiner" in wanted:
-            remaps = [("image", f"/{ns}/refiner/image_refined")]
+            remaps = [(inp, f"/{ns}/refiner/image_refined") for inp, topic_arg in spec["remappings"]
+                      if topic_arg == "camera_topic"]
         card = str(models / spec["card"])
         if not Path(card).is_file():
             raise FileNotFoundError(f"{spec['executable']}: model card {card} not found (models_dir:={models})")

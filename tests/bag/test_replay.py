@@ -34,18 +34,23 @@ def read_stamps(bag: Path) -> dict[str, list[int]]:
 @pytest.fixture(scope="module")
 def unusual_bag(tmp_path_factory):
     path = tmp_path_factory.mktemp("bags") / "unusual"
-    return path, write_unusual_bag(path, storage="sqlite3")
+    return path, write_unusual_bag(path, storage="sqlite3", camera_info=True)
 
 
 def test_unusual_sqlite3_bag_replays_one_to_one(unusual_bag, cards, tmp_path):
     bag, stamps = unusual_bag
     result = replay(bag, tmp_path / "out", replay_config(cards), topic_map=MAP)
     out = read_stamps(tmp_path / "out")
-    for suffix in ("detections", "markers", "uncertainty", "entropy"):
+    for suffix in ("detections", "markers", "detection_uncertainty", "entropy"):
         assert out[f"/glassbox/lidar/{suffix}"] == stamps["lidar"], suffix
     for topic in ("/glassbox/refiner/image_refined", "/glassbox/segmentation/labels",
-                  "/glassbox/segmentation/uncertainty", "/glassbox/segmentation/overlay"):
+                  "/glassbox/segmentation/uncertainty_map", "/glassbox/segmentation/overlay",
+                  "/glassbox/refiner/camera_info", "/glassbox/segmentation/camera_info"):
         assert out[topic] == stamps["rgb"], topic
+    # The label maps: once per detector (and for the segmentation labels), stamped with its first output.
+    for cap, first in (("lidar", stamps["lidar"][0]), ("fusion", stamps["rgb"][0]),
+                       ("segmentation", stamps["rgb"][0])):
+        assert out[f"/glassbox/{cap}/label_info"] == [first], cap
     # RGB and thermal are 30 ms apart (slop 50 ms): every RGB frame is fused exactly once, with the RGB stamp.
     assert out["/glassbox/fusion/detections"] == stamps["rgb"]
     assert out["/glassbox/fusion/fusion_weights"] == stamps["rgb"]
@@ -58,7 +63,26 @@ def test_unusual_sqlite3_bag_replays_one_to_one(unusual_bag, cards, tmp_path):
 def test_topics_found_by_type_and_encoding_without_a_map(unusual_bag, cards, tmp_path):
     bag, _ = unusual_bag
     result = replay(bag, tmp_path / "out", replay_config(cards, capabilities=("lidar", "fusion")))
-    assert result.topics == MAP
+    assert result.topics == {**MAP, "rgb_info": "/cam/front/camera_info"}   # the camera_info beside the image
+
+
+def test_camera_info_from_the_bag_comes_out_scaled_with_the_image(unusual_bag, cards, tmp_path):
+    """The bag's CameraInfo (full-resolution K, 2x2 binning) reaches the refiner, and through the refiner's own
+    camera_info the segmentation, as on the robot; both publish the K of the 320x256 images they output."""
+    from support_bags import RGB_K_FULL
+    from glassbox import msg as gm
+    bag, stamps = unusual_bag
+    replay(bag, tmp_path / "out", replay_config(cards, capabilities=("refiner", "segmentation")), topic_map=MAP)
+    with AnyReader([tmp_path / "out"], default_typestore=make_typestore()) as r:
+        infos = {c.topic: [gm.camera_model_from_info(r.deserialize(raw, c.msgtype))
+                           for _, _, raw in r.messages(connections=[c])]
+                 for c in r.connections if c.topic.endswith("/camera_info")}
+    assert sorted(infos) == ["/glassbox/refiner/camera_info", "/glassbox/segmentation/camera_info"]
+    for models in infos.values():
+        assert len(models) == len(stamps["rgb"])
+        for m in models:
+            assert (m.width, m.height) == (320, 256)
+            np.testing.assert_allclose(m.k, np.diag([0.5, 0.5, 1.0]) @ RGB_K_FULL)
 
 
 def test_cli_replay_writes_bag_report_and_metrics(tmp_path, cards):

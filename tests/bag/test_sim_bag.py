@@ -10,7 +10,7 @@ from glassbox.bag.typestore import make_typestore
 from glassbox.cli import main
 from glassbox.msg import detection3d_array_to_numpy, image_to_array, pointcloud2_to_array, stamp_to_ns
 from glassbox.sim import rgb_camera, thermal_camera
-from glassbox.sim.drive import TOPICS, DriveConfig, DriveError, schedule, write_drive
+from glassbox.sim.drive import TOPICS, DriveConfig, DriveError, drive_workers, schedule, usable_cpus, write_drive
 
 CFG = DriveConfig(seconds=0.35, seed=3, lidar="vlp16", rgb=rgb_camera(width=96, height=64),
                   thermal=thermal_camera(width=80, height=64), workers=1, segments=("day", "night"))
@@ -97,6 +97,9 @@ def test_worker_processes_write_the_same_bag(tmp_path):
     write_drive(one, cfg)
     write_drive(two, DriveConfig(**{**cfg.__dict__, "workers": 2}))
     assert one.read_bytes() == two.read_bytes()
+    assert drive_workers(DriveConfig(workers=0)) == usable_cpus() and drive_workers(cfg) == 1
+    with pytest.raises(DriveError, match="workers"):
+        DriveConfig(workers=-1)
 
 
 def test_cli_sim(tmp_path):

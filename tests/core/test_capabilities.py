@@ -66,7 +66,7 @@ def test_the_launch_table_is_the_capability_table():
     specs = capabilities.node_specs()
     assert [s["key"] for s in specs] == [*capabilities.names(), "monitor"]
     fusion = next(s for s in specs if s["key"] == "fusion")
-    assert fusion["remappings"] == [("rgb", "camera_topic"), ("thermal", "thermal_topic")]
+    assert fusion["remappings"] == [("rgb/image", "camera_topic"), ("thermal/image", "thermal_topic")]
     assert fusion["executable"] == "fusion_node" and fusion["config"] == "fusion.yaml"
     # the suite launch file reads the table instead of listing nodes (parsed: no `launch` package needed)
     tree = ast.parse((REPO / "launch/perception.launch.py").read_text())

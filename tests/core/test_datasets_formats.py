@@ -153,3 +153,15 @@ def test_label_png_round_trip_and_dataset(tmp_path):
     assert len(ds) == 2 and ds[0]["image"].shape == (3, 64, 96)
     lab, bl = ds[0]["label"].numpy(), binary[0]["label"].numpy()
     np.testing.assert_array_equal(bl, np.isin(lab, (1, 2)).astype(np.int64))
+
+
+def test_export_files_do_not_depend_on_the_workers(tmp_path):
+    cams = CameraDatasetConfig(rgb=rgb_camera(width=64, height=48), thermal=None)
+    for workers in (1, 2):
+        export_synthetic(tmp_path / str(workers), "segmentation", 3, split="val", cameras=cams, workers=workers)
+    files = sorted(p.relative_to(tmp_path / "1") for p in (tmp_path / "1").rglob("*") if p.is_file())
+    assert len(files) >= 6
+    for f in files:
+        assert (tmp_path / "1" / f).read_bytes() == (tmp_path / "2" / f).read_bytes(), f
+    with pytest.raises(DatasetError, match="workers"):
+        export_synthetic(tmp_path / "x", "segmentation", 1, workers=-1)

@@ -174,3 +174,24 @@ def test_loss_falls_when_fitting_one_scan():
         losses.append(float(loss.detach()))
         assert set(terms) == {"heatmap", "offset", "size", "yaw", "direction"}
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_balanced_regression_weights_sum_to_one_per_object():
+    img = project_points(cast(SCENE), CFG)
+    t = build_targets(img, SCENE[:, :3], SCENE[:, 3:6], SCENE[:, 6], CLASSES, TargetConfig(balance_power=1.0))
+    for k in range(len(SCENE)):
+        mine = t["object_id"] == k
+        assert mine.sum() > 1 and t["reg_weight"][mine].sum() == pytest.approx(1.0, rel=1e-5)
+    assert (t["reg_weight"][t["object_id"] < 0] == 0).all()
+
+
+def test_heatmap_class_weights_scale_each_class_map():
+    from glassbox.lidar.spi import focal_heatmap_loss
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 3, 8, 16), torch.rand(2, 3, 8, 16) * 0.9
+    target[0, 0, 2, 3] = target[1, 2, 5, 5] = 1.0
+    per_class = [focal_heatmap_loss(logits, target, class_weights=torch.eye(3)[k]) for k in range(3)]
+    total = focal_heatmap_loss(logits, target)
+    assert float(sum(per_class)) == pytest.approx(float(total), rel=1e-6)
+    weighted = focal_heatmap_loss(logits, target, class_weights=torch.tensor([1.0, 2.0, 3.0]))
+    assert float(weighted) == pytest.approx(float(per_class[0] + 2 * per_class[1] + 3 * per_class[2]), rel=1e-6)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from glassbox.entropy import ProbeConfig
-from glassbox.lidar import DecodeConfig, ProjectionConfig, SpiConfig, build_model
+from glassbox.lidar import DecodeConfig, ProjectionConfig, SpiConfig, build_model, sensor_profile
 from glassbox.export import export_with_features
 from glassbox.pipelines.lidar import INPUT_NAME, LidarDetectionConfig, LidarDetectionPipeline, LidarPipelineError
 from glassbox.sim import lidar_preset, make_scene, scan_lidar, SceneConfig
@@ -133,6 +133,8 @@ def test_stage_builder_makes_both_backends_from_the_shipped_card():
         pipeline, card = build_pipeline("lidar", card_path, backend=backend, threads=1)
         res[backend] = pipeline(frame["points"], ring=frame["ring"])
         assert res[backend].entropy.model_name == card.name == "spi_lidar"
+        # the shipped card records no sensor profile: it gets the HDL-64E one, which its training scans match
+        assert pipeline.fit.profile == sensor_profile("hdl64") and pipeline.fit.state == ""
     a, b = res["torch"].detections, res["onnxruntime"].detections
     assert len(a) == len(b) > 0
     assert np.max(np.abs(a.scores - b.scores)) <= 1e-4

@@ -138,3 +138,20 @@ def test_r40_helper_edge_cases():
     assert math.isnan(average_precision_r40(np.array([0.5]), np.array([False]), 0))
     # one positive found at rank 2 after one FP: precision 1/2 for all 40 levels
     assert average_precision_r40(np.array([0.9, 0.8]), np.array([False, True]), 1) == pytest.approx(0.5)
+
+
+def test_distance_bins_by_hand():
+    # cars at 10 m and 30 m; the near one found, the far one missed; a false positive at 50 m; a hit at 19.5 m on
+    # a car at 20.5 m (across the 20 m boundary): in the near bin it matches an ignored box (not counted), in the
+    # middle bin it is the match of a regular box
+    gt = _frame(np.vstack([box(10), box(30), box(20.5)]), [0, 0, 0])
+    det = _frame(np.vstack([box(10), box(50), box(19.5, l=5.0)]), [0, 0, 0], [0.9, 0.8, 0.7])
+    near = evaluate_detections([det], [gt], metrics=("bev",), range_m=(0.0, 20.0))
+    mid = evaluate_detections([det], [gt], metrics=("bev",), range_m=(20.0, 40.0))
+    far = evaluate_detections([det], [gt], metrics=("bev",), range_m=(40.0, math.inf))
+    assert near["car/num_gt"] == 1.0 and near["car/bev@0.5"] == 1.0          # the 50 m FP is outside: dropped
+    assert mid["car/num_gt"] == 2.0
+    assert mid["car/bev@0.5"] == pytest.approx(20 / 40)                      # one of two found, precision 1
+    assert far["car/num_gt"] == 0.0 and math.isnan(far["car/bev@0.5"])
+    whole = evaluate_detections([det], [gt], metrics=("bev",))
+    assert whole["car/num_gt"] == 3.0 and whole["car/bev@0.5"] < near["car/bev@0.5"]

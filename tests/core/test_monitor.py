@@ -54,6 +54,29 @@ def test_stale_after_silence():
     assert mon.states(now_s=12.5)[0].level == Level.STALE
 
 
+def test_configure_judges_levels_again_at_once():
+    mon = EntropyMonitor(REF, MonitorConfig(smoothing=1.0, warn_z=3, error_z=6, hysteresis=0.8))
+    mon.update("m", ["b"], [54.0])                                               # z = 4 -> WARN
+    mon.configure(MonitorConfig(smoothing=1.0, warn_z=4.5, error_z=6, hysteresis=0.8))
+    (h,) = mon.states()
+    assert h.level == Level.OK and h.frames == 1                # 4 < 4.5, without waiting for a new profile
+    mon.configure(MonitorConfig(smoothing=1.0, warn_z=2, error_z=3.5))
+    assert mon.states()[0].level == Level.ERROR
+    with pytest.raises(ValueError, match="warn_z < error_z"):
+        MonitorConfig(warn_z=7.0, error_z=6.0)
+
+
+def test_reset_forgets_the_smoothed_state_and_keeps_the_frame_count():
+    mon = EntropyMonitor(REF, MonitorConfig(smoothing=0.1, warn_z=2, error_z=6))
+    mon.update("m", ["b"], [50.0])
+    for _ in range(3):
+        h = mon.update("m", ["b"], [60.0])                                       # z = 10: EMA 1, 1.9, 2.71
+    assert h.z_scores["b"] == pytest.approx(2.71) and h.level == Level.WARN
+    mon.reset("m")
+    h = mon.update("m", ["b"], [50.5])                                           # z = 0.5, not 0.1*0.5 + 0.9*2.71
+    assert h.z_scores["b"] == pytest.approx(0.5) and h.level == Level.OK and h.frames == 5
+
+
 def test_reference_files_table_and_card(tmp_path):
     table = tmp_path / "ref.yaml"
     table.write_text("models:\n  m:\n    layers:\n      a: {mean: 1.0, std: 0.5}\n")

@@ -89,8 +89,8 @@ def test_noise_and_dropout_statistics():
 
 
 def test_presets_have_real_beam_tables():
-    spans = {"vlp16": (16, -15.0, 15.0), "hdl32": (32, -30.67, 10.67), "hdl64": (64, -24.33, 2.0),
-             "os1_128": (128, -22.5, 22.5)}
+    spans = {"vlp16": (16, -15.0, 15.0), "vlp32c": (32, -25.0, 15.0), "hdl32": (32, -30.67, 10.67),
+             "hdl64": (64, -24.33, 2.0), "os1_64": (64, -16.6, 16.6), "os1_128": (128, -22.5, 22.5)}
     for name, (n, lo, hi) in spans.items():
         cfg = lidar_preset(name)
         assert cfg.num_beams == n
@@ -101,6 +101,19 @@ def test_presets_have_real_beam_tables():
         lidar_preset("hdl65")
     with pytest.raises(LidarError):
         LidarConfig(elevations_deg=())
+
+
+def test_scans_carry_the_sensor_ring_order_and_intensity_unit():
+    scene = make_scene(11)
+    pose = scene.ego_pose(1.5)
+    vlp = scan_lidar(scene, lidar_preset("vlp16"), pose, 4, t=1.5)         # Velodyne: one byte, ring 0 lowest
+    assert vlp.points[:, 3].max() > 1 and vlp.points[:, 3].max() <= 255
+    np.testing.assert_array_equal(vlp.points[:, 3], np.round(vlp.points[:, 3]))
+    os1 = scan_lidar(scene, lidar_preset("os1_64"), pose, 4, t=1.5)        # Ouster: 16 bit, ring 0 highest
+    assert 255 < os1.points[:, 3].max() <= 65535
+    for scan, lowest in ((vlp, 0), (os1, 63)):
+        elev = np.arcsin(scan.points[:, 2] / np.linalg.norm(scan.points[:, :3], axis=1))
+        assert scan.ring[np.argmin(elev)] == lowest
 
 
 def test_scan_is_deterministic_per_seed_and_scene():

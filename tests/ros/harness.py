@@ -2,7 +2,8 @@
 
 ``NodeProcess`` starts an installed executable (found like ``ros2 run`` does, through AMENT_PREFIX_PATH) with a
 parameter file, remappings and a namespace, logs to a file, and is always torn down (SIGINT, then SIGKILL).
-``RosClient`` publishes inputs and waits for outputs with timeouts, spinning its own executor.
+``RosClient`` publishes inputs and waits for outputs with timeouts, spinning its own executor, and sets and reads
+a running node's parameters through its parameter services.
 """
 from __future__ import annotations
 
@@ -94,6 +95,32 @@ class RosClient:
         ok = (lambda: sum(1 for m in msgs if predicate(m)) >= count) if predicate else (lambda: len(msgs) >= count)
         self.spin_until(ok, timeout, f"{count} message(s) on {topic}")
         return [m for m in msgs if predicate(m)] if predicate else list(msgs)
+
+    def _call(self, srv_type: type, name: str, request: Any, timeout: float) -> Any:
+        client = self.node.create_client(srv_type, name)
+        try:
+            self.spin_until(client.service_is_ready, timeout, f"service {name}")
+            future = client.call_async(request)
+            self.spin_until(future.done, timeout, f"the reply of {name}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def set_parameters(self, node_fqn: str, values: dict[str, Any], timeout: float = 30.0) -> list:
+        """Set parameters of a running node through its ``set_parameters`` service (what ``ros2 param set``
+        does); one SetParametersResult per parameter."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                    for k, v in values.items()])
+        return list(self._call(SetParameters, f"{node_fqn}/set_parameters", request, timeout).results)
+
+    def get_parameters(self, node_fqn: str, names: Sequence[str], timeout: float = 30.0) -> dict[str, Any]:
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+        reply = self._call(GetParameters, f"{node_fqn}/get_parameters", GetParameters.Request(names=list(names)),
+                           timeout)
+        return {n: parameter_value_to_python(v) for n, v in zip(names, reply.values)}
 
     def close(self) -> None:
         self.executor.remove_node(self.node)

@@ -237,9 +237,40 @@ def test_same_converters_on_rosbags_dataclasses(rng, rosbags_typestore):
 
 def test_rosbags_and_rclpy_schemas_agree(rosbags_typestore):
     """The typestore's glassbox_msgs/vision_msgs definitions have the same fields as the built messages."""
-    from vision_msgs.msg import Detection2D, Detection3D
+    from vision_msgs.msg import Detection2D, Detection3D, LabelInfo, VisionClass, VisionInfo
     for cls, name in [(EntropyProfile, "glassbox_msgs/msg/EntropyProfile"),
-                      (Detection3D, "vision_msgs/msg/Detection3D"), (Detection2D, "vision_msgs/msg/Detection2D")]:
+                      (Detection3D, "vision_msgs/msg/Detection3D"), (Detection2D, "vision_msgs/msg/Detection2D"),
+                      (LabelInfo, "vision_msgs/msg/LabelInfo"), (VisionClass, "vision_msgs/msg/VisionClass"),
+                      (VisionInfo, "vision_msgs/msg/VisionInfo")]:
         rclpy_fields = list(cls.get_fields_and_field_types())
         rosbags_fields = [f[0] for f in rosbags_typestore.fielddefs[name][1]]
         assert rclpy_fields == rosbags_fields
+
+
+def test_label_info_and_vision_info_are_vision_msgs_4_1():
+    """Field names and types of vision_msgs 4.1 (ros2 branch) LabelInfo, VisionClass and VisionInfo."""
+    from vision_msgs.msg import LabelInfo, VisionClass, VisionInfo
+    assert LabelInfo.get_fields_and_field_types() == {"header": "std_msgs/Header",
+                                                      "class_map": "sequence<vision_msgs/VisionClass>",
+                                                      "threshold": "float"}
+    assert VisionClass.get_fields_and_field_types() == {"class_id": "uint16", "class_name": "string"}
+    assert VisionInfo.get_fields_and_field_types() == {"header": "std_msgs/Header", "method": "string",
+                                                       "database_location": "string", "database_version": "int32"}
+
+
+def test_camera_messages_on_rclpy(rng):
+    """CompressedImage, CameraInfo and LabelInfo built as rclpy messages decode back."""
+    from sensor_msgs.msg import CameraInfo, CompressedImage
+    from vision_msgs.msg import LabelInfo
+
+    from glassbox.calibration import pinhole
+    bgr = rng.integers(0, 255, (6, 8, 3)).astype(np.uint8)
+    comp = cv.build.compressed_image(bgr, "bgr8", Header(frame_id="cam"), kind="png")
+    assert isinstance(comp, CompressedImage) and comp.format == "bgr8; png compressed bgr8"
+    np.testing.assert_array_equal(gm.decode_color(comp), bgr[:, :, ::-1])
+    k = np.array([[400.0, 0.0, 4.0], [0.0, 410.0, 3.0], [0.0, 0.0, 1.0]])
+    info = cv.build.camera_info(pinhole(k, 8, 6), Header(frame_id="cam"))
+    assert isinstance(info, CameraInfo) and list(info.d) == [0.0] * 5
+    np.testing.assert_array_equal(gm.camera_model_from_info(info).k, k)
+    labels = cv.build.label_info(["car", "pedestrian"], 0.25, Header())
+    assert isinstance(labels, LabelInfo) and gm.label_info_to_names(labels) == {0: "car", 1: "pedestrian"}

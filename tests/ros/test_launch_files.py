@@ -1,5 +1,6 @@
 """Launch files against reality: every node they start exists in the built workspace, every parameter file
-exists, and every parameter in those files is declared by its node (checked on a running node process)."""
+exists, and every parameter in those files is declared by its node (checked on a running node process), where
+every parameter that is not read-only can be set while the node runs."""
 from __future__ import annotations
 
 import ast
@@ -83,3 +84,19 @@ def test_every_config_parameter_is_declared_by_its_node(ros_client, start_node, 
         params = next(iter(yaml.safe_load((REPO / "config" / config).read_text()).values()))["ros__parameters"]
         undeclared = sorted(set(params) - declared)
         assert not undeclared, f"config/{config} sets parameters {executable} does not declare: {undeclared}"
+        _set_every_live_parameter(ros_client, f"/lt/{name}", sorted(declared))
+
+
+def _set_every_live_parameter(ros_client, node_fqn: str, names: list[str]) -> None:
+    """Set every parameter that is not read-only to the value it has (each one runs its setter in the node)."""
+    from rcl_interfaces.srv import DescribeParameters
+    client = ros_client.node.create_client(DescribeParameters, f"{node_fqn}/describe_parameters")
+    ros_client.spin_until(lambda: client.service_is_ready(), 30, f"{node_fqn}/describe_parameters")
+    future = client.call_async(DescribeParameters.Request(names=names))
+    ros_client.spin_until(future.done, 10, "describe_parameters reply")
+    live = [d.name for d in future.result().descriptors if not d.read_only and d.name != "use_sim_time"]
+    assert live, f"{node_fqn} has no parameter that can change while it runs"
+    values = ros_client.get_parameters(node_fqn, live)
+    for name, value in values.items():
+        (result,) = ros_client.set_parameters(node_fqn, {name: value})
+        assert result.successful, f"{node_fqn}: setting {name} to its own value {value!r} failed: {result.reason}"

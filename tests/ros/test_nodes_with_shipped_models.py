@@ -64,8 +64,8 @@ def test_fusion_node_detections_overlap_ground_truth(ros_client, start_node):
     ns = "/glassbox/fusion"
     start_node("fusion_node", params_file=REPO / "config/fusion.yaml", namespace=ns, params=ALWAYS_RUN)
     ros_client.subscribe(Detection2DArray, f"{ns}/detections")
-    pub_rgb = ros_client.publisher(Image, f"{ns}/rgb")
-    pub_th = ros_client.publisher(Image, f"{ns}/thermal")
+    pub_rgb = ros_client.publisher(Image, f"{ns}/rgb/image")
+    pub_th = ros_client.publisher(Image, f"{ns}/thermal/image")
     ros_client.wait_for_subscribers(pub_rgb, timeout=120)
     ros_client.wait_for_subscribers(pub_th, timeout=120)
     ros_client.wait_for_publishers([f"{ns}/detections"], timeout=120)

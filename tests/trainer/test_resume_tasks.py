@@ -91,7 +91,7 @@ def test_sigkill_during_a_step_then_resume_is_bit_exact(name, cache, tmp_path):
 
 
 #: card fields the nodes, the replay and the monitor read, per task (beyond what every card has)
-CARD_EXTRA = {"lidar": {"projection", "model_config", "decode"}, "refiner": {"model_config", "report"},
+CARD_EXTRA = {"lidar": {"sensor", "projection", "model_config", "decode"}, "refiner": {"model_config", "report"},
               "segmentation": {"model_config", "input_size", "mode"},
               "fusion": {"model_config", "input_size", "score_threshold", "homography_thermal_to_rgb",
                          "camera_size"}}

@@ -22,8 +22,11 @@ from typing import Any
 
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 ENTROPY = "glassbox_msgs/msg/EntropyProfile"
 DETECTION_UNCERTAINTY = "glassbox_msgs/msg/DetectionUncertaintyArray"
+LABEL_INFO = "vision_msgs/msg/LabelInfo"
 
 #: sensor role -> the launch argument that names the robot's topic for it
 ROLE_LAUNCH_ARGS = {"lidar": "points_topic", "rgb": "camera_topic", "thermal": "thermal_topic"}
@@ -40,11 +43,22 @@ class CapabilityError(KeyError):
 
 @dataclass(frozen=True)
 class Stream:
-    """One input of a capability: the node's subscription name, its message type and the sensor role it is."""
+    """One input of a capability: the node's subscription name, its message type and the sensor role it is.
+
+    A camera stream (``msg_type`` Image) is what image_transport calls a base topic: the node takes it raw, or
+    ``<topic>/compressed`` (CompressedImage) with ``image_transport: compressed``, and subscribes to the sibling
+    ``camera_info`` of the topic it resolves to (``/cam/image_raw`` -> ``/cam/camera_info``). Camera inputs live
+    in a sub-namespace per camera (``rgb/image``, ``thermal/image``), so that an input's camera_info
+    (``rgb/camera_info``) is never the ``camera_info`` a node publishes beside its own output images.
+    """
 
     topic: str          # relative to the node namespace, e.g. "points"
     msg_type: str       # e.g. "sensor_msgs/msg/PointCloud2"
     role: str           # sensor role in bags and launch arguments: "lidar", "rgb", "thermal"
+
+    @property
+    def is_camera(self) -> bool:
+        return self.msg_type == IMAGE
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,7 @@ class Capability:
     title: str = ""                     # heading in reports, "LiDAR 3D detection"
     headline: tuple[str, str] = ()      # (metric key, label) summarised after a replay
     description: str = ""
+    latched: dict[str, str] = field(default_factory=dict)  # suffix -> type, published once, transient local
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -103,7 +118,8 @@ _BUILTIN = (
         name="lidar", task="detection3d",
         inputs=(Stream("points", POINTCLOUD2, "lidar"),),
         outputs={"detections": "vision_msgs/msg/Detection3DArray", "markers": "visualization_msgs/msg/MarkerArray",
-                 "uncertainty": DETECTION_UNCERTAINTY, "entropy": ENTROPY},
+                 "detection_uncertainty": DETECTION_UNCERTAINTY, "entropy": ENTROPY},
+        latched={"label_info": LABEL_INFO},
         stage="glassbox.stages.lidar:LidarStage", pipeline="glassbox.pipelines.lidar:LidarDetectionPipeline",
         default_card="spi_lidar.card.yaml", node="lidar_detector_node", node_name="lidar_detector",
         namespace="lidar", params_file="lidar_detector.yaml", train_task="lidar",
@@ -114,8 +130,8 @@ _BUILTIN = (
         description="3D boxes from a spinning LiDAR's range image (SPI detector)"),
     Capability(
         name="refiner", task="refinement",
-        inputs=(Stream("image", IMAGE, "rgb"),),
-        outputs={"image_refined": IMAGE, "entropy": ENTROPY},
+        inputs=(Stream("rgb/image", IMAGE, "rgb"),),
+        outputs={"image_refined": IMAGE, "camera_info": CAMERA_INFO, "entropy": ENTROPY},
         stage="glassbox.stages.camera:RefinerStage", pipeline="glassbox.pipelines.refiner:RefinerPipeline",
         default_card="refiner.card.yaml", node="image_refiner_node", node_name="image_refiner",
         namespace="refiner", params_file="image_refiner.yaml", train_task="refiner",
@@ -124,8 +140,10 @@ _BUILTIN = (
         description="brightness, contrast and colour repair in front of any camera model (pseudo-active refiner)"),
     Capability(
         name="segmentation", task="segmentation",
-        inputs=(Stream("image", IMAGE, "rgb"),),
-        outputs={"labels": IMAGE, "overlay": IMAGE, "uncertainty": IMAGE, "entropy": ENTROPY},
+        inputs=(Stream("rgb/image", IMAGE, "rgb"),),
+        outputs={"labels": IMAGE, "overlay": IMAGE, "uncertainty_map": IMAGE, "camera_info": CAMERA_INFO,
+                 "entropy": ENTROPY},
+        latched={"label_info": LABEL_INFO},
         stage="glassbox.stages.camera:SegmentationStage",
         pipeline="glassbox.pipelines.segmentation:SegmentationPipeline",
         default_card="bisenet.card.yaml", node="segmentation_node", node_name="segmentation",
@@ -137,9 +155,10 @@ _BUILTIN = (
         description="per-pixel classes (BiSeNet)"),
     Capability(
         name="fusion", task="detection2d",
-        inputs=(Stream("rgb", IMAGE, "rgb"), Stream("thermal", IMAGE, "thermal")),
+        inputs=(Stream("rgb/image", IMAGE, "rgb"), Stream("thermal/image", IMAGE, "thermal")),
         outputs={"detections": "vision_msgs/msg/Detection2DArray", "fusion_weights": "glassbox_msgs/msg/FusionWeights",
-                 "overlay": IMAGE, "uncertainty": DETECTION_UNCERTAINTY, "entropy": ENTROPY},
+                 "overlay": IMAGE, "detection_uncertainty": DETECTION_UNCERTAINTY, "entropy": ENTROPY},
+        latched={"label_info": LABEL_INFO},
         stage="glassbox.stages.camera:FusionStage", pipeline="glassbox.pipelines.fusion:FusionPipeline",
         default_card="gem.card.yaml", node="fusion_node", node_name="fusion",
         namespace="fusion", params_file="fusion.yaml", train_task="fusion",

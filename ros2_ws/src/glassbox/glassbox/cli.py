@@ -16,7 +16,8 @@ def _add_sim(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("drive.mcap"),
                    help="output: a single mcap file when it ends in .mcap, else a rosbag2 folder")
     p.add_argument("--seed", type=int, default=0, help="scene and noise seed (same seed, same bag)")
-    p.add_argument("--lidar", default="hdl64", help="LiDAR preset: vlp16, hdl32, hdl64, os1_128")
+    p.add_argument("--lidar", default="hdl64", help="LiDAR preset: vlp16, vlp32c, hdl32, hdl64, os1_64, os1_128 "
+                   "(glassbox.lidar.sensors)")
     p.add_argument("--lidar-hz", type=float, default=10.0)
     p.add_argument("--rgb-hz", type=float, default=15.0)
     p.add_argument("--thermal-hz", type=float, default=10.0)
@@ -24,7 +25,7 @@ def _add_sim(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=512, help="camera height in pixels (RGB and thermal)")
     p.add_argument("--segments", default="day,glare,night",
                    help="comma-separated lighting segments in order (day, glare, dusk, night)")
-    p.add_argument("--workers", type=int, default=2, help="rendering processes")
+    p.add_argument("--workers", type=int, default=0, help="rendering processes (default 0: one per CPU core)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -65,6 +66,7 @@ def _add_sim_dataset(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="dataset root folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lidar", default="hdl64")
+    p.add_argument("--workers", type=int, default=0, help="rendering processes (default 0: one per CPU core)")
 
 
 def _cmd_sim_dataset(args: argparse.Namespace) -> int:
@@ -72,7 +74,8 @@ def _cmd_sim_dataset(args: argparse.Namespace) -> int:
     from glassbox.datasets.synthetic import DatasetError
 
     try:
-        root = export_synthetic(args.out, args.format, args.frames, split=args.split, seed=args.seed, lidar=args.lidar)
+        root = export_synthetic(args.out, args.format, args.frames, split=args.split, seed=args.seed, lidar=args.lidar,
+                                workers=args.workers)
     except (DatasetError, ValueError) as exc:
         print(f"glassbox sim-dataset: {exc}", file=sys.stderr)
         return 2

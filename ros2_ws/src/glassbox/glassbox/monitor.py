@@ -4,8 +4,10 @@ For every probed layer the monitor keeps an exponentially smoothed z-score
 ``z = (H - mean_ref) / max(std_ref, min_std_nats)`` and maps the largest |z| of a model to a level:
 OK below ``warn_z``, WARN from ``warn_z``, ERROR from ``error_z``. Levels rise at once and fall only when |z|
 drops below ``hysteresis`` times the threshold, so a layer hovering at a threshold does not flap. A model
-not heard from for ``stale_after_s`` is STALE. The ROS node ``entropy_monitor_node`` turns the states into
-``diagnostic_msgs/DiagnosticArray``; the bag replay uses this class directly.
+not heard from for ``stale_after_s`` is STALE. ``configure`` changes the settings while it runs (every level is
+judged again at once) and ``reset`` forgets a model's smoothed state when its time restarts. The ROS node
+``entropy_monitor_node`` turns the states into ``diagnostic_msgs/DiagnosticArray``; the bag replay uses this
+class directly.
 
 Reference files are YAML, either a table of models (what ``glassbox profile`` records on a robot's own nominal
 bags, see ``glassbox.bag.profile``; it adds the frames, sensors, card sha256 and robust spreads)::
@@ -263,9 +265,19 @@ class EntropyMonitor:
             previous = z_state.get(name)
             z_state[name] = z if previous is None or not math.isfinite(previous) or not math.isfinite(z) \
                 else a * z + (1 - a) * previous
+        previous_frames = self._health[model_name].frames if model_name in self._health else 0
+        health = self._assess(model_name, self._level.get(model_name, Level.OK), previous_frames + 1, unknown,
+                              stamp_ns, bad)
+        self._health[model_name] = health
+        return health
+
+    def _assess(self, model_name: str, previous: Level, frames: int, unknown: list[str], stamp_ns: int,
+                bad: Sequence[str] = ()) -> ModelHealth:
+        """The health of a model from its smoothed z-scores, its level held with hysteresis from ``previous``."""
+        z_state = self._z.get(model_name, {})
         ranked = sorted(z_state.items(), key=lambda kv: -abs(kv[1]))
         zmax = abs(ranked[0][1]) if ranked else 0.0
-        level = self._level_from(zmax, self._level.get(model_name, Level.OK))
+        level = self._level_from(zmax, previous)
         self._level[model_name] = level
         worst = [(n, z) for n, z in ranked[: self.cfg.worst_layers] if abs(z) >= self.cfg.hysteresis * self.cfg.warn_z]
         likely = None
@@ -279,11 +291,21 @@ class EntropyMonitor:
                 message += f"; likely fault: {likely[0]} (similarity {likely[1]:.2f})"
             else:
                 likely = None
-        previous_frames = self._health[model_name].frames if model_name in self._health else 0
-        health = ModelHealth(model_name, level, message, dict(z_state), worst, previous_frames + 1, unknown, stamp_ns,
-                             likely)
-        self._health[model_name] = health
-        return health
+        return ModelHealth(model_name, level, message, dict(z_state), worst, frames, unknown, stamp_ns, likely)
+
+    def configure(self, cfg: MonitorConfig) -> None:
+        """New settings; every model's level is judged again at once from its smoothed z-scores under the new
+        thresholds (as if it had been OK before, so that raising a threshold can clear a level)."""
+        self.cfg = cfg
+        for name, h in self._health.items():
+            if name in self._z:
+                self._health[name] = self._assess(name, Level.OK, h.frames, h.unknown_layers, h.last_stamp_ns)
+
+    def reset(self, model_name: str) -> None:
+        """Forget a model's smoothed z-scores and level (its profiles' time restarted: a looped bag, a simulator
+        reset); the next profile starts afresh. The frame count is kept."""
+        self._z.pop(model_name, None)
+        self._level.pop(model_name, None)
 
     def states(self, now_s: float | None = None) -> list[ModelHealth]:
         """Every model's latest health; models silent for ``stale_after_s`` are reported STALE."""

@@ -3,8 +3,9 @@
 Started by ``glassbox replay BAG --out OUT --live`` (or ``python -m glassbox_ros.live_replay``). It starts the
 perception node executables with their ``config/`` files, the model cards of the replay configuration and the
 bag's sensor topics remapped onto their inputs; waits until every node is connected; publishes the bag's sensor
-messages at the recorded pace (times ``--rate``); records every output topic (serialised as received) into an
-mcap bag; and reports, per node, inputs sent, outputs received, drops and latency (output received − input sent).
+messages (and the cameras' camera_info beside them) at the recorded pace (times ``--rate``); records every
+output topic, latched ones included (serialised as received), into an mcap bag; and reports, per node, inputs
+sent, outputs received, drops and latency (output received − input sent).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 
 from glassbox import capabilities
@@ -34,6 +35,7 @@ from glassbox_ros.converters import RclpyFactory
 from glassbox_ros.processes import NodeProcess
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class LiveReplayError(RuntimeError):
@@ -51,13 +53,14 @@ def config_dir() -> Path:
 class Recorder(Node):
     """Publishes the bag's sensor topics and records the nodes' outputs with their receive times."""
 
-    def __init__(self, inputs: dict[str, str], outputs: dict[str, str]):
+    def __init__(self, inputs: dict[str, str], outputs: dict[str, str], latched: frozenset[str] = frozenset()):
         super().__init__("glassbox_live_replay")
         factory = RclpyFactory()
         self.classes = {t: factory._cls(typ) for t, typ in {**inputs, **outputs}.items()}
         self.pubs = {t: self.create_publisher(self.classes[t], t, RELIABLE) for t in inputs}
         self.received: list[tuple[str, int, bytes]] = []
-        self.subs = [self.create_subscription(self.classes[t], t, self._make_cb(t), RELIABLE) for t in outputs]
+        self.subs = [self.create_subscription(self.classes[t], t, self._make_cb(t),
+                                              LATCHED if t in latched else RELIABLE) for t in outputs]
 
     def _make_cb(self, topic: str):
         def cb(msg) -> None:
@@ -84,8 +87,9 @@ class _NodePlan:
 
     capability: Capability
     remaps: dict[str, str]
-    inputs: dict[str, str]           # bag topic -> message type, played into this node
-    outputs: dict[str, str]          # full output topic -> message type
+    inputs: dict[str, str]           # bag topic -> message type, played into this node (images first)
+    outputs: dict[str, str]          # full output topic -> message type, latched ones last
+    latched: frozenset[str]          # the outputs published once with transient-local durability
 
     @property
     def first_output(self) -> str:
@@ -101,10 +105,14 @@ def _plan(cfg: ReplayConfig, roles: dict[str, str], types: dict[str, str], ns: s
         if not remaps:
             continue
         if name == "segmentation" and cfg.refine_before_segmentation and "refiner" in cfg.capabilities:
-            remaps = {"image": f"{ns}/{capabilities.get('refiner').namespace}/image_refined"}
+            remaps = {s.topic: f"{ns}/{capabilities.get('refiner').namespace}/image_refined" for s in cap.inputs
+                      if s.role == "rgb"}
         inputs = {t: types[t] for t in remaps.values() if not t.startswith(ns)}
-        outputs = {f"{ns}/{cap.namespace}/{suffix}": typ for suffix, typ in cap.outputs.items()}
-        plans.append(_NodePlan(cap, remaps, inputs, outputs))
+        inputs.update({roles[f"{s.role}_info"]: types[roles[f"{s.role}_info"]] for s in cap.inputs
+                       if s.is_camera and f"{s.role}_info" in roles and remaps.get(s.topic) == roles.get(s.role)})
+        outputs = {f"{ns}/{cap.namespace}/{suffix}": typ for suffix, typ in {**cap.outputs, **cap.latched}.items()}
+        latched = frozenset(f"{ns}/{cap.namespace}/{suffix}" for suffix in cap.latched)
+        plans.append(_NodePlan(cap, remaps, inputs, outputs, latched))
     return plans
 
 
@@ -188,7 +196,7 @@ def live_replay(bag: Path, out: Path, cfg: ReplayConfig, topic_map: dict[str, st
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="glassbox_live_"))
     procs = [_start(p, cfg, ns, log_dir) for p in plans]
     rclpy.init()
-    rec = Recorder(inputs, outputs)
+    rec = Recorder(inputs, outputs, frozenset().union(*(p.latched for p in plans)))
     try:
         _connect(rec, procs, connect_timeout_s)
         sent = _play(rec, reader, rate)

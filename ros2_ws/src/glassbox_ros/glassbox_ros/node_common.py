@@ -1,19 +1,31 @@
-"""What every glassbox perception node shares: parameter declaration, model resolution and diagnostics.
+"""What every glassbox node shares: parameters (declared with descriptors, changed live), QoS, model resolution
+and diagnostics.
 
 Nothing here touches tensors; it is the plumbing a node needs around its core pipeline.
+
+- Parameters: :func:`declare` gives every parameter a descriptor; one that is not read-only names the setter that
+  applies a new value while the node runs, and :class:`LiveParameters` (one ``add_on_set_parameters_callback``)
+  calls it, or refuses the request with the setter's reason and keeps the old value.
+- QoS: every subscription and publisher takes ``qos_overrides./<topic>.<publisher|subscription>.<policy>``
+  parameters (history, depth, reliability) from a parameter file (rclpy ``QoSOverridingOptions``).
+- Diagnostics: :class:`NodeDiagnostics`, one DiagnosticStatus per node, built the way ``diagnostic_updater`` does
+  (a level from the worst condition, all conditions of that level in the message, fixed key-values).
 """
 from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from glassbox.models.card import ModelCard, load_card, verify_model_file
 
@@ -22,9 +34,74 @@ class ParameterValueError(ValueError):
     """A node parameter has a value outside its allowed set."""
 
 
+class LiveParameters:
+    """The parameters a node changes while it runs: name -> setter, applied by one on-set-parameters callback.
+
+    ``setter(value)`` applies a new value or raises ``ValueError`` with the reason it is refused. ``value(name)`` is
+    what a parameter will be once the request being applied succeeds, so that a setter can check a constraint
+    between parameters (``warn_z < error_z``) whatever their order in one request. A refused request is undone
+    (the setters already run get the old values back) and answered with ``successful=False`` and the reason.
+    Names without a setter (read-only ones, which rclpy refuses itself, and rclpy's own such as ``use_sim_time``)
+    are left alone.
+    """
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.setters: dict[str, Callable[[Any], None]] = {}
+        self.choices: dict[str, Sequence[str]] = {}
+        self._pending: dict[str, Any] = {}
+        node.add_on_set_parameters_callback(self._on_set)
+
+    def add(self, name: str, setter: Callable[[Any], None], choices: Sequence[str] | None = None) -> None:
+        self.setters[name] = setter
+        if choices is not None:
+            self.choices[name] = choices
+
+    def value(self, name: str) -> Any:
+        return self._pending[name] if name in self._pending else self.node.get_parameter(name).value
+
+    def _on_set(self, params: list) -> SetParametersResult:
+        live = [p for p in params if p.name in self.setters]
+        self._pending = {p.name: p.value for p in live}
+        done: list[str] = []
+        try:
+            for p in live:
+                bad = _not_in_choices(p.value, self.choices.get(p.name))
+                if bad is not None:
+                    raise ValueError(f"{bad!r} is not one of {list(self.choices[p.name])}")
+                self.setters[p.name](p.value)
+                done.append(p.name)
+        except ValueError as exc:
+            self._pending = {}
+            for name in reversed(done):
+                self.setters[name](self.node.get_parameter(name).value)
+            self.node.get_logger().warning(f"parameter '{p.name}' refused: {exc}")
+            return SetParametersResult(successful=False, reason=f"{p.name}: {exc}")
+        finally:
+            self._pending = {}
+        for p in live:
+            self.node.get_logger().info(f"parameter '{p.name}' set to {p.value!r}")
+        return SetParametersResult(successful=True)
+
+
+def _not_in_choices(value: Any, choices: Sequence[str] | None) -> Any:
+    """The first item of ``value`` (a value or a list) not in ``choices``, or None."""
+    if choices is None:
+        return None
+    return next((v for v in (value if isinstance(value, (list, tuple)) else [value]) if v not in choices), None)
+
+
 def declare(node: Node, name: str, default: Any, description: str, *, lo: float | None = None,
-            hi: float | None = None, choices: Sequence[str] | None = None, read_only: bool = False) -> Any:
-    """Declare a parameter with a descriptor (description, range, read-only) and return its value."""
+            hi: float | None = None, choices: Sequence[str] | None = None, read_only: bool = False,
+            on_set: Callable[[Any], None] | None = None) -> Any:
+    """Declare a parameter with a descriptor (description, range, read-only) and return its value.
+
+    A parameter is either ``read_only`` or changes while the node runs through ``on_set(value)``, registered in
+    ``node.live`` (a :class:`LiveParameters`); rclpy refuses values outside the range, ``on_set`` is only called
+    with values inside it and in ``choices``.
+    """
+    if read_only == (on_set is not None):
+        raise TypeError(f"parameter '{name}': a parameter that is not read-only needs on_set, a read-only one none")
     desc = ParameterDescriptor(description=description + (f" (one of: {', '.join(choices)})" if choices else ""),
                                read_only=read_only)
     if lo is not None and hi is not None:
@@ -35,12 +112,28 @@ def declare(node: Node, name: str, default: Any, description: str, *, lo: float 
         elif isinstance(default, float):
             desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi))]
     value = node.declare_parameter(name, default, desc).value
-    if choices is not None:
-        values = value if isinstance(value, (list, tuple)) else [value]
-        bad = [v for v in values if v not in choices]
-        if bad:
-            raise ParameterValueError(f"parameter '{name}': {bad[0]!r} is not one of {list(choices)}")
+    bad = _not_in_choices(value, choices)
+    if bad is not None:
+        raise ParameterValueError(f"parameter '{name}': {bad!r} is not one of {list(choices)}")
+    if on_set is not None:
+        node.live.add(name, on_set, choices)
     return value
+
+
+def sensor_qos() -> QoSProfile:
+    """Sensor-data QoS (best effort, keep last 5, volatile), a new profile each time: QoS overrides edit the
+    profile they are given, so the shared ``qos_profile_sensor_data`` must not be."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def reliable_qos(depth: int = 10) -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def overridable() -> QoSOverridingOptions:
+    """History, depth and reliability of the entity overridable by ``qos_overrides.<topic>...`` parameters."""
+    return QoSOverridingOptions.with_default_policies()
 
 
 def shipped_models_dir() -> Path:
@@ -60,57 +153,180 @@ def resolve_model(card_path: str, default_card: str) -> tuple[Path, ModelCard, P
     return path, card, verify_model_file(path)
 
 
-class NodeDiagnostics:
-    """Input rate, processing latency (mean, p95), rejections by reason, and backend facts -> /diagnostics."""
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    """How a node judges its inputs (parameter names in :data:`DIAGNOSTICS_PARAMETERS`)."""
 
-    def __init__(self, node: Node, period_s: float = 1.0, window: int = 200):
-        self.node = node
+    window: int = 30                 # the last N inputs: rejections, rate and latencies are judged over them
+    expected_rate_hz: float = 0.0    # per input stream; 0 = not checked
+    rate_tolerance: float = 0.5      # WARN when a stream's rate is off expected_rate_hz by more than this fraction
+    dead_input_warn_s: float = 2.0   # a stream silent this long (node clock) is WARN ...
+    dead_input_error_s: float = 10.0  # ... and this long ERROR
+
+    def __post_init__(self) -> None:
+        if not 0 < self.dead_input_warn_s < self.dead_input_error_s:
+            raise ValueError(f"need 0 < dead_input_warn_s < dead_input_error_s, got {self.dead_input_warn_s}, "
+                             f"{self.dead_input_error_s}")
+
+
+#: field -> (parameter name, lo, hi, description)
+DIAGNOSTICS_PARAMETERS = {
+    "window": ("diagnostics.window", 1, 10000, "inputs over which rejections, input rate and latencies are judged: a "
+               "rejected input keeps the status WARN until this many good ones followed"),
+    "expected_rate_hz": ("expected_rate_hz", 0.0, 10000.0, "expected rate of each input stream, Hz; 0 = not checked"),
+    "rate_tolerance": ("diagnostics.rate_tolerance", 0.0, 10.0, "WARN when an input stream's rate is off "
+                       "expected_rate_hz by more than this fraction of it"),
+    "dead_input_warn_s": ("diagnostics.dead_input_warn_s", 0.01, 86400.0, "an input stream silent this long (node "
+                          "clock) makes the status WARN, s"),
+    "dead_input_error_s": ("diagnostics.dead_input_error_s", 0.01, 86400.0, "... and this long ERROR, s "
+                           "(> diagnostics.dead_input_warn_s)"),
+}
+
+
+def _mean_p95(values: Sequence[float]) -> tuple[str, str]:
+    if not values:
+        return "nan", "nan"
+    a = np.asarray(values)
+    return f"{a.mean():.2f}", f"{np.percentile(a, 95):.2f}"
+
+
+class NodeDiagnostics:
+    """One DiagnosticStatus for a node on ``/diagnostics`` every ``diagnostics_period_s`` (node clock).
+
+    ``hardware_id`` is the frame_id of the inputs last seen. The level is the worst of: an execution provider
+    fallback or a degraded stage (WARN); a rejected input among the last ``diagnostics.window`` (WARN, OK again
+    after a window of good input); an input stream silent for ``diagnostics.dead_input_warn_s`` (WARN) or
+    ``diagnostics.dead_input_error_s`` (ERROR); a stream's rate off ``expected_rate_hz`` (WARN). The message
+    names every condition of that level; a stamp jump (a stream's time restarting) is named once. Values: per
+    stream input rate, processing latency and stamp-to-publish latency (node clock minus the header stamp) mean
+    and p95, processed / skipped / dropped counts, rejections for every reason of ``glassbox.msg.REASONS``, time
+    jumps, execution providers in use and any fallback, and the node's facts (model, backend, ...).
+    """
+
+    def __init__(self, node: Node, roles: Sequence[str], expected_rate_hz: float = 0.0):
+        from glassbox.msg import REASONS
+        self.node, self.roles, self.reasons = node, tuple(roles), REASONS
         self.name = node.get_fully_qualified_name()
-        self.arrivals: collections.deque[float] = collections.deque(maxlen=window)
-        self.latencies_ms: collections.deque[float] = collections.deque(maxlen=window)
+        names = {f: spec[0] for f, spec in DIAGNOSTICS_PARAMETERS.items()}
+        defaults = DiagnosticsConfig(expected_rate_hz=expected_rate_hz)
+        for f, (name, lo, hi, text) in DIAGNOSTICS_PARAMETERS.items():
+            declare(node, name, getattr(defaults, f), text, lo=lo, hi=hi,
+                    on_set=lambda _v: self.configure(DiagnosticsConfig(**{k: node.live.value(n)
+                                                                           for k, n in names.items()})))
+        try:
+            self.cfg = DiagnosticsConfig(**{f: node.get_parameter(n).value for f, n in names.items()})
+        except ValueError as exc:
+            raise ParameterValueError(str(exc)) from None
+        period = declare(node, "diagnostics_period_s", 1.0, "period of /diagnostics, s (node clock)", lo=0.05,
+                         hi=60.0, on_set=self.set_period)
+        self.arrivals = {r: collections.deque(maxlen=self.cfg.window) for r in self.roles}   # node clock, ns
+        self.outcomes: collections.deque[bool] = collections.deque(maxlen=self.cfg.window)  # True = rejected
+        self.latencies_ms: collections.deque[float] = collections.deque(maxlen=self.cfg.window)
+        self.stamp_latencies_ms: collections.deque[float] = collections.deque(maxlen=self.cfg.window)
+        self.frame_ids: dict[str, str] = {}
         self.rejected: collections.Counter[str] = collections.Counter()
-        self.skipped_no_subscribers = 0
-        self.processed_count = 0
+        self.skipped_no_subscribers = self.processed_count = self.dropped = self.time_jumps = 0
         self.info: dict[str, str] = {}
         self.warnings: list[str] = []     # lasting conditions (e.g. an execution provider fallback)
         self.state = ""                   # the node's current degraded state, if any ("" = nominal)
-        self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.timer = node.create_timer(period_s, self.publish)
+        self.notes: list[str] = []        # said once, in the next status
+        self.started_ns: int | None = None
+        self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(),
+                                         qos_overriding_options=overridable())
+        self.timer = node.create_timer(period, self.publish)
 
-    def input_received(self) -> None:
-        self.arrivals.append(time.monotonic())
+    def now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
 
-    def processed(self, latency_ms: float) -> None:
-        self.processed_count += 1
-        self.latencies_ms.append(latency_ms)
+    def configure(self, cfg: DiagnosticsConfig) -> None:
+        self.cfg = cfg
+        for name in ("outcomes", "latencies_ms", "stamp_latencies_ms"):
+            setattr(self, name, collections.deque(getattr(self, name), maxlen=cfg.window))
+        self.arrivals = {r: collections.deque(a, maxlen=cfg.window) for r, a in self.arrivals.items()}
+
+    def set_period(self, period_s: float) -> None:
+        self.node.destroy_timer(self.timer)
+        self.timer = self.node.create_timer(period_s, self.publish)
+
+    # ------------------------------------------------------------------------------------------- events
+    def input_received(self, role: str, frame_id: str) -> None:
+        now, arrivals = self.now_ns(), self.arrivals[role]
+        if arrivals and now < arrivals[-1]:          # the clock went back (a bag replayed in a loop with --clock)
+            arrivals.clear()
+        arrivals.append(now)
+        self.frame_ids[role] = frame_id
+
+    def accepted(self) -> None:
+        self.outcomes.append(False)
 
     def reject(self, reason: str, detail: str) -> None:
+        self.outcomes.append(True)
         self.rejected[reason] += 1
         self.node.get_logger().warning(f"rejected input ({reason}): {detail}", throttle_duration_sec=2.0)
 
-    def rate_hz(self) -> float:
-        if len(self.arrivals) < 2:
-            return 0.0
-        span = self.arrivals[-1] - self.arrivals[0]
-        return (len(self.arrivals) - 1) / span if span > 0 else 0.0
+    def processed(self, latency_ms: float, stamp_ns: int) -> None:
+        self.processed_count += 1
+        self.latencies_ms.append(latency_ms)
+        self.stamp_latencies_ms.append((self.now_ns() - stamp_ns) * 1e-6)
+
+    def observe(self, stage: Any) -> None:
+        """Take the stage's facts after it was fed: degraded state, info, dropped inputs, stamp jumps."""
+        self.state, self.dropped = stage.state, stage.dropped()
+        self.info.update(stage.info())
+        if stage.stamps.jumps > self.time_jumps:
+            self.time_jumps = stage.stamps.jumps
+            role, back_s = stage.stamps.last_jump
+            self.notes.append(f"{role} stamp jumped back {back_s:.2f} s: {role} state reset")
+            self.node.get_logger().warning(self.notes[-1])
+
+    # ------------------------------------------------------------------------------------------- status
+    def rate_hz(self, role: str) -> float:
+        a = self.arrivals[role]
+        span = (a[-1] - a[0]) * 1e-9 if len(a) >= 2 else 0.0
+        return (len(a) - 1) / span if span > 0 else 0.0
+
+    def conditions(self, now_ns: int) -> list[tuple[int, str]]:
+        """(level, text) of every condition that is not nominal."""
+        c = self.cfg
+        out = [(DiagnosticStatus.WARN, w) for w in self.warnings]
+        if self.state:
+            out.append((DiagnosticStatus.WARN, self.state))
+        bad = sum(self.outcomes)
+        if bad:
+            out.append((DiagnosticStatus.WARN, f"{bad} of the last {len(self.outcomes)} inputs rejected"))
+        for role in self.roles:
+            a = self.arrivals[role]
+            silent_s = (now_ns - (a[-1] if a else self.started_ns)) * 1e-9
+            if silent_s > c.dead_input_warn_s:
+                level = DiagnosticStatus.ERROR if silent_s > c.dead_input_error_s else DiagnosticStatus.WARN
+                out.append((level, f"no {role} input for {silent_s:.1f} s"))
+            elif c.expected_rate_hz > 0 and len(a) >= 2:
+                rate = self.rate_hz(role)
+                if abs(rate - c.expected_rate_hz) > c.rate_tolerance * c.expected_rate_hz:
+                    out.append((DiagnosticStatus.WARN, f"{role} input at {rate:.1f} Hz, expected "
+                                f"{c.expected_rate_hz:g} Hz"))
+        return out
 
     def status(self) -> DiagnosticStatus:
-        lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
-        level = DiagnosticStatus.OK
-        message = "ok"
-        if self.warnings or self.state:
-            level, message = DiagnosticStatus.WARN, "; ".join(self.warnings + ([self.state] if self.state else []))
-        elif self.rejected:
-            level = DiagnosticStatus.WARN
-            message = f"{sum(self.rejected.values())} input(s) rejected"
-        values = [KeyValue(key="input_rate_hz", value=f"{self.rate_hz():.2f}"),
-                  KeyValue(key="latency_mean_ms", value=f"{lat.mean():.2f}"),
-                  KeyValue(key="latency_p95_ms", value=f"{np.percentile(lat, 95):.2f}"),
-                  KeyValue(key="processed", value=str(self.processed_count)),
-                  KeyValue(key="skipped_no_subscribers", value=str(self.skipped_no_subscribers))]
-        values += [KeyValue(key=f"rejected/{reason}", value=str(n)) for reason, n in sorted(self.rejected.items())]
-        values += [KeyValue(key=k, value=v) for k, v in self.info.items()]
-        return DiagnosticStatus(level=level, name=self.name, message=message, hardware_id=self.name, values=values)
+        now = self.now_ns()
+        if self.started_ns is None or now < self.started_ns:
+            self.started_ns = now
+        conditions = self.conditions(now)
+        level = max((lv for lv, _ in conditions), default=DiagnosticStatus.OK)
+        message = "; ".join([t for lv, t in conditions if lv == level] + self.notes) or "ok"
+        self.notes = []
+        lat, stamp_lat = _mean_p95(self.latencies_ms), _mean_p95(self.stamp_latencies_ms)
+        values = {**{f"input_rate_hz/{r}": f"{self.rate_hz(r):.2f}" for r in self.roles},
+                  "expected_rate_hz": f"{self.cfg.expected_rate_hz:g}",
+                  "latency_mean_ms": lat[0], "latency_p95_ms": lat[1],
+                  "stamp_latency_mean_ms": stamp_lat[0], "stamp_latency_p95_ms": stamp_lat[1],
+                  "processed": str(self.processed_count), "skipped_no_subscribers": str(self.skipped_no_subscribers),
+                  "dropped": str(self.dropped),
+                  **{f"rejected/{r}": str(self.rejected[r]) for r in self.reasons},
+                  "time_jumps": str(self.time_jumps), **self.info}
+        hardware_id = ",".join(dict.fromkeys(self.frame_ids[r] for r in self.roles if r in self.frame_ids))
+        return DiagnosticStatus(level=level, name=self.name, message=message, hardware_id=hardware_id,
+                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
     def publish(self) -> None:
         out = DiagnosticArray()
@@ -129,12 +345,13 @@ class PerceptionNode(Node):
     A subclass declares its own parameters, builds its pipeline and stage, then calls :meth:`start`.
     """
 
-    def __init__(self, capability: str):
+    def __init__(self, capability: str, expected_rate_hz: float):
         from glassbox.capabilities import get
         record = get(capability)
         default_card = record.default_card
         super().__init__(record.node_name)
-        self.capability = capability
+        self.live = LiveParameters(self)
+        self.capability, self.expected_rate_hz = capability, expected_rate_hz
         self.model_card_path = declare(self, "model_card", "", "model card YAML; empty = the shipped "
                                        f"{default_card} in share/glassbox_bringup/models", read_only=True)
         self.backend = declare(self, "backend", "onnxruntime", "inference backend", choices=("onnxruntime", "torch"),
@@ -146,12 +363,17 @@ class PerceptionNode(Node):
                               read_only=True)
         self.threads = declare(self, "threads", 0, "intra-op threads of the backend (0 = library default)",
                                lo=0, hi=256, read_only=True)
-        self.entropy_enabled = declare(self, "entropy.enabled", True, "publish per-layer entropy profiles")
+        self.entropy_enabled = declare(self, "entropy.enabled", True, "publish per-layer entropy profiles",
+                                       on_set=lambda v: self.stage.pipeline.set_probe(enabled=v))
         self.entropy_every_n = declare(self, "entropy.every_n", 1, "estimate the entropy profile every N-th frame",
-                                       lo=1, hi=1000)
+                                       lo=1, hi=1000, on_set=lambda v: self.stage.pipeline.set_probe(every_n=v))
         self.skip_without_subscribers = declare(
-            self, "skip_without_subscribers", True, "skip inference while no output topic has a subscriber")
-        self.diag_period_s = declare(self, "diagnostics_period_s", 1.0, "period of /diagnostics, s", lo=0.05, hi=60.0)
+            self, "skip_without_subscribers", True, "skip inference while no output topic has a subscriber",
+            on_set=lambda v: setattr(self, "skip_without_subscribers", v))
+        self.time_jump_threshold_s = declare(
+            self, "time_jump_threshold_s", 1.0, "a header stamp older than its stream's previous one by more than "
+            "this restarts the stream (a looped bag, a simulator reset): its state is reset; by less it is rejected "
+            "(stamp_backwards), s", lo=0.0, hi=1e6, on_set=lambda v: setattr(self.stage.stamps, "jump_threshold_s", v))
         self.card_file, self.card, self.model_file = resolve_model(self.model_card_path, default_card)
         self.diag: NodeDiagnostics | None = None
         self.pubs: dict[str, Any] = {}
@@ -159,13 +381,15 @@ class PerceptionNode(Node):
     def build_pipeline(self, **overrides: Any) -> Any:
         """The core pipeline from the verified model card and this node's backend / entropy parameters.
 
-        Execution providers that were asked for but are not available are reported loudly (log and
-        diagnostics), never silently replaced.
+        The entropy probe is built enabled and then set to ``entropy.enabled``, so that it can be switched on and
+        off while the node runs. Execution providers that were asked for but are not available are reported
+        loudly (log and diagnostics), never silently replaced.
         """
         from glassbox.stages.build import build_pipeline
         pipeline, _ = build_pipeline(self.capability, self.card_file, backend=self.backend, providers=self.providers,
-                                     device=self.device, threads=self.threads, entropy_enabled=self.entropy_enabled,
+                                     device=self.device, threads=self.threads, entropy_enabled=True,
                                      entropy_every_n=self.entropy_every_n, **overrides)
+        pipeline.set_probe(enabled=self.entropy_enabled)
         self.providers_in_use = ",".join(pipeline.runtime.providers)
         self.provider_warnings = list(pipeline.runtime.warnings)
         for w in self.provider_warnings:
@@ -173,30 +397,40 @@ class PerceptionNode(Node):
         return pipeline
 
     def start(self, stage: Any, extra_info: dict[str, str] | None = None) -> None:
-        """Publish the stage's outputs (reliable), subscribe its capability's inputs (sensor data QoS) and start
-        the diagnostics. Each input message goes to :meth:`on_input`."""
-        from functools import partial
-
-        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        """Publish the stage's outputs (reliable) and its latched topics (reliable, transient local: published
+        once, kept for late subscribers), subscribe its capability's inputs (sensor data QoS; camera streams as
+        ``glassbox_ros.camera_io`` says), all with QoS overrides, and start the diagnostics. Each input message
+        goes to :meth:`on_input`."""
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
         from glassbox.capabilities import get
+        from glassbox_ros.camera_io import subscribe_inputs
         from glassbox_ros.converters import RclpyFactory
         self.stage = stage
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = {suffix: self.create_publisher(RclpyFactory._cls(typename), suffix, reliable)
+        stage.stamps.jump_threshold_s = self.time_jump_threshold_s
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pubs = {suffix: self.create_publisher(RclpyFactory._cls(typename), suffix, reliable_qos(),
+                                                   qos_overriding_options=overridable())
                      for suffix, typename in stage.outputs.items()}
-        self.subs = [self.create_subscription(RclpyFactory._cls(s.msg_type), s.topic, partial(self.on_input, s.role),
-                                              qos_profile_sensor_data) for s in get(stage.capability).inputs]
-        self.diag = NodeDiagnostics(self, self.diag_period_s)
+        self.latched_pubs = {suffix: self.create_publisher(RclpyFactory._cls(typename), suffix, latched)
+                             for suffix, typename in stage.latched.items()}
+        for suffix, msg in stage.latched_messages(self.get_clock().now().nanoseconds).items():
+            self.latched_pubs[suffix].publish(msg)
+        inputs = get(stage.capability).inputs
+        self.subs, input_info = subscribe_inputs(self, inputs, self.on_input, sensor_qos())
+        self.diag = NodeDiagnostics(self, [s.role for s in inputs], self.expected_rate_hz)
         self.diag.info.update({"model": self.card.name, "model_file": str(self.model_file), "backend": self.backend,
-                               "providers": getattr(self, "providers_in_use", ""), **(extra_info or {})})
+                               "providers": getattr(self, "providers_in_use", ""),
+                               "provider_fallback": "; ".join(getattr(self, "provider_warnings", [])), **input_info,
+                               **(extra_info or {})})
         self.diag.warnings = list(getattr(self, "provider_warnings", []))
         self.get_logger().info(f"{self.card.name} ({self.backend}) ready; publishing {', '.join(self.pubs)}")
 
     def on_input(self, role: str, msg: Any) -> None:
         """The callback of every input: count, skip when nobody listens, feed the stage, publish what it gives."""
         from glassbox.msg import ConversionError
-        self.diag.input_received()
+        self.diag.input_received(role, msg.header.frame_id)
         if self.skip_without_subscribers and not has_subscribers(list(self.pubs.values())):
             self.diag.skipped_no_subscribers += 1
             return
@@ -207,19 +441,20 @@ class PerceptionNode(Node):
             self.diag.reject(exc.reason, str(exc))
             return
         finally:
-            self.diag.state = self.stage.state
-            self.diag.info.update(self.stage.info())
+            self.diag.observe(self.stage)
+        self.diag.accepted()
         if out is None:
             return
         for suffix, out_msg in out.messages.items():
             self.pubs[suffix].publish(out_msg)
-        self.diag.processed((time.perf_counter() - t0) * 1e3)
+        self.diag.processed((time.perf_counter() - t0) * 1e3, out.stamp_ns)
 
 
 def run_node(node_cls: type, args: Any = None) -> None:
     """``main()`` of every node: start, spin, shut down cleanly (Humble, Jazzy and Kilted).
 
-    A model that fails its sha256 check, or a bad parameter, stops the node at start with the reason.
+    A model that fails its sha256 check, a reference profile that cannot be read, or a bad parameter, stops the
+    node at start with the reason.
     """
     import sys
 
@@ -227,6 +462,7 @@ def run_node(node_cls: type, args: Any = None) -> None:
     from rclpy.executors import ExternalShutdownException
 
     from glassbox.models.card import ModelCardError, ModelIntegrityError
+    from glassbox.monitor import ReferenceProfileError
     rclpy.init(args=args)
     node = None
     try:
@@ -234,7 +470,8 @@ def run_node(node_cls: type, args: Any = None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ModelIntegrityError, ModelCardError, ParameterValueError, FileNotFoundError) as exc:
+    except (ModelIntegrityError, ModelCardError, ReferenceProfileError, ParameterValueError,
+            FileNotFoundError) as exc:
         rclpy.logging.get_logger(node_cls.__name__).fatal(f"cannot start: {exc}")
         sys.exit(1)
     finally:

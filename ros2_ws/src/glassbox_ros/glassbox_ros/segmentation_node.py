@@ -1,7 +1,11 @@
-"""segmentation_node: camera Image -> BiSeNet -> ``labels`` (mono8 class ids), ``overlay`` (bgr8),
-``uncertainty`` (32FC1 per-pixel predictive entropy, nats) and ``entropy`` (per-layer profile).
+"""segmentation_node: camera image -> BiSeNet -> ``labels`` (mono8 class ids), ``overlay`` (bgr8),
+``uncertainty_map`` (32FC1 per-pixel predictive entropy, nats), ``camera_info`` of those images (when the
+input's camera_info arrives), ``entropy`` (per-layer profile), and ``label_info`` (vision_msgs/LabelInfo: label
+value -> class name; transient local, once at start).
 
-Subscribe it to a refiner's ``image_refined`` (by remapping ``image``) to segment refined images.
+Subscribes ``rgb/image`` (raw, or ``rgb/image/compressed`` with ``image_transport: compressed``) and its sibling
+``rgb/camera_info`` (``glassbox_ros.camera_io``). Subscribe it to a refiner's ``image_refined`` (by remapping
+``rgb/image``) to segment refined images.
 """
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ from glassbox_ros.node_common import PerceptionNode, declare, run_node
 
 class SegmentationNode(PerceptionNode):
     def __init__(self) -> None:
-        super().__init__("segmentation")
-        alpha = declare(self, "overlay_alpha", 0.5, "opacity of the class colours in the overlay", lo=0.0, hi=1.0)
+        super().__init__("segmentation", expected_rate_hz=15.0)
+        alpha = declare(self, "overlay_alpha", 0.5, "opacity of the class colours in the overlay", lo=0.0, hi=1.0,
+                        on_set=lambda v: setattr(self.stage, "alpha", v))
         self.start(SegmentationStage(self.build_pipeline(), RCLPY, overlay_alpha=alpha),
                    {"classes": ",".join(self.card.classes)})
 

@@ -1,4 +1,4 @@
-"""Message builders that ``glassbox.msg`` does not have: CameraInfo, TF and the simulator's ground truth.
+"""Message builders that ``glassbox.msg`` does not have: TF, the simulator's ground truth and its CameraInfo.
 
 Like ``glassbox.msg`` they work through a ``MessageFactory`` (rosbags dataclasses for bags, rclpy messages for
 nodes), so they set fields by name only. Ground-truth detections use the project's class names as ``class_id``, a score of
@@ -10,21 +10,16 @@ from typing import Any
 
 import numpy as np
 
+from glassbox.calibration import pinhole
 from glassbox.classes import DETECTION_CLASSES
 from glassbox.msg import (Detections2D, Detections3D, MessageFactory, make_detection2d_array,
                            make_detection3d_array, make_time)
+from glassbox.msg import make_camera_info as msg_camera_info
 
 
 def make_camera_info(factory: MessageFactory, k: np.ndarray, width: int, height: int, header: Any) -> Any:
     """sensor_msgs/CameraInfo of an undistorted pinhole (plumb_bob with zero distortion, R = I, P = [K | 0])."""
-    k = np.asarray(k, np.float64).reshape(3, 3)
-    p = np.concatenate([k, np.zeros((3, 1))], 1)
-    roi = factory.make("sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0,
-                       do_rectify=False)
-    return factory.make("sensor_msgs/msg/CameraInfo", header=header, height=int(height), width=int(width),
-                        distortion_model="plumb_bob", d=factory.seq(np.zeros(5), "f64"),
-                        k=np.ascontiguousarray(k.ravel()), r=np.eye(3).ravel(), p=np.ascontiguousarray(p.ravel()),
-                        binning_x=0, binning_y=0, roi=roi)
+    return msg_camera_info(factory, pinhole(k, width, height), header)
 
 
 def rotation_to_quaternion(r: np.ndarray) -> np.ndarray:

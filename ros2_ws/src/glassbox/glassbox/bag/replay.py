@@ -4,8 +4,10 @@
 sensor topics by type and content (or takes them from a topic map, see ``glassbox.bag.topics``), and routes every
 message by its role to each configured capability that consumes that role (``glassbox.capabilities``), calling
 the very ``Stage.feed`` the nodes call, with the bag's receive time as the clock: decoding, validation and
-rejection reasons, RGB-thermal pairing and the sensor-timeout fallback are the nodes' own. It writes all output
-topics to an mcap bag with the input stamps, feeds the entropy profiles to the entropy monitor (its states go to
+rejection reasons, RGB-thermal pairing and the sensor-timeout fallback are the nodes' own; the cameras' CameraInfo
+topics (when the bag has them beside the image topics) go to the stages as the nodes' camera_info subscriptions
+do. It writes all output topics to an mcap bag with the input stamps (a stage's latched topics, e.g.
+``label_info``, once, before its first output), feeds the entropy profiles to the entropy monitor (its states go to
 ``/diagnostics`` in the output bag) and, where the bag holds ground truth, computes each capability's metrics per
 lighting segment (``glassbox.bag.metrics``). Rejections are counted as ``<capability>:<reason>``.
 
@@ -219,13 +221,19 @@ def _make_stage(cls: type, pipeline: Any, factory: gm.MessageFactory, cfg: Repla
 
 
 def _routes(stages: dict[str, Any], cfg: ReplayConfig) -> dict[str, list[tuple[str, str]]]:
-    """Source (a bag role, or a stage output "capability/suffix") -> the (capability, role) inputs it feeds."""
+    """Source (a bag role, or a stage output "capability/suffix") -> the (capability, role) inputs it feeds.
+    A camera input of a stage that takes camera info is also fed the camera_info of its source: the bag's
+    ``<role>_info``, or the ``<capability>/camera_info`` beside a chained output."""
     routes: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for name in stages:
-        for role in registry.get(name).roles:
+        for stream in registry.get(name).inputs:
+            role = stream.role
             chained = REFINED_INPUTS.get((name, role)) if cfg.refine_before_segmentation else None
             source = chained if chained and chained.split("/")[0] in stages else role
             routes[source].append((name, role))
+            if stream.is_camera and hasattr(stages[name], "camera_info"):
+                info = f"{source.split('/')[0]}/camera_info" if "/" in source else f"{role}_info"
+                routes[info].append((name, role))
     return dict(routes)
 
 
@@ -243,6 +251,7 @@ class _Run:
     keep_samples: int
     lighting: str = ""
     lighting_seen: bool = False
+    latched_written: set[str] = field(default_factory=set)
 
 
 def _read(reader: Any, roles: dict[str, str], run: _Run, progress: Callable[[int, int], None] | None) -> None:
@@ -289,19 +298,23 @@ def _dispatch(run: _Run, role: str, msg: Any, t_log: int) -> None:
 
 
 def _route(run: _Run, source: str, msg: Any, t_log: int) -> None:
-    """Feed ``msg`` to every (capability, role) that ``source`` feeds, the way a node would; chained outputs
-    (see ``REFINED_INPUTS``) go on to their consumers."""
+    """Feed ``msg`` to every (capability, role) that ``source`` feeds, the way a node would (a camera_info source,
+    ``*_info``, to the stage's ``camera_info``); chained outputs (see ``REFINED_INPUTS``) go on to their
+    consumers, camera_info first."""
     for cap, role in run.routes.get(source, ()):
         try:
+            if source.endswith("_info"):
+                run.stages[cap].camera_info(role, msg)
+                continue
             out = run.stages[cap].feed(role, msg, t_log)
         except gm.ConversionError as exc:
             run.result.rejected[f"{cap}:{exc.reason}"] += 1
-            log.warning("%s rejected a %s message at %d: %s", cap, role, t_log, exc)
+            log.warning("%s rejected a %s message at %d: %s", cap, source, t_log, exc)
             continue
         if out is None:
             continue
         _emit(run, cap, out, t_log)
-        for suffix, out_msg in out.messages.items():
+        for suffix, out_msg in sorted(out.messages.items(), key=lambda kv: not kv[0].endswith("_info")):
             if f"{cap}/{suffix}" in run.routes:
                 _route(run, f"{cap}/{suffix}", out_msg, t_log)
 
@@ -310,6 +323,11 @@ def _emit(run: _Run, cap: str, out: Any, t_log: int) -> None:
     """Write a stage's outputs, monitor its entropy profile, record the frame and keep a sample."""
     ns = f'{run.cfg.output_namespace.rstrip("/")}/{registry.get(cap).namespace}'   # the node's namespace
     result = run.result
+    stage = run.stages[cap]
+    if cap not in run.latched_written:
+        run.latched_written.add(cap)
+        for suffix, msg in stage.latched_messages(out.stamp_ns).items():
+            run.writer.write(f"{ns}/{suffix}", stage.latched[suffix], t_log, msg)
     for suffix, msg in out.messages.items():
         run.writer.write(f"{ns}/{suffix}", run.stages[cap].outputs[suffix], t_log, msg)
     prof = getattr(out.result, "entropy", None)

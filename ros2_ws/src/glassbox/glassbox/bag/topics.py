@@ -1,22 +1,28 @@
 """What a bag holds for a replay: the topic of each role, found by message type and content or from a map.
 
-Roles are the sensor streams capabilities consume (``lidar``, ``rgb``, ``thermal``), ground truth (``gt_*``) and
-the lighting label of ``glassbox sim`` bags.
+Roles are the sensor streams capabilities consume (``lidar``, ``rgb``, ``thermal``), the camera_info of the two
+cameras (``rgb_info``, ``thermal_info``: the CameraInfo topic beside the image topic, as image_transport names
+it), ground truth (``gt_*``) and the lighting label of ``glassbox sim`` bags.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from glassbox.msg.camera_info import camera_info_topic
+
 if TYPE_CHECKING:
     from glassbox.bag.replay import ReplayResult
 
 ROLE_TYPES = {"lidar": "sensor_msgs/msg/PointCloud2", "rgb": "sensor_msgs/msg/Image",
-              "thermal": "sensor_msgs/msg/Image",
+              "thermal": "sensor_msgs/msg/Image", "rgb_info": "sensor_msgs/msg/CameraInfo",
+              "thermal_info": "sensor_msgs/msg/CameraInfo",
               "gt_lidar": "vision_msgs/msg/Detection3DArray", "gt_rgb": "vision_msgs/msg/Detection2DArray",
               "gt_semantic": "sensor_msgs/msg/Image", "lighting": "std_msgs/msg/String"}
 ROLES = tuple(ROLE_TYPES)
-COLOR_ENCODINGS = {"rgb8", "bgr8", "rgba8", "bgra8", "8UC3"}
+#: a colour camera's encodings (mono ones excluded: a mono16 topic is taken for thermal)
+COLOR_ENCODINGS = {"rgb8", "bgr8", "rgba8", "bgra8", "8UC3", "rgb16", "bgr16", "yuv422", "uyvy", "yuv422_yuy2", "yuyv",
+                   "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8"}
 THERMAL_ENCODINGS = {"mono16", "16UC1"}
 
 
@@ -85,6 +91,11 @@ def discover_topics(reader: Any, topic_map: Mapping[str, str] | None = None) -> 
             found = [c for c in candidates(msgtype) if key in c.topic]
             if found:
                 roles[role] = found[0].topic
+    for role in ("rgb", "thermal"):
+        info = camera_info_topic(roles[role]) if role in roles else ""
+        if f"{role}_info" not in roles and by_topic.get(info) is not None and \
+                by_topic[info].msgtype == ROLE_TYPES[f"{role}_info"]:
+            roles[f"{role}_info"] = info
     for role, topic in roles.items():
         if counts.get(topic, 0) == 0:
             notes.append(f"topic {topic} ({role}) has no messages")

@@ -16,6 +16,9 @@ A point (x, y, z) in the LiDAR frame (x forward, y left, z up) lands on pixel (r
   * the cloud's ``ring`` field, when given and ``use_ring`` is set: ``row = ring`` (``ring_order="top_first"``) or
     ``H - 1 - ring`` (``"bottom_first"``, the Velodyne driver convention); rings >= H are out of the FOV.
 
+``ProjectionConfig.from_profile`` builds the geometry of a sensor (``glassbox.lidar.sensors``): one row per beam
+of its table, rows from the ring field; a cloud of another sensor is first fitted to it (``CloudFit``).
+
 When several points fall on one pixel, the closest one wins; ranges equal to about 2^-(range_bits - 8) relative
 (2^-20 for 131k points on 64 x 2048 pixels, far below any range noise) count as ties and go to the point that
 comes first in the input.
@@ -31,10 +34,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from glassbox.lidar.sensors import SensorProfile
 
 CHANNELS = ("range", "x", "y", "z", "intensity", "mask")
 
@@ -87,6 +93,21 @@ class ProjectionConfig:
         if self.height * self.width >= 2 ** 31:
             raise ProjectionError("range image too large (height * width must stay below 2**31)")
 
+    @classmethod
+    def from_profile(cls, profile: SensorProfile, width: int | None = None, **overrides) -> ProjectionConfig:
+        """The range image of a sensor (``glassbox.lidar.sensors.SensorProfile``): one row per beam of its table
+        (top beam first), rows from the ring field in the sensor's ring order, ``width`` columns (default: its
+        columns per turn), its maximum range, and the intensity channel normalised in its units (the default
+        mean / std of a 0-1 intensity times ``intensity_max``). ``overrides``: any other field."""
+        base = cls()
+        scale = [profile.intensity_max if c == "intensity" else 1.0 for c in base.channels]
+        fields = dict(height=profile.num_beams, width=width or profile.columns, fov_up_deg=profile.fov_up_deg,
+                      fov_down_deg=profile.fov_down_deg, beam_elevations_deg=tuple(profile.elevations_deg),
+                      use_ring=True, ring_order=profile.ring_order, max_range_m=profile.max_range_m,
+                      mean=tuple(m * s for m, s in zip(base.mean, scale)),
+                      std=tuple(v * s for v, s in zip(base.std, scale)))
+        return cls(**{**fields, **overrides})
+
     def row_elevations_rad(self) -> np.ndarray:
         """Elevation of the centre of every row (radians), top row first."""
         if self.beam_elevations_deg:
@@ -131,10 +152,16 @@ class RangeImage:
 
 def _rows(elevation: np.ndarray | None, ring: np.ndarray | None, cfg: ProjectionConfig) -> np.ndarray:
     """Row index per point (may be out of [0, H) for points outside the vertical field of view)."""
-    h = cfg.height
     if ring is not None and cfg.use_ring:
         rows = ring.astype(np.int64)
-        return rows if cfg.ring_order == "top_first" else (h - 1) - rows
+        return rows if cfg.ring_order == "top_first" else (cfg.height - 1) - rows
+    return elevation_rows(elevation, cfg)
+
+
+def elevation_rows(elevation: np.ndarray, cfg: ProjectionConfig) -> np.ndarray:
+    """Row of every elevation (radians) through the beam table (nearest beam) or the uniform field of view;
+    rows outside [0, H) lie outside the vertical field of view."""
+    h = cfg.height
     if cfg.beam_elevations_deg:
         beams = np.deg2rad(np.asarray(cfg.beam_elevations_deg, dtype=np.float64))
         if h == 1:

@@ -27,7 +27,8 @@ Where the seed is silent (or differs) and what this module does:
 - Losses: CenterNet's penalty-reduced focal loss (alpha 2, beta 4) on the heatmap, normalised by the number of
   objects; smooth-L1 on offset (metres), log size and (sin, cos), averaged over the pixels whose point lies inside
   a ground-truth box (dense supervision over the object, rather than the centre pixel only, see
-  ``glassbox.lidar.targets``).
+  ``glassbox.lidar.targets``). For rare classes: a weight per class on the heatmap, and optionally a weight per
+  object pixel that makes every object count alike in the regression (``TargetConfig.balance_power``).
 - Padding is zero padding in both directions (no wrap-around across the 0/360 degree seam), which keeps the
   exported ONNX graph to plain Conv ops.
 """
@@ -184,10 +185,12 @@ def spi_config(size: str = "default", **overrides) -> SpiConfig:
 
 
 # ----------------------------------------------------------------------------------------------- losses
-def focal_heatmap_loss(logits: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0) -> Tensor:
+def focal_heatmap_loss(logits: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0,
+                       class_weights: Tensor | None = None) -> Tensor:
     """CenterNet's penalty-reduced pixel focal loss, summed over pixels and divided by the number of peaks.
 
-    ``target`` (B, K, H, W) in [0, 1] with exactly 1 at object centres. Returns a scalar.
+    ``target`` (B, K, H, W) in [0, 1] with exactly 1 at object centres; ``class_weights`` (K,) scale each
+    class's map (positives and negatives; the normaliser stays the number of peaks). Returns a scalar.
     """
     p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     pos = target.eq(1.0).float()
@@ -195,7 +198,10 @@ def focal_heatmap_loss(logits: Tensor, target: Tensor, alpha: float = 2.0, beta:
     log_1mp = F.logsigmoid(-logits)
     pos_loss = -((1 - p) ** alpha) * log_p * pos
     neg_loss = -((1 - target) ** beta) * (p ** alpha) * log_1mp * (1 - pos)
-    return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
+    per_pixel = pos_loss + neg_loss
+    if class_weights is not None:
+        per_pixel = per_pixel * class_weights.to(per_pixel)[None, :, None, None]
+    return per_pixel.sum() / pos.sum().clamp(min=1.0)
 
 
 def masked_smooth_l1(pred: Tensor, target: Tensor, weight: Tensor, beta: float = 0.1) -> Tensor:
@@ -213,6 +219,7 @@ class SpiLossConfig:
     size: float = 1.0
     yaw: float = 1.0
     direction: float = 0.2
+    class_weights: tuple[float, ...] = ()      # heatmap weight per class; () = all 1
 
 
 def spi_loss(outputs: Detection3DHead, targets: dict[str, Tensor],
@@ -222,7 +229,8 @@ def spi_loss(outputs: Detection3DHead, targets: dict[str, Tensor],
     the binary cross-entropy of the direction logit, averaged over the same pixels as the regression."""
     w = targets["reg_weight"]
     terms = {
-        "heatmap": focal_heatmap_loss(outputs.heatmap, targets["heatmap"]),
+        "heatmap": focal_heatmap_loss(outputs.heatmap, targets["heatmap"], class_weights=torch.tensor(
+            cfg.class_weights) if cfg.class_weights else None),
         "offset": masked_smooth_l1(outputs.offset, targets["offset"], w),
         "size": masked_smooth_l1(outputs.size, targets["size"], w),
         "yaw": masked_smooth_l1(outputs.yaw[:, :2], targets["yaw"][:, :2], w),

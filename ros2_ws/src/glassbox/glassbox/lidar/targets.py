@@ -14,6 +14,7 @@ For every box (centre, size l/w/h, yaw, class) in the LiDAR frame:
 - regression targets are written at every object pixel: offset = centre - point, with (dx, dy) rotated into the
   viewing frame of the point (by minus its azimuth), log of the size, and for a = yaw - azimuth the axis
   (sin 2a, cos 2a) and the direction bit: 1 when a lies within 90 degrees of atan2(sin 2a, cos 2a) / 2.
+  ``reg_weight`` is 1 at object pixels, or with ``balance_power`` p, n^-p for an object of n pixels.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class TargetConfig:
     margin_m: float = 0.15
     min_sigma_px: float = 0.8
     sigma_fraction: float = 1.0 / 6.0
+    #: regression weight of an object pixel: 1 (every pixel alike, so a near car with thousands of points
+    #: outweighs a pedestrian with twenty) or ``object_pixels ** -balance_power`` (1: every object alike)
+    balance_power: float = 0.0
 
 
 def box_corners_3d(centers: np.ndarray, sizes: np.ndarray, yaw: np.ndarray) -> np.ndarray:
@@ -77,6 +81,9 @@ def build_targets(image: RangeImage, centers: np.ndarray, sizes: np.ndarray, yaw
         raise ValueError(f"box classes must be in [0, {cfg.num_classes}), got {np.unique(classes)}")
     r_o, c_o, b_o = _object_pixels(image, centers, sizes, yaw, cfg.margin_m)
     _write_regression(out, image, r_o, c_o, b_o, centers, sizes, yaw)
+    if cfg.balance_power and len(b_o):
+        per_object = np.bincount(b_o, minlength=m).astype(np.float64)
+        out["reg_weight"][r_o, c_o] = (per_object[b_o] ** -cfg.balance_power).astype(np.float32)
     no_points = _write_heatmaps(out, image, r_o, c_o, b_o, centers, sizes, yaw, classes, cfg)
     out["stats"] = {"objects": m, "no_points": no_points}
     return out

@@ -95,11 +95,15 @@ def evaluate_detections(detections: Sequence[Any], ground_truth: Sequence[Any],
                         gt_ignore: Sequence[np.ndarray] | None = None,
                         metrics: Sequence[str] = ("bev", "3d"),
                         thresholds: Mapping[str, Sequence[float]] = KITTI_IOU_THRESHOLDS,
-                        class_names: Sequence[str] = DETECTION_CLASSES) -> dict[str, float]:
+                        class_names: Sequence[str] = DETECTION_CLASSES,
+                        range_m: tuple[float, float] | None = None) -> dict[str, float]:
     """AP|R40 (in [0, 1]) per ``<class>/<metric>@<iou>``, plus ``<class>/num_gt`` (non-ignored boxes).
 
     ``detections[f]`` and ``ground_truth[f]`` are frame f's boxes; ``gt_ignore[f]`` (M_f,) bool marks boxes to
-    ignore. A class without (non-ignored) ground truth gets NaN APs.
+    ignore. A class without (non-ignored) ground truth gets NaN APs. ``range_m`` = (near, far) evaluates one
+    distance bin (bird's-eye distance of the box centre from the sensor, near <= d < far), the way COCO treats
+    its area ranges: ground truth outside the bin is ignored (a detection matching it is not counted), and so is
+    an unmatched detection outside the bin.
     """
     if len(detections) != len(ground_truth):
         raise MetricsError(f"{len(detections)} detection frames but {len(ground_truth)} ground-truth frames")
@@ -107,23 +111,32 @@ def evaluate_detections(detections: Sequence[Any], ground_truth: Sequence[Any],
         if m not in IOU_FUNCTIONS:
             raise MetricsError(f"unknown metric '{m}' (known: {', '.join(IOU_FUNCTIONS)})")
     frames = []
+    def outside(boxes: np.ndarray) -> np.ndarray:
+        if range_m is None:
+            return np.zeros(len(boxes), bool)
+        d = np.hypot(boxes[:, 0], boxes[:, 1])
+        return (d < range_m[0]) | (d >= range_m[1])
+
     for f, (det, gt) in enumerate(zip(detections, ground_truth)):
         ign = np.zeros(len(np.asarray(gt.classes).reshape(-1)), dtype=bool) if gt_ignore is None \
             else np.asarray(gt_ignore[f], dtype=bool).reshape(-1)
-        frames.append((boxes7(det), np.asarray(det.scores, dtype=np.float64).reshape(-1),
-                       np.asarray(det.classes).reshape(-1), boxes7(gt), np.asarray(gt.classes).reshape(-1), ign))
+        db, gb = boxes7(det), boxes7(gt)
+        frames.append((db, np.asarray(det.scores, dtype=np.float64).reshape(-1),
+                       np.asarray(det.classes).reshape(-1), gb, np.asarray(gt.classes).reshape(-1),
+                       ign | outside(gb), outside(db)))
     out: dict[str, float] = {}
     for c, name in enumerate(class_names):
         if name not in thresholds:
             continue
-        npos = int(sum(np.count_nonzero((gc == c) & ~ig) for _, _, _, _, gc, ig in frames))
+        npos = int(sum(np.count_nonzero((gc == c) & ~ig) for _, _, _, _, gc, ig, _ in frames))
         out[f"{name}/num_gt"] = float(npos)
         for metric in metrics:
             for thr in thresholds[name]:
                 scores, tps = [], []
-                for db, ds, dc, gb, gc, ig in frames:
+                for db, ds, dc, gb, gc, ig, dout in frames:
                     dm, gm = dc == c, gc == c
                     is_tp, counted = match_frame(db[dm], ds[dm], gb[gm], ig[gm], thr, metric)
+                    counted = counted & (is_tp | ~dout[dm])
                     scores.append(ds[dm][counted])
                     tps.append(is_tp[counted])
                 ap = average_precision_r40(np.concatenate(scores) if scores else np.zeros(0),

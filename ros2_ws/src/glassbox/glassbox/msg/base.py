@@ -15,7 +15,7 @@ import numpy as np
 
 #: the fixed vocabulary of rejection reasons (diagnostics keys ``rejected/<reason>``, replay counts)
 REASONS = ("empty", "zero_size", "missing_field", "bad_field", "bad_layout", "size_mismatch", "bad_encoding",
-           "non_finite", "stamp_backwards", "undecodable")
+           "non_finite", "stamp_backwards", "undecodable", "sensor_mismatch")
 
 
 class ConversionError(ValueError):

@@ -145,6 +145,12 @@ class ModelPipeline:
         """The ONNX Runtime backend (None under torch); ``runtime`` is the backend of either kind."""
         return None if self.runtime.providers[0].startswith("torch:") else self.runtime
 
+    def set_probe(self, **changes: Any) -> None:
+        """Change the probe while the pipeline runs (``enabled``, ``every_n``; from the next frame on). Enabling a
+        probe that was disabled when the pipeline was built gives the feature-map estimate, not the in-graph one of
+        the torch backend: build with it enabled, then disable it, to be able to switch it on and off."""
+        self.cfg = replace(self.cfg, probe=replace(self.cfg.probe, **changes))
+
     def probing(self, frame: int, cfg: PipelineConfig | None = None) -> bool:
         """Whether ``frame`` gets an entropy profile."""
         probe = (cfg or self.cfg).probe

@@ -1,13 +1,16 @@
 """LiDAR detection pipeline: xyzi points in, 3D detections, range image, entropy profile and timings out.
 
-One object owns the whole chain: spherical projection (numpy) -> SPI network (eager PyTorch or ONNX Runtime
+One object owns the whole chain: sensor check (``glassbox.lidar.sensors.CloudFit``: a cloud of another sensor is
+resampled into the model's geometry) -> spherical projection (numpy) -> SPI network (eager PyTorch or ONNX Runtime
 through ``glassbox.runtime``, chosen by ``backend`` in the same config) -> decoding with rotated BEV NMS (numpy).
 The entropy profile is built from the network's named feature maps: from ``forward_features`` under torch, from
 the extra outputs of the exported graph (``glassbox.export.export_with_features``) under ONNX Runtime, so both
 backends give the same profile.
 
 A shipped model is opened from its card (``models/spi_lidar.card.yaml``): the card's ``extra`` section carries the
-projection, network and decoding configs the model was trained with, and the file's sha256 is checked.
+sensor profile, projection, network and decoding configs the model was trained with, and the file's sha256 is
+checked. A card without a sensor profile (written before cards recorded one) gets the profile of its projection's
+beam table (``profile_from_projection``: the shipped card's is the HDL-64E table).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from glassbox.entropy import EntropyProfile
 from glassbox.heads import Detection3DHead
 from glassbox.lidar.decode import DecodeConfig, Detections3D, decode
 from glassbox.lidar.projection import ProjectionConfig, RangeImage, normalise, project_points
+from glassbox.lidar.sensors import CloudFit, SensorError, SensorProfile, profile_from_projection
 from glassbox.lidar.spi import SpiConfig, build_model
 from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
 from glassbox.runtime import Inference
@@ -36,10 +40,12 @@ class LidarPipelineError(RuntimeError):
 class LidarDetectionConfig(PipelineConfig):
     """Everything the pipeline needs (runtime and probe fields: ``PipelineConfig``). ``model_path`` empty =
     freshly initialised weights (tests and benchmarks only). ``architecture``: the network the torch backend
-    builds (``glassbox.lidar.build_model``)."""
+    builds (``glassbox.lidar.build_model``); ``sensor``: the sensor the model was trained on (None = the profile of
+    the projection's rows, ``profile_from_projection``)."""
 
     model_name: str = "spi"
     architecture: str = "spi"
+    sensor: SensorProfile | None = None
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     model: SpiConfig = field(default_factory=SpiConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -57,7 +63,9 @@ class LidarDetectionResult:
 
 
 class LidarDetectionPipeline(ModelPipeline):
-    """``pipeline(points (N, >=4) xyzi[, ring]) -> LidarDetectionResult``."""
+    """``pipeline(points (N, >=4) xyzi[, ring]) -> LidarDetectionResult``; raises
+    ``glassbox.lidar.sensors.SensorMismatchError`` for a cloud that does not fit the model's sensor geometry.
+    ``fit`` (a ``CloudFit``) says what differed in the clouds seen so far (``state``, ``notices``, ``info()``)."""
 
     config_cls = LidarDetectionConfig
     required_extra = ("projection", "model_config", "decode")
@@ -67,6 +75,10 @@ class LidarDetectionPipeline(ModelPipeline):
         if cfg.model.in_channels != len(cfg.projection.channels):
             raise LidarPipelineError(f"the network takes {cfg.model.in_channels} channels but the projection "
                                      f"makes {len(cfg.projection.channels)} ({', '.join(cfg.projection.channels)})")
+        try:
+            self.fit = CloudFit(cfg.sensor or profile_from_projection(cfg.projection), cfg.projection)
+        except SensorError as exc:
+            raise LidarPipelineError(str(exc)) from None
         self.cfg = cfg
         self._frame = 0
         example = np.zeros((1, cfg.model.in_channels, cfg.projection.height, cfg.projection.width), np.float32)
@@ -75,7 +87,8 @@ class LidarDetectionPipeline(ModelPipeline):
 
     # ------------------------------------------------------------------------------------------ stages
     def project(self, points: np.ndarray, ring: np.ndarray | None = None) -> tuple[RangeImage, np.ndarray]:
-        """Range image and the normalised network input (1, C, H, W)."""
+        """Range image (of the cloud fitted to the model's sensor) and the normalised network input (1, C, H, W)."""
+        points, ring = self.fit(points, ring)
         image = project_points(points, self.cfg.projection, ring=ring)
         return image, normalise(image)[None]
 
@@ -100,6 +113,9 @@ class LidarDetectionPipeline(ModelPipeline):
             (t0, t1, t2, t3, t4), ("project", "network", "entropy", "decode")))
 
 
-def card_extra(projection: ProjectionConfig, model: SpiConfig, decode_cfg: DecodeConfig) -> dict:
-    """The ``extra`` entries of an SPI model card (plain types), read back by ``from_card``."""
-    return {"projection": to_dict(projection), "model_config": to_dict(model), "decode": to_dict(decode_cfg)}
+def card_extra(projection: ProjectionConfig, model: SpiConfig, decode_cfg: DecodeConfig,
+               sensor: SensorProfile | None = None) -> dict:
+    """The ``extra`` entries of an SPI model card (plain types), read back by ``from_card``: the sensor profile
+    (name, beam table, columns, ranges, intensity unit and scale, ...) when given, projection, network, decoding."""
+    extra = {"sensor": to_dict(sensor)} if sensor is not None else {}
+    return {**extra, "projection": to_dict(projection), "model_config": to_dict(model), "decode": to_dict(decode_cfg)}

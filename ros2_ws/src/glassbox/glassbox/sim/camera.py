@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from glassbox.sim.geometry import Boxes3D, SceneError, rotate, rpy_matrix
 from glassbox.sim.scene import Scene, make_rays
+from glassbox.sim.shading import moving_pixels
 from glassbox.sim.shading_rgb import shade_rgb
 from glassbox.sim.shading_thermal import shade_thermal, thermal_agc
 
@@ -178,6 +179,16 @@ def _pixel_dirs(width: int, height: int, hfov_deg: float) -> np.ndarray:
     return d
 
 
+@lru_cache(maxsize=8)
+def _world_dirs(width: int, height: int, hfov_deg: float, world_R_cam: bytes) -> np.ndarray:
+    """(H*W, 3) float32 world directions of the pixel rays for the camera orientation ``world_R_cam`` (3x3
+    float64, as bytes). Cached: along a straight street the orientation is the same in every frame."""
+    r = np.frombuffer(world_R_cam, np.float64).reshape(3, 3)
+    d = rotate(_pixel_dirs(width, height, hfov_deg), r).astype(np.float32)
+    d.setflags(write=False)
+    return d
+
+
 def _boxes_from_mask(instance: np.ndarray, min_pixels: int, inst_cls: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Tight xyxy boxes of every instance with at least ``min_pixels`` pixels; classes, ids, pixel counts."""
@@ -235,16 +246,17 @@ class _CameraRays:
     d_world: np.ndarray          # (H*W, 3) float32 unit directions
     rays: np.ndarray             # (H*W, 6) float32
     hit: dict                    # Scene.cast output
+    moving: np.ndarray           # (H*W,) bool: the pixels that may see a moving object
     semantic: np.ndarray         # (H, W) uint8
     instance: np.ndarray         # (H, W) int32
 
 
 def _cast_camera(scene: Scene, cfg: CameraConfig, world_T_base: np.ndarray, t: float) -> _CameraRays:
     world_T_cam = world_T_base @ cfg.base_T_cam()
-    dirs = _pixel_dirs(cfg.width, cfg.height, cfg.hfov_deg)
-    d_world = rotate(dirs, world_T_cam[:3, :3]).astype(np.float32)
+    d_world = _world_dirs(cfg.width, cfg.height, cfg.hfov_deg, np.ascontiguousarray(world_T_cam[:3, :3]).tobytes())
     rays = make_rays(world_T_cam[:3, 3], d_world)
-    hit = scene.cast(rays, t)
+    moving = moving_pixels(scene, cfg, world_T_cam, t)
+    hit = scene.cast(rays, t, moving=np.nonzero(moving)[0])
     tri = hit["tri"]
     ok = tri >= 0
     sem = np.zeros(len(tri), np.uint8)
@@ -252,7 +264,7 @@ def _cast_camera(scene: Scene, cfg: CameraConfig, world_T_base: np.ndarray, t: f
     sem[ok] = scene.tri_semantic[tri[ok]]
     inst[ok] = scene.tri_instance[tri[ok]]
     shape = (cfg.height, cfg.width)
-    return _CameraRays(world_T_cam, d_world, rays, hit, sem.reshape(shape), inst.reshape(shape))
+    return _CameraRays(world_T_cam, d_world, rays, hit, moving, sem.reshape(shape), inst.reshape(shape))
 
 
 @dataclass(frozen=True)
@@ -300,7 +312,7 @@ def _occlusion(scene: Scene, cam: _CameraRays, rects: np.ndarray, ids: np.ndarra
     sel = np.nonzero(region.ravel())[0]
     t_inst = np.zeros(len(sel), np.int32)
     if len(sel):
-        things = scene.cast(cam.rays[sel], t, things_only=True)
+        things = scene.cast(cam.rays[sel], t, things_only=True, moving=np.nonzero(cam.moving[sel])[0])
         okt = things["tri"] >= 0
         t_inst[okt] = scene.tri_instance[things["tri"][okt]]
     full = np.bincount(t_inst, minlength=n_instances)[ids]

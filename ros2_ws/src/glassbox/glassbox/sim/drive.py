@@ -6,8 +6,9 @@ small random jitter, as unsynchronised sensors do. The drive is cut into equal l
 glare, night). Every message carries the stamp of its own capture and its sensor's frame id; ``/tf`` holds the
 ego pose (``odom`` -> ``base_link``) at every capture and ``/tf_static`` the sensor mounts.
 
-Frames are rendered in a pool of worker processes (each rebuilds the same scene from the seed) and written in
-stamp order by the parent, so the bag's bytes do not depend on the number of workers. With an output path ending
+Frames are rendered in a pool of worker processes (by default one per CPU core; each rebuilds the same scene from
+the seed, with its static ray-casting structure built once) and written in stamp order by the parent, so the bag's
+bytes do not depend on the number of workers. With an output path ending
 in ``.mcap`` a single mcap file is written (readable by rosbags' ``AnyReader`` and ROS 2 Iron and newer);
 otherwise a rosbag2 folder (``metadata.yaml`` + mcap), which every ROS 2 release plays. A calibration sidecar
 (``<stem>.calib.yaml``: intrinsics, extrinsics, thermal-to-RGB homography) is written next to it.
@@ -15,6 +16,7 @@ otherwise a rosbag2 folder (``metadata.yaml`` + mcap), which every ROS 2 release
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import shutil
 import tempfile
 import time as _time
@@ -74,7 +76,7 @@ class DriveConfig:
     thermal: CameraConfig = field(default_factory=thermal_camera)
     scene: SceneConfig = field(default_factory=SceneConfig)
     start_ns: int = 1_700_000_000_000_000_000
-    workers: int = 2
+    workers: int = 0                          # rendering processes; 0: one per CPU core
     compress: bool = True                     # zstd chunk compression of the mcap storage
     # Injected sensor faults (glassbox.faults): (name, start_s, end_s, severity in [0, 1]); listed in the sidecar.
     faults: tuple[tuple[str, float, float, float], ...] = ()
@@ -82,6 +84,8 @@ class DriveConfig:
     def __post_init__(self) -> None:
         if self.seconds <= 0 or min(self.lidar_hz, self.rgb_hz, self.thermal_hz) <= 0:
             raise DriveError(f"DriveConfig: seconds and rates must be > 0 (seconds={self.seconds})")
+        if self.workers < 0:
+            raise DriveError(f"DriveConfig: workers must be >= 0 (0: one per CPU core), got {self.workers}")
         if not self.segments:
             raise DriveError("DriveConfig: at least one lighting segment is needed")
         for name in self.segments:
@@ -198,16 +202,27 @@ def _render_in_worker(cap: Capture) -> tuple[Capture, dict[str, Any]]:
     return cap, inject_faults(_WORKER["cfg"], cap, arrays) if _WORKER["cfg"].faults else arrays
 
 
+def usable_cpus() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def drive_workers(cfg: DriveConfig) -> int:
+    """The number of rendering processes: ``cfg.workers``, or one per usable CPU core when 0."""
+    return cfg.workers or usable_cpus()
+
+
 def iter_captures(cfg: DriveConfig) -> Iterator[tuple[Capture, dict[str, Any]]]:
-    """Render the whole schedule, in order (in ``cfg.workers`` processes when > 1)."""
+    """Render the whole schedule, in order (in ``drive_workers(cfg)`` processes when > 1)."""
     caps = schedule(cfg)
-    if cfg.workers <= 1:
+    workers = drive_workers(cfg)
+    if workers <= 1:
         _init_worker(cfg)
         for cap in caps:
             yield _render_in_worker(cap)
         return
     ctx = mp.get_context("spawn")
-    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg,)) as pool:
         yield from pool.imap(_render_in_worker, caps, chunksize=1)
 
 

@@ -4,10 +4,12 @@ World frame: x along the street, y to the left, z up (metres); the ground (road 
 straight street (its layout: ``glassbox.sim.street``) made of labelled triangles (``glassbox.sim.meshes``), so
 every ray that hits the scene is labelled exactly.
 
-Objects move at constant velocity along their heading: ``Scene.raycaster(t)`` builds an Open3D
-``RaycastingScene`` of the world at time ``t`` (static part plus objects moved to ``t``), and
-``Scene.boxes_at(t)`` gives their 3D boxes, which enclose the object meshes exactly. A scene and everything
-rendered from it depend only on the seed and the configuration.
+Objects move at constant velocity along their heading; ``Scene.boxes_at(t)`` gives their 3D boxes, which enclose
+the object meshes exactly. Ray casting uses Open3D ``RaycastingScene``s: one of the static street with the parked
+objects (speed 0), built once per scene, and one of the moving objects at time ``t``, rebuilt for each new ``t``
+(it is small); a ray's hit is the nearer of the two. Callers that know which rays can reach a moving object (from
+the projected boxes of ``Scene.moving_boxes_at(t)``) pass their indices, and only those are cast against the
+moving objects. A scene and everything rendered from it depend only on the seed and the configuration.
 """
 from __future__ import annotations
 
@@ -96,7 +98,7 @@ class Scene:
         self.surface_temp_c = np.asarray(surfaces.temp, np.float32)
         self.lights = lights                     # (L, 3) street-light lamp positions (world)
         self.markings = markings
-        # Dynamic meshes concatenated, with the owning object per vertex, for fast per-time transforms.
+        # Object meshes concatenated, with the owning object per vertex, for fast per-time transforms.
         if objects:
             self._obj_v = np.concatenate([o.mesh["v"] for o in objects])
             self._obj_vidx = np.concatenate([np.full(len(o.mesh["v"]), i) for i, o in enumerate(objects)])
@@ -114,8 +116,13 @@ class Scene:
         self.tri_instance = np.concatenate([static["inst"], self._obj_inst])
         self.tri_material = np.concatenate([static["mat"], self._obj_mat])
         self.tri_surface = np.concatenate([static["surf"], self._obj_surf])
-        self._cache: tuple[float, o3d.t.geometry.RaycastingScene] | None = None
-        self._things_cache: tuple[float, o3d.t.geometry.RaycastingScene] | None = None
+        self.moving = np.array([o.speed != 0 for o in objects], bool)      # per object
+        tri_moving = self.moving[self._obj_vidx[self._obj_t[:, 0]]] if objects else np.zeros(0, bool)
+        self._parked_tri = self._n_static + np.nonzero(~tri_moving)[0]     # global triangle ids, in mesh order
+        self._moving_tri = self._n_static + np.nonzero(tri_moving)[0]
+        self._static_rc: o3d.t.geometry.RaycastingScene | None = None      # street + parked objects
+        self._parked_rc: o3d.t.geometry.RaycastingScene | None = None      # parked objects alone
+        self._moving_cache: tuple[float, o3d.t.geometry.RaycastingScene | None] | None = None
 
     # -- objects --------------------------------------------------------------------------------------------
     def boxes_at(self, t: float = 0.0) -> Boxes3D:
@@ -130,16 +137,28 @@ class Scene:
                        wrap_angle(yaw).astype(np.float32), np.array([o.cls for o in self.objects], np.int64),
                        np.array([o.instance for o in self.objects], np.int32))
 
-    def _object_vertices(self, t: float) -> np.ndarray:
+    def moving_boxes_at(self, t: float = 0.0) -> Boxes3D:
+        """The boxes of the moving objects only (those ray casts of moving objects must consider)."""
+        return self.boxes_at(t).subset(self.moving) if self.objects else Boxes3D.empty()
+
+    def _object_mesh(self, t: float, moving: bool) -> tuple[np.ndarray, np.ndarray]:
+        """World vertices (V, 3) float64 at time ``t`` and triangles (T, 3) of the moving or the parked objects."""
+        keep = self.moving == moving
+        vsel = keep[self._obj_vidx]
         boxes = self.boxes_at(t)
         c, s = np.cos(boxes.yaw.astype(np.float64)), np.sin(boxes.yaw.astype(np.float64))
-        ci, si = c[self._obj_vidx], s[self._obj_vidx]
-        v = self._obj_v
+        vidx = self._obj_vidx[vsel]
+        ci, si = c[vidx], s[vidx]
+        v = self._obj_v[vsel]
         out = np.empty_like(v)
         out[:, 0] = ci * v[:, 0] - si * v[:, 1]
         out[:, 1] = si * v[:, 0] + ci * v[:, 1]
         out[:, 2] = v[:, 2]
-        return out + boxes.centers.astype(np.float64)[self._obj_vidx]
+        out += boxes.centers.astype(np.float64)[vidx]
+        new_index = np.cumsum(vsel) - 1                  # old vertex index -> index among the kept vertices
+        tri = self._obj_t[self._moving_tri - self._n_static] if moving else self._obj_t[
+            self._parked_tri - self._n_static]
+        return out, new_index[tri]
 
     # -- ego path -------------------------------------------------------------------------------------------
     def ego_pose(self, t: float = 0.0) -> np.ndarray:
@@ -148,49 +167,84 @@ class Scene:
         return pose_matrix(x0 + self.cfg.ego_speed_mps * t, -self.cfg.lane_width_m / 2, 0.0)
 
     # -- ray casting ----------------------------------------------------------------------------------------
-    def raycaster(self, t: float = 0.0) -> o3d.t.geometry.RaycastingScene:
-        """Open3D scene of the world at time ``t`` (geometry 0 = static, geometry 1 = objects); cached."""
-        if self._cache is None or self._cache[0] != t:
-            self._cache = (t, self._build_raycaster(t, with_static=True))
-        return self._cache[1]
+    def _raycasters(self, t: float, things_only: bool
+                    ) -> tuple[o3d.t.geometry.RaycastingScene, np.ndarray, o3d.t.geometry.RaycastingScene | None]:
+        """The scene of what does not move (street and parked objects, or parked objects alone with
+        ``things_only``), the global triangle ids of its geometries (geometry 0 first), and the scene of the
+        moving objects at ``t`` (None when nothing moves). The first two are built once, the last once per ``t``."""
+        if things_only:
+            if self._parked_rc is None:
+                self._parked_rc = _raycaster([self._object_mesh(0.0, moving=False)])
+            first, tri_ids = self._parked_rc, self._parked_tri
+        else:
+            if self._static_rc is None:
+                self._static_rc = _raycaster([(self.static["v"], self.static["t"]),
+                                              self._object_mesh(0.0, moving=False)])
+            first, tri_ids = self._static_rc, np.concatenate([np.arange(self._n_static), self._parked_tri])
+        if self._moving_cache is None or self._moving_cache[0] != t:
+            self._moving_cache = (t, _raycaster([self._object_mesh(t, moving=True)]) if self.moving.any() else None)
+        return first, tri_ids, self._moving_cache[1]
 
-    def things_raycaster(self, t: float = 0.0) -> o3d.t.geometry.RaycastingScene:
-        """Open3D scene holding only the objects (used to measure how much of each object is occluded)."""
-        if self._things_cache is None or self._things_cache[0] != t:
-            self._things_cache = (t, self._build_raycaster(t, with_static=False))
-        return self._things_cache[1]
+    def occluded(self, rays: np.ndarray, t: float = 0.0, moving: np.ndarray | None = None) -> np.ndarray:
+        """(N,) bool: each (N, 6) ray [origin, direction] hits the world at time ``t`` (shadow rays). ``moving``:
+        the indices of the rays that may hit a moving object (None: every ray)."""
+        first, _, second = self._raycasters(t, things_only=False)
+        rays = np.ascontiguousarray(rays, dtype=np.float32)
+        out = first.test_occlusions(_tensor(rays)).numpy()
+        if second is not None:
+            check = np.arange(len(rays)) if moving is None else np.asarray(moving)
+            check = check[~out[check]]
+            if len(check):
+                sub = rays[check]                        # kept referenced: the tensor shares its memory
+                out[check] = second.test_occlusions(_tensor(sub)).numpy()
+        return out
 
-    def _build_raycaster(self, t: float, with_static: bool) -> o3d.t.geometry.RaycastingScene:
-        o3d = load_open3d()
-        rc = o3d.t.geometry.RaycastingScene()
-        if with_static:
-            rc.add_triangles(o3d.core.Tensor(self.static["v"].astype(np.float32)),
-                             o3d.core.Tensor(self.static["t"].astype(np.uint32)))
-        if self.objects:
-            rc.add_triangles(o3d.core.Tensor(self._object_vertices(t).astype(np.float32)),
-                             o3d.core.Tensor(self._obj_t.astype(np.uint32)))
-        return rc
-
-    def occluded(self, rays: np.ndarray, t: float = 0.0) -> np.ndarray:
-        """(N,) bool: each (N, 6) ray [origin, direction] hits the world at time ``t`` (shadow rays)."""
-        tensor = load_open3d().core.Tensor(np.ascontiguousarray(rays, dtype=np.float32))
-        return self.raycaster(t).test_occlusions(tensor).numpy()
-
-    def cast(self, rays: np.ndarray, t: float = 0.0, things_only: bool = False) -> dict[str, np.ndarray]:
+    def cast(self, rays: np.ndarray, t: float = 0.0, things_only: bool = False,
+             moving: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Cast (N, 6) float32 rays [origin, unit direction]; returns ``t_hit`` (inf on a miss), ``tri``
-        (global triangle index into the ``tri_*`` tables, -1 on a miss) and ``normal`` (unit, facing the ray)."""
-        rc = self.things_raycaster(t) if things_only else self.raycaster(t)
-        ans = rc.cast_rays(load_open3d().core.Tensor(np.ascontiguousarray(rays, dtype=np.float32)))
+        (global triangle index into the ``tri_*`` tables, -1 on a miss) and ``normal`` (unit, facing the ray).
+        ``things_only``: against the objects alone (to measure how much of each object is occluded); ``moving``:
+        the indices of the rays that may hit a moving object (None: every ray)."""
+        first, tri_ids, second = self._raycasters(t, things_only)
+        rays = np.ascontiguousarray(rays, dtype=np.float32)
+        ans = first.cast_rays(_tensor(rays))
         t_hit = ans["t_hit"].numpy()
-        gid = ans["geometry_ids"].numpy().astype(np.int64)
-        pid = ans["primitive_ids"].numpy().astype(np.int64)
-        hit = np.isfinite(t_hit)
-        offset = np.array([self._n_static if things_only else 0, self._n_static], np.int64)
-        tri = np.where(hit, offset[np.minimum(gid, 1)] + pid, INVALID_TRI)
+        gid = ans["geometry_ids"].numpy()
+        pid = ans["primitive_ids"].numpy()
         normal = ans["primitive_normals"].numpy()
+        hit = np.isfinite(t_hit)
+        tri = np.full(len(rays), INVALID_TRI, np.int64)
+        start = np.array([0, 0 if things_only else self._n_static], np.int64)     # of geometries 0 and 1
+        tri[hit] = tri_ids[start[np.minimum(gid[hit], 1)] + pid[hit]]
+        if second is not None:
+            sel = np.arange(len(rays)) if moving is None else np.asarray(moving)
+            if len(sel):
+                sub = rays[sel]                          # kept referenced: the tensor shares its memory
+                ans2 = second.cast_rays(_tensor(sub))
+                t2 = ans2["t_hit"].numpy()
+                nearer = t2 < t_hit[sel]
+                dst = sel[nearer]
+                t_hit[dst] = t2[nearer]
+                tri[dst] = self._moving_tri[ans2["primitive_ids"].numpy()[nearer]]
+                normal[dst] = ans2["primitive_normals"].numpy()[nearer]
         flip = np.einsum("ij,ij->i", normal, rays[:, 3:6]) > 0
         normal[flip] *= -1
         return {"t_hit": t_hit, "tri": tri, "normal": normal}
+
+
+def _tensor(a: np.ndarray):
+    """An Open3D tensor sharing the memory of the contiguous array ``a`` (no copy)."""
+    return load_open3d().core.Tensor.from_numpy(a)
+
+
+def _raycaster(meshes: list[tuple[np.ndarray, np.ndarray]]) -> o3d.t.geometry.RaycastingScene:
+    """An Open3D scene of the (vertices, triangles) meshes, geometry ids in list order."""
+    o3d = load_open3d()
+    rc = o3d.t.geometry.RaycastingScene()
+    for v, f in meshes:
+        rc.add_triangles(o3d.core.Tensor(np.ascontiguousarray(v, np.float32)),
+                         o3d.core.Tensor(np.ascontiguousarray(f, np.uint32)))
+    return rc
 
 
 def make_scene(seed: int, cfg: SceneConfig | None = None) -> Scene:

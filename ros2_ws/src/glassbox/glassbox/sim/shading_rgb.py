@@ -47,7 +47,7 @@ def shade_rgb(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, world_T_
     alb, lit = texture_albedo(scene, hits.surf, hits.mat, hits.point, hits.normal)
     light = np.zeros((len(hits.idx), 3), np.float32)
     if sun_is_up(lighting, sun):
-        ndl, vis = sun_visibility(scene, hits, sun, t)
+        ndl, vis = sun_visibility(scene, hits, sun, t, cfg, world_T_cam)
         light += (ndl * vis)[:, None] * np.asarray(lighting.sun_rgb, np.float32) * lighting.sun_intensity
     else:
         vis = np.zeros(len(hits.idx), np.float32)
@@ -66,16 +66,19 @@ def _add_sky_and_lamps(light: np.ndarray, scene: Scene, hits: SurfaceHits, light
     p, nrm = hits.point, hits.normal
     sky_avg = (np.asarray(lighting.sky_zenith_rgb, np.float32) + np.asarray(lighting.sky_horizon_rgb, np.float32)) / 2
     light += lighting.sky_ambient * (0.55 + 0.45 * nrm[:, 2:3]) * sky_avg
+    if not (lighting.headlights or lighting.street_lights and len(scene.lights)):
+        return
+    p_cols, n_cols = np.ascontiguousarray(p.T), np.ascontiguousarray(nrm.T)     # (3, K): faster per component
     if lighting.headlights:
         fwd = world_T_base[:3, :3] @ np.array([np.cos(np.deg2rad(-4)), 0, np.sin(np.deg2rad(-4))])
         for side in (-0.7, 0.7):
             pos = (world_T_base @ np.array([2.0, side, 0.7, 1.0]))[:3]
-            light += _spot(p, nrm, pos, fwd, 40.0, 28.0, 10.0) * np.array([1.0, 0.97, 0.9], np.float32)
+            light += _spot(p_cols, n_cols, pos, fwd, 40.0, 28.0, 10.0) * np.array([1.0, 0.97, 0.9], np.float32)
     if lighting.street_lights and len(scene.lights):
         dist = np.linalg.norm(scene.lights - world_T_cam[:3, 3], axis=1)
         for pos in scene.lights[np.argsort(dist)[:8]]:
-            light += _spot(p, nrm, pos, np.array([0, 0, -1.0]), 12.0, 75.0, 55.0) * np.array([1.0, 0.8, 0.55],
-                                                                                          np.float32)
+            light += _spot(p_cols, n_cols, pos, np.array([0, 0, -1.0]), 12.0, 75.0, 55.0) * np.array(
+                [1.0, 0.8, 0.55], np.float32)
 
 
 def _add_specular(rad: np.ndarray, hits: SurfaceHits, lighting: Lighting, sun: np.ndarray, vis: np.ndarray) -> None:
@@ -131,9 +134,17 @@ def _glare_overlay(h: int, w: int, k: np.ndarray, cam_T_world_r: np.ndarray, sun
     if s_cam[2] <= 0.05:
         return np.zeros((h, w, 3), np.float32)
     us, vs = k[0, 0] * s_cam[0] / s_cam[2] + k[0, 2], k[1, 1] * s_cam[1] / s_cam[2] + k[1, 2]
+    return _glare_image(h, w, float(us), float(vs), lighting.sun_rgb)
+
+
+@lru_cache(maxsize=4)
+def _glare_image(h: int, w: int, us: float, vs: float, sun_rgb: tuple[float, float, float]) -> np.ndarray:
+    """The glare overlay of a sun imaged at pixel (us, vs); cached, as it is the same in every frame of a drive
+    along a straight street."""
+    us, vs = np.float64(us), np.float64(vs)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r = np.hypot(xx - us, yy - vs)
-    tint = np.asarray(lighting.sun_rgb, np.float32)
+    tint = np.asarray(sun_rgb, np.float32)
     diag = np.hypot(h, w)
     bloom = 6.0 * np.exp(-r / (0.02 * diag)) + 0.8 * np.exp(-r / (0.12 * diag)) + 0.12
     streak = 0.5 * np.exp(-np.abs(yy - vs) / 2.0) * np.exp(-np.abs(xx - us) / (0.4 * w))
@@ -146,6 +157,7 @@ def _glare_overlay(h: int, w: int, k: np.ndarray, cam_T_world_r: np.ndarray, sun
         rr = np.hypot(xx - gx, yy - gy)
         disk = np.clip((radius - rr) / (0.15 * radius) + 0.5, 0, 1) * 0.25
         out += disk[..., None] * np.asarray(col, np.float32)
+    out.setflags(write=False)
     return out
 
 
@@ -161,14 +173,27 @@ def _vignette(h: int, w: int) -> np.ndarray:
     return out
 
 
-def _spot(p: np.ndarray, nrm: np.ndarray, pos: np.ndarray, axis: np.ndarray, power: float, outer_deg: float,
+def _spot(p_cols: np.ndarray, n_cols: np.ndarray, pos: np.ndarray, axis: np.ndarray, power: float, outer_deg: float,
           inner_deg: float) -> np.ndarray:
-    """Irradiance (N, 1) from a spot light at ``pos`` pointing along ``axis`` (no shadows)."""
-    v = p - pos.astype(np.float32)
-    d2 = np.einsum("ij,ij->i", v, v) + 0.5
-    vn = v / np.sqrt(d2)[:, None]
-    cos_axis = np.einsum("ij,j->i", vn, axis.astype(np.float32))
+    """Irradiance (N, 1) from a spot light at ``pos`` pointing along ``axis`` (no shadows) at the points and unit
+    normals given as (3, N) component rows."""
+    pos, axis = pos.astype(np.float32), axis.astype(np.float32)
+    vx, vy, vz = p_cols[0] - pos[0], p_cols[1] - pos[1], p_cols[2] - pos[2]
+    d2 = vx * vx
+    d2 += vy * vy
+    d2 += vz * vz
+    d2 += 0.5                                     # softened at the lamp
+    s = np.sqrt(d2)
+    vx /= s
+    vy /= s
+    vz /= s
+    cos_axis = vx * axis[0]
+    cos_axis += vy * axis[1]
+    cos_axis += vz * axis[2]
     lo, hi = np.cos(np.deg2rad(outer_deg)), np.cos(np.deg2rad(inner_deg))
     cone = np.clip((cos_axis - lo) / (hi - lo), 0, 1)
-    lam = np.clip(-np.einsum("ij,ij->i", nrm, vn), 0, None)
+    lam = n_cols[0] * vx
+    lam += n_cols[1] * vy
+    lam += n_cols[2] * vz
+    lam = np.clip(-lam, 0, None)
     return (power * cone * lam / d2)[:, None].astype(np.float32)

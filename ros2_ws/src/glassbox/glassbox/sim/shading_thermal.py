@@ -29,7 +29,7 @@ def shade_thermal(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, worl
     sky_el = np.clip(d_world[~ok, 2], 0, 1)
     temp[~ok] = amb - 20.0 - 25.0 * sky_el
     hits = surface_hits(scene, world_T_cam, d_world, hit)
-    tk = _surface_temperature_c(scene, hits, lighting, sun_direction(lighting, world_T_base), t)
+    tk = _surface_temperature_c(scene, hits, lighting, sun_direction(lighting, world_T_base), t, cfg, world_T_cam)
     eps = MAT_EMISSIVITY[hits.mat]
     dv, nrm = hits.direction, hits.normal
     refl_up = np.clip((dv - 2 * np.einsum("ij,ij->i", dv, nrm)[:, None] * nrm)[:, 2], 0, 1)
@@ -42,8 +42,8 @@ def shade_thermal(scene: Scene, cfg: CameraConfig, world_T_cam: np.ndarray, worl
     return raw, thermal_agc(raw)
 
 
-def _surface_temperature_c(scene: Scene, hits: SurfaceHits, lighting: Lighting, sun: np.ndarray,
-                           t: float) -> np.ndarray:
+def _surface_temperature_c(scene: Scene, hits: SurfaceHits, lighting: Lighting, sun: np.ndarray, t: float,
+                           cfg: CameraConfig, world_T_cam: np.ndarray) -> np.ndarray:
     """Kinetic temperature (K,) of every hit: the material's day/night blend shifted with the ambient (people
     keep theirs), the surface's own offset, solar heating of lit faces and lit windows at night."""
     mat = hits.mat
@@ -53,7 +53,7 @@ def _surface_temperature_c(scene: Scene, hits: SurfaceHits, lighting: Lighting, 
         mat, (MATERIAL_ID["skin"], MATERIAL_ID["cloth"]), invert=True)
     tk = tk + scene.surface_temp_c[hits.surf]
     if sun_is_up(lighting, sun):
-        ndl, vis = sun_visibility(scene, hits, sun, t)
+        ndl, vis = sun_visibility(scene, hits, sun, t, cfg, world_T_cam)
         tk = tk + (ndl * vis - 0.5) * 8.0 * day * min(lighting.sun_intensity / 2.6, 1.0)
     return tk + window_lit(scene, hits.surf, mat, hits.point, hits.normal) * 3.0 * (1 - day)
 

@@ -6,9 +6,10 @@ feed stages built with an rclpy message factory; the bag replay feeds the very s
 factory, so what is evaluated offline is exactly what runs on the robot. Bad input raises
 ``glassbox.msg.ConversionError`` with a ``reason`` from ``glassbox.msg.REASONS``.
 """
-from glassbox.stages.base import Stage, StageOutput, StampGuard, probe_config_for_card
+from glassbox.stages.base import Stage, StageOutput, probe_config_for_card
 from glassbox.stages.camera import FusionStage, RefinerStage, SegmentationStage
 from glassbox.stages.lidar import LidarStage
+from glassbox.sync import StampGuard
 
 __all__ = ["FusionStage", "LidarStage", "RefinerStage", "SegmentationStage", "Stage", "StageOutput", "StampGuard",
            "probe_config_for_card"]

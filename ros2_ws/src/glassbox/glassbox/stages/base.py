@@ -1,10 +1,12 @@
 """What all stages share: the ``feed`` interface, the output record, stamp checking and card probe settings.
 
 A stage is fed one input message at a time: ``stage.feed(role, msg, now_ns)`` decodes and validates it, checks
-that its stamp does not go backwards on that role, and runs the pipeline once it has what it needs; it returns a
-:class:`StageOutput`, or None while it waits (a fusion stage waiting for the partner of a pair). Bad input raises
-:class:`~glassbox.msg.ConversionError` whose ``reason`` is one of :data:`glassbox.msg.REASONS`. ``now_ns`` is the
-caller's clock: the node's clock in a node, the bag's receive time in a replay, so both run the same logic.
+that its stamp does not go backwards on that role (``glassbox.sync.StampGuard``; a jump back of more than its
+``jump_threshold_s`` restarts the role instead: ``reset(role)``), and runs the pipeline once it has what it needs;
+it returns a :class:`StageOutput`, or None while it waits (a fusion stage waiting for the partner of a pair). Bad
+input raises :class:`~glassbox.msg.ConversionError` whose ``reason`` is one of :data:`glassbox.msg.REASONS`.
+``now_ns`` is the caller's clock: the node's clock in a node, the bag's receive time in a replay, so both run the
+same logic.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from typing import Any
 from glassbox import capabilities
 from glassbox.entropy import ProbeConfig
 from glassbox.models.card import ModelCard
-from glassbox.msg import ConversionError, MessageFactory, stamp_to_ns
+from glassbox.msg import MessageFactory, stamp_to_ns
+from glassbox.sync import StampGuard
 
 
 @dataclass
@@ -30,20 +33,6 @@ class StageOutput:
     stamp_ns: int = 0                  # the input header's stamp, which every output carries
     frame: dict[str, Any] = field(default_factory=dict)
     sample: dict[str, Any] = field(default_factory=dict)
-
-
-class StampGuard:
-    """Rejects inputs whose header stamp goes backwards (per role)."""
-
-    def __init__(self) -> None:
-        self.last_ns: dict[str, int] = {}
-
-    def check(self, role: str, stamp_ns: int) -> None:
-        last = self.last_ns.get(role)
-        if last is not None and stamp_ns < last:
-            raise ConversionError("stamp_backwards", f"{role} stamp {stamp_ns} is older than the previous one "
-                                  f"({last})")
-        self.last_ns[role] = stamp_ns
 
 
 class Stage:
@@ -66,13 +55,30 @@ class Stage:
     def roles(self) -> tuple[str, ...]:
         return capabilities.get(self.capability).roles
 
+    @property
+    def latched(self) -> dict[str, str]:
+        """Topic suffix -> message type of what is published once, transient local (``latched_messages``)."""
+        return capabilities.get(self.capability).latched
+
+    def latched_messages(self, stamp_ns: int) -> dict[str, Any]:
+        """The messages of the ``latched`` topics (e.g. ``label_info``), with header stamp ``stamp_ns``."""
+        return {}
+
     def feed(self, role: str, msg: Any, now_ns: int) -> StageOutput | None:
         """Decode, validate and run one input message (see the module docstring)."""
         if role not in self.roles:
             raise KeyError(f"{self.capability} takes no '{role}' input (roles: {', '.join(self.roles)})")
         data = self.decode(role, msg)
-        self.stamps.check(role, stamp_to_ns(msg.header.stamp))
+        if self.stamps.check(role, stamp_to_ns(msg.header.stamp)):
+            self.reset(role)
         return self.step(role, data, msg.header, int(now_ns))
+
+    def reset(self, role: str) -> None:
+        """Forget what is kept of ``role``'s past: its time restarted (the stamp guard has already restarted)."""
+
+    def dropped(self) -> int:
+        """Inputs accepted but never run (e.g. frames that found no partner to pair with)."""
+        return 0
 
     def decode(self, role: str, msg: Any) -> Any:
         """The decoded, validated input (raises ``ConversionError``)."""

@@ -1,7 +1,14 @@
-"""LiDAR stage: PointCloud2 -> LidarDetectionPipeline -> Detection3DArray, MarkerArray, EntropyProfile, uncertainty.
+"""LiDAR stage: PointCloud2 -> LidarDetectionPipeline -> Detection3DArray, MarkerArray, EntropyProfile and
+DetectionUncertaintyArray, plus the detector's LabelInfo.
 
 The cloud is decoded once per message (one structured view; xyzi and ring are columns of it) and the pipeline
-gets arrays.
+gets arrays. The pipeline fits each cloud to the model card's sensor profile: a cloud of another sensor (another
+beam table, ring count or intensity unit) is resampled into the model's geometry and the difference is kept in
+``state`` (the node's diagnostics: a warning with the reason, logged once); a cloud that cannot be fitted (no
+point inside the model's vertical field of view, intensities in no known unit) is rejected as
+``sensor_mismatch``. ``info()`` gives the model's sensor and what the last cloud looked like (``sensor/...``).
+Each detection's pose covariance is built from the spreads of its DetectionUncertainty
+(``glassbox.msg.pose_covariance_from_spreads``: m^2 for position, rad^2 for yaw, in the cloud's frame).
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import numpy as np
 
 from glassbox import msg as gm
 from glassbox.classes import DETECTION_CLASSES
+from glassbox.lidar.sensors import SensorMismatchError
 from glassbox.pipelines.lidar import LidarDetectionPipeline, LidarDetectionResult
 from glassbox.stages.base import Stage, StageOutput
 
@@ -50,11 +58,19 @@ class LidarStage(Stage):
 
     def step(self, role: str, data: Any, header: Any, now_ns: int) -> StageOutput:
         points, ring = data
-        result: LidarDetectionResult = self.pipeline(points, ring)
+        try:
+            result: LidarDetectionResult = self.pipeline(points, ring)
+        except SensorMismatchError as exc:
+            raise gm.ConversionError("sensor_mismatch", str(exc)) from None
+        finally:
+            self.state = self.pipeline.fit.state
         d = result.detections
         return StageOutput(self.encode(result, header), result, gm.stamp_to_ns(header.stamp),
                            frame={"num_detections": len(d), "_pred": d},
                            sample={"range": result.range_image.range, "detections": d})
+
+    def info(self) -> dict[str, str]:
+        return self.pipeline.fit.info()
 
     def encode(self, result: LidarDetectionResult, header_in: Any) -> dict[str, Any]:
         f = self.factory
@@ -62,15 +78,23 @@ class LidarStage(Stage):
         d = result.detections
         names = [self.class_names[int(c)] for c in d.classes]
         ids = [str(i) for i in range(len(d))]
+        center_std = np.asarray(d.centre_spread_m, np.float64)
+        yaw_std = np.asarray(d.yaw_spread_rad, np.float64)
         dets = gm.Detections3D(np.asarray(d.centers, np.float64), np.asarray(d.sizes, np.float64),
-                               np.asarray(d.yaw, np.float64), names, np.asarray(d.scores, np.float64), ids)
+                               np.asarray(d.yaw, np.float64), names, np.asarray(d.scores, np.float64), ids,
+                               gm.pose_covariance_from_spreads(center_std, yaw_std))
         out = {"detections": gm.make_detection3d_array(f, dets, header),
                "markers": gm.make_box_markers(f, dets, header, lifetime_s=self.marker_lifetime_s,
                                               colors_rgba=CLASS_COLORS),
-               "uncertainty": gm.make_detection_uncertainty_array(f, gm.DetectionUncertainties(
+               "detection_uncertainty": gm.make_detection_uncertainty_array(f, gm.DetectionUncertainties(
                    score_entropy_nats=np.asarray(d.score_entropy, np.float64), top_score=dets.scores,
-                   center_std=np.asarray(d.centre_spread_m, np.float64), size_std=None,
-                   yaw_std_rad=np.asarray(d.yaw_spread_rad, np.float64), ids=ids), header)}
+                   center_std=center_std, size_std=None, yaw_std_rad=yaw_std, ids=ids), header)}
         if result.entropy is not None:
             out["entropy"] = gm.make_entropy_profile(f, result.entropy, header)
         return out
+
+    def latched_messages(self, stamp_ns: int) -> dict[str, Any]:
+        """``label_info``: class index i of the model is ``class_names[i]`` (the detections' class_id)."""
+        header = gm.make_header(self.factory, stamp_ns, "")
+        return {"label_info": gm.make_label_info(self.factory, self.class_names,
+                                                 self.pipeline.cfg.decode.score_threshold, header)}

@@ -1,15 +1,20 @@
 """Trainer task ``lidar``: the SPI range-image detector (``glassbox.lidar``) on synthetic LiDAR scans.
 
-Data: ``glassbox.datasets.SyntheticLidarDataset`` (HDL-64-like scans of procedural streets; train and val
-frames come from disjoint seeds, so validation scenes are never seen in training), cached on disk. Each item is
-projected to the configured range image (rows from the ring field), optionally augmented first (mirror
-y -> -y, and a random rotation about z, which shifts the image along its columns) and, for training, cropped to
-``crop_width`` columns to halve the cost of a step. Targets: ``glassbox.lidar.build_targets``.
+Data: ``glassbox.datasets.SyntheticLidarDataset``: scans of procedural streets by the simulated ``sensor`` (a
+profile of ``glassbox.lidar.sensors``, default ``hdl64``; train and val frames come from disjoint seeds, so
+validation scenes are never seen in training), cached on disk. Each item is projected to the sensor's range image
+(``ProjectionConfig.from_profile``: one row per beam, rows from the ring field, ``width`` columns), optionally
+augmented first (mirror y -> -y, and a random rotation about z, which shifts the image along its columns) and, for
+training, cropped to ``crop_width`` columns to halve the cost of a step. With ``gt_sampling``, objects cut out of the
+training scans (``glassbox.lidar.gt_sampling``) are pasted into each training scan before the augmentation, drawn
+afresh every epoch. Targets: ``glassbox.lidar.build_targets``.
+The exported card records the sensor profile (``extra.sensor``), which the deployed pipeline checks clouds against.
 
 Evaluation: decode every validation scan at a low score threshold and compute KITTI-style AP|R40
 (``glassbox.metrics.evaluate_detections``) for BEV and 3D at the stated IoU thresholds; ground-truth boxes
 with fewer than ``eval_min_points`` LiDAR points are ignored (KITTI-style "don't care": nothing can be detected
-from them). The headline metric is car BEV AP at IoU 0.5, ``car/bev@0.5``.
+from them). BEV APs are also given per distance bin (0-20, 20-40, 40+ m). The headline metric is car BEV AP
+at IoU 0.5, ``car/bev@0.5``.
 
 Train the shipped model (two stages, CPU; see ``config/train/lidar_finetune.yaml``):
 ``glassbox-train --config config/train/lidar.yaml --out runs/lidar`` then
@@ -28,39 +33,40 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from glassbox.classes import DETECTION_CLASSES
-from glassbox.config import from_dict
+from glassbox.config import ConfigError, from_dict
 from glassbox.lidar import (DecodeConfig, ProjectionConfig, SpiLossConfig, TargetConfig, build_model,
                             build_targets, decode, normalise, project_points, spi_config, spi_loss)
 from glassbox.lidar.decode import Detections3D
+from glassbox.lidar.gt_sampling import GtSamplingConfig, ObjectBank
+from glassbox.lidar.sensors import SENSORS, SensorProfile, sensor_profile
 from glassbox.metrics.detection3d import evaluate_detections
 from glassbox.export import export_with_features
 from glassbox.pipelines.lidar import INPUT_NAME, card_extra
 from glassbox_trainer.data import EpochDataset
 
 TARGET_KEYS = ("heatmap", "offset", "size", "yaw", "reg_weight")
-
-
-def _hdl64_projection() -> ProjectionConfig:
-    from glassbox.sim import lidar_preset
-    beams = tuple(sorted(lidar_preset("hdl64").elevations_deg, reverse=True))
-    return ProjectionConfig(height=64, width=512, fov_up_deg=beams[0] + 0.2, fov_down_deg=beams[-1] - 0.3,
-                            beam_elevations_deg=beams, use_ring=True, ring_order="bottom_first",
-                            max_range_m=120.0)
+DISTANCE_BINS_M = ((0.0, 20.0), (20.0, 40.0), (40.0, math.inf))
 
 
 @dataclass(frozen=True)
 class LidarTaskConfig:
     """The ``lidar:`` section of ``config/train/lidar.yaml``.
 
-    ``projection: null`` (the default) uses the HDL-64 beam table at 64 x 512 with rows from the ring field.
+    ``sensor``: the simulated sensor (``glassbox.lidar.sensors.SENSORS``), also the range image's geometry;
+    ``projection: null`` (the default) = ``ProjectionConfig.from_profile(sensor, width=width)``; a projection
+    given in full must have the sensor's beam count (and its beam table, when it lists one; rows from the ring
+    field need the sensor's table and ring order, so that training and the deployed pipeline place rings on the
+    same rows). ``lidar:`` is read as the old name of ``sensor`` (configs and cards of earlier runs).
     """
 
-    lidar: str = "hdl64"
+    sensor: str = "hdl64"
+    width: int = 512
     seed: int = 0
     train_frames: int = 800
     val_frames: int = 150
     cache_dir: str = "~/.cache/glassbox/lidar"
     projection: ProjectionConfig | None = None
+    model: dict = field(default_factory=dict)      # SpiConfig fields over the named size
     crop_width: int = 256
     augment: bool = True
     targets: TargetConfig = field(default_factory=TargetConfig)
@@ -69,15 +75,47 @@ class LidarTaskConfig:
     eval_score_threshold: float = 0.05
     eval_min_points: int = 10
     init_weights: str = ""     # state dict (.pt) the default-size model starts from (a second, fine-tuning stage)
+    gt_sampling: GtSamplingConfig | None = None   # paste objects of other training scans (null: off)
+
+
+def task_config(cfg: dict | None) -> LidarTaskConfig:
+    """The task's config from its section, with ``lidar:`` (the old name of ``sensor``) accepted."""
+    cfg = dict(cfg or {})
+    if "lidar" in cfg:
+        old = cfg.pop("lidar")
+        if cfg.setdefault("sensor", old) != old:
+            raise ConfigError(f"task lidar: 'lidar: {old}' and 'sensor: {cfg['sensor']}' name different sensors "
+                              "('lidar' is the old name of 'sensor')")
+    out = from_dict(LidarTaskConfig, cfg, "task lidar")
+    if out.sensor not in SENSORS:
+        raise ConfigError(f"task lidar: unknown sensor '{out.sensor}' (known: {', '.join(SENSORS)})")
+    return out
+
+
+def sensor_projection(profile: SensorProfile, cfg: LidarTaskConfig) -> ProjectionConfig:
+    """The range image of the task: the sensor's (``width`` columns) or the given one, checked against it."""
+    if cfg.projection is None:
+        return ProjectionConfig.from_profile(profile, width=cfg.width)
+    proj = cfg.projection
+    same_table = len(proj.beam_elevations_deg) == profile.num_beams and np.allclose(
+        proj.beam_elevations_deg, profile.elevations_deg, atol=0.01)
+    if proj.height != profile.num_beams or (proj.beam_elevations_deg and not same_table):
+        raise ConfigError(f"task lidar: projection ({proj.height} rows) does not match sensor '{profile.name}' "
+                          f"({profile.num_beams} beams): give projection: null to take the sensor's")
+    if proj.use_ring and not (same_table and proj.ring_order == profile.ring_order):
+        raise ConfigError(f"task lidar: rows from the ring field need the beam table and ring order "
+                          f"({profile.ring_order}) of sensor '{profile.name}' (or use_ring: false)")
+    return proj
 
 
 class LidarFrames(EpochDataset):
     """Synthetic scans turned into network inputs and targets."""
 
     def __init__(self, frames: Dataset, projection: ProjectionConfig, targets: TargetConfig, train: bool,
-                 crop_width: int, augment: bool, seed: int):
+                 crop_width: int, augment: bool, seed: int, bank: ObjectBank | None = None):
         self.frames, self.projection, self.targets = frames, projection, targets
         self.train, self.crop_width, self.augment, self.seed = train, crop_width, augment, seed
+        self.bank = bank
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -86,9 +124,12 @@ class LidarFrames(EpochDataset):
         a = self.frames.arrays(index)
         points = a["points"].astype(np.float32, copy=True)
         boxes = a["boxes"].astype(np.float64).reshape(-1, 7).copy()
-        ring = a["ring"]
+        ring, box_classes, box_points = a["ring"], a["box_classes"], a["box_points"]
+        rng = self.item_rng(index)
+        if self.train and self.bank is not None:
+            points, ring, boxes, box_classes, pasted = self.bank.paste(points, ring, boxes, box_classes, rng)
+            box_points = np.concatenate([box_points, np.full(pasted, np.iinfo(np.int32).max)])
         if self.train and self.augment:
-            rng = self.item_rng(index)
             if rng.random() < 0.5:                                   # mirror: y -> -y, yaw -> -yaw
                 points[:, 1] *= -1.0
                 boxes[:, 1] *= -1.0
@@ -101,7 +142,7 @@ class LidarFrames(EpochDataset):
             boxes[:, 0], boxes[:, 1] = c * bx - s * by, s * bx + c * by
             boxes[:, 6] = (boxes[:, 6] + ang + math.pi) % (2 * math.pi) - math.pi
         image = project_points(points, self.projection, ring=ring)
-        t = build_targets(image, boxes[:, :3], boxes[:, 3:6], boxes[:, 6], a["box_classes"], self.targets)
+        t = build_targets(image, boxes[:, :3], boxes[:, 3:6], boxes[:, 6], box_classes, self.targets)
         item = {"input": normalise(image), "xyz": image.xyz, "mask": image.mask,
                 **{k: t[k] for k in TARGET_KEYS}}
         if self.train and 0 < self.crop_width < self.projection.width:
@@ -110,8 +151,8 @@ class LidarFrames(EpochDataset):
             item["xyz"] = item["xyz"][:, :self.crop_width]
         out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in item.items()}
         out["boxes"] = torch.from_numpy(boxes.astype(np.float32))
-        out["box_classes"] = torch.from_numpy(a["box_classes"].astype(np.int64))
-        out["box_points"] = torch.from_numpy(a["box_points"].astype(np.int64))
+        out["box_classes"] = torch.from_numpy(box_classes.astype(np.int64))
+        out["box_points"] = torch.from_numpy(box_points.astype(np.int64))
         return out
 
 
@@ -125,13 +166,17 @@ class LidarTask:
     eloss_groups = [[f"s{i + 1}_b{j}" for j in range(n)] for i, n in enumerate(spi_config().stage_blocks) if n >= 2]
 
     def __init__(self, cfg: dict):
-        self.cfg: LidarTaskConfig = from_dict(LidarTaskConfig, dict(cfg or {}), "task lidar")
-        self.projection = self.cfg.projection or _hdl64_projection()
+        self.cfg = task_config(cfg)
+        self.sensor = sensor_profile(self.cfg.sensor)
+        self.projection = sensor_projection(self.sensor, self.cfg)
         self.eloss_groups = build_model("spi", self._model_cfg("default")).eloss_groups()
 
     def _model_cfg(self, size: str):
-        return spi_config(size, in_channels=len(self.projection.channels),
-                          num_classes=len(DETECTION_CLASSES))
+        from dataclasses import asdict
+
+        from glassbox.lidar import SpiConfig
+        base = asdict(spi_config(size, in_channels=len(self.projection.channels), num_classes=len(DETECTION_CLASSES)))
+        return from_dict(SpiConfig, {**base, **self.cfg.model}, "task lidar: model")
 
     def build_model(self, size: str = "default") -> nn.Module:
         model = build_model("spi", self._model_cfg(size))
@@ -145,9 +190,15 @@ class LidarTask:
 
         cache = os.path.expanduser(self.cfg.cache_dir) if self.cfg.cache_dir else None
         c = self.cfg
-        train = SyntheticLidarDataset("train", size=c.train_frames, lidar=c.lidar, seed=c.seed, cache_dir=cache)
-        val = SyntheticLidarDataset("val", size=c.val_frames, lidar=c.lidar, seed=c.seed, cache_dir=cache)
-        return (LidarFrames(train, self.projection, c.targets, True, c.crop_width, c.augment, c.seed),
+        train = SyntheticLidarDataset("train", size=c.train_frames, lidar=c.sensor, seed=c.seed, cache_dir=cache)
+        val = SyntheticLidarDataset("val", size=c.val_frames, lidar=c.sensor, seed=c.seed, cache_dir=cache)
+        bank = None
+        if c.gt_sampling is not None:
+            bank = ObjectBank(c.gt_sampling)
+            for i in range(len(train)):
+                a = train.arrays(i)
+                bank.add_scan(a["points"], a["ring"], a["boxes"], a["box_classes"])
+        return (LidarFrames(train, self.projection, c.targets, True, c.crop_width, c.augment, c.seed, bank),
                 LidarFrames(val, self.projection, c.targets, False, 0, False, c.seed))
 
     def collate(self, items: list) -> dict:
@@ -184,11 +235,15 @@ class LidarTask:
         res = evaluate_detections(dets, gts, gt_ignore=ignore)
         aps = [v for k, v in res.items() if "@" in k and not math.isnan(v)]
         res["mean_ap"] = float(np.mean(aps)) if aps else 0.0
+        for near, far in DISTANCE_BINS_M:            # BEV AP per distance bin: "car/bev@0.7/0-20m", ...
+            tag = f"{near:g}-{far:g}m" if math.isfinite(far) else f"{near:g}m+"
+            binned = evaluate_detections(dets, gts, gt_ignore=ignore, metrics=("bev",), range_m=(near, far))
+            res.update({f"{k}/{tag}": v for k, v in binned.items()})
         return {k: (0.0 if math.isnan(v) else float(v)) for k, v in res.items()}
 
     def export(self, model: nn.Module, path: str) -> dict:
         x = torch.zeros(1, model.cfg.in_channels, self.projection.height, self.projection.width)
         spec = export_with_features(model, {INPUT_NAME: x}, path, dynamic_spatial=True)
         spec["classes"] = list(DETECTION_CLASSES)
-        spec.update(card_extra(self.projection, model.cfg, self.cfg.decode))
+        spec.update(card_extra(self.projection, model.cfg, self.cfg.decode, self.sensor))
         return spec

@@ -1,0 +1,176 @@
+"""Variational Neural Network (VNN) layers: a layer whose output is a Gaussian sample (OpenDR D4.2, Sec. 2.7).
+
+A variational layer holds two layers of the same type with their own parameters, ``L_mu`` for the mean and
+``L_sigma`` for the standard deviation, and returns one sample of its output distribution (Eqs. 62-63)::
+
+    VL(x) = a_N( a_mu(L_mu(x)) + a_sigma(L_sigma(x)) * eps ),   eps ~ N(0, I) of the output's shape
+
+``a_mu``, ``a_sigma`` and ``a_N`` are each the identity or an activation (``ACTIVATIONS``). With the identity
+on the std branch the "std" may be negative; only its square enters the variance, since ``eps`` is symmetric.
+The constant-sigma (aleatoric) mode replaces ``L_sigma`` by a fixed scalar sigma (Eq. 66, with the variance
+sigma^2 that the printed N(0, sigma I) means). sigma = 0 gives back the wrapped layer exactly.
+
+*The index.* The network's prediction is the mean of ``T`` samples and its uncertainty their spread (Eq. 70).
+A ``NoiseIndex`` names the noise of ``T`` network samples: sample ``t`` uses one ``eps`` per output unit of every
+variational layer, shared by all inputs, so each sample is one function ``F(x, z_t)`` (the epistemic index of
+the ENN framework). Given a seed, ``eps`` of sample ``t`` depends only on (seed, layer, t): the network is then a
+deterministic function of its input. ``VariationalSequential`` evaluates the ``T`` samples as one batch: layers
+before the first variational layer run once on the ``B`` inputs, the rest on ``T * B`` rows.
+
+What differs from the seed: noise is added in output space (Eqs. 62 and 64) and that is the definition here;
+the seed's Eq. 65 calls this "identical" to a Gaussian-weight network (Bayes by Backprop), which holds only
+loosely (per-output noise of std |W_sigma x + b_sigma| is not per-weight noise). The seed gives no training
+loss; ``glassbox.vnn_eval`` trains the benchmark's VNNs with the L2 loss over index samples with bootstrap
+weights that the seed's authors used in the ENN testbed.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = {"identity": nn.Identity, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh,
+               "softplus": nn.Softplus}
+
+
+def make_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class VariationalLayer(nn.Module):
+    """``a_N(a_mu(mean(x)) + a_sigma(std(x)) * eps)``; ``std=None`` with ``constant_std`` is the aleatoric mode."""
+
+    def __init__(self, mean: nn.Module, std: nn.Module | None = None, *, mean_activation: str = "identity",
+                 std_activation: str = "identity", activation: str = "identity",
+                 constant_std: float | None = None):
+        super().__init__()
+        if (std is None) == (constant_std is None):
+            raise ValueError("give either a std layer or constant_std, not both or neither")
+        if std is not None and type(std) is not type(mean):
+            raise TypeError(f"mean and std layers must be of one type, got {type(mean).__name__} and "
+                            f"{type(std).__name__}")
+        if constant_std is not None and not constant_std >= 0:
+            raise ValueError(f"constant_std must be >= 0, got {constant_std}")
+        self.mean, self.std = mean, std
+        self.mean_activation = make_activation(mean_activation)
+        self.std_activation = make_activation(std_activation)
+        self.activation = make_activation(activation)
+        self.constant_std = constant_std
+
+    def moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and (signed) std of the pre-activation Gaussian, each of the wrapped layer's output shape."""
+        mu = self.mean_activation(self.mean(x))
+        if self.std is None:
+            return mu, torch.full_like(mu, self.constant_std)
+        return mu, self.std_activation(self.std(x))
+
+    def combine(self, mu: Tensor, sigma: Tensor, eps: Tensor) -> Tensor:
+        return self.activation(mu + sigma * eps)
+
+    def forward(self, x: Tensor, eps: Tensor | None = None) -> Tensor:
+        """One sample; fresh ``eps`` for every output element unless given (broadcast against the output)."""
+        mu, sigma = self.moments(x)
+        return self.combine(mu, sigma, torch.randn_like(mu) if eps is None else eps)
+
+
+def variational_linear(in_features: int, out_features: int, **kwargs) -> VariationalLayer:
+    """A variational ``nn.Linear``: two independently initialised linear layers; kwargs as ``VariationalLayer``."""
+    std = None if kwargs.get("constant_std") is not None else nn.Linear(in_features, out_features)
+    return VariationalLayer(nn.Linear(in_features, out_features), std, **kwargs)
+
+
+def variational_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                       **kwargs) -> VariationalLayer:
+    """A variational ``nn.Conv2d`` (same geometry for both branches); kwargs as ``VariationalLayer``."""
+    def conv():
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+    return VariationalLayer(conv(), None if kwargs.get("constant_std") is not None else conv(), **kwargs)
+
+
+class NoiseIndex:
+    """The noise of ``samples`` network samples: fresh (``seed=None``), seeded per sample, or given.
+
+    ``noise``: one tensor per variational layer, in order, of shape ``(samples, *unit_shape)`` where the unit
+    shape is the layer's output without the batch dimension (the caller draws it, e.g. to derive bootstrap
+    weights from the index).
+    """
+
+    def __init__(self, samples: int, seed: int | None = None, noise: Sequence[Tensor] | None = None):
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        if seed is not None and noise is not None:
+            raise ValueError("give a seed or the noise, not both")
+        if noise is not None and any(n.shape[0] != samples for n in noise):
+            raise ValueError(f"every noise tensor must have {samples} rows, got {[tuple(n.shape) for n in noise]}")
+        self.samples, self.seed, self.noise = samples, seed, noise
+
+    def draw(self, layer: int, unit_shape: torch.Size, like: Tensor) -> Tensor:
+        """``eps`` of one variational layer for all samples: ``(samples, *unit_shape)``."""
+        if self.noise is not None:
+            if layer >= len(self.noise) or self.noise[layer].shape[1:] != unit_shape:
+                raise ValueError(f"noise for variational layer {layer} must have shape "
+                                 f"({self.samples}, {', '.join(map(str, unit_shape))})")
+            return self.noise[layer].to(like)
+        if self.seed is None:
+            return torch.randn((self.samples, *unit_shape), dtype=like.dtype, device=like.device)
+        rows = [torch.randn(unit_shape, generator=torch.Generator().manual_seed(
+            hash((self.seed, layer, t)) & 0x7FFF_FFFF_FFFF_FFFF), dtype=like.dtype) for t in range(self.samples)]
+        return torch.stack(rows).to(like.device)
+
+
+class VariationalSequential(nn.Sequential):
+    """``nn.Sequential`` that routes a ``NoiseIndex`` to its variational layers.
+
+    ``forward(x)`` draws fresh noise per element (one sample per input); ``forward(x, index)`` returns
+    ``(T, B, *out)``: the ``T`` samples of ``index`` for each of the ``B`` inputs, computed as one batch.
+    """
+
+    def forward(self, x: Tensor, index: NoiseIndex | None = None) -> Tensor:
+        if index is None:
+            return super().forward(x)
+        t, expanded, layer_no = index.samples, False, 0
+        for module in self:
+            if not isinstance(module, VariationalLayer):
+                x = module(x)
+                continue
+            mu, sigma = module.moments(x)                               # (B | T*B, *unit)
+            unit = mu.shape[1:]
+            eps = index.draw(layer_no, unit, mu).unsqueeze(1)          # (T, 1, *unit)
+            if expanded:
+                mu, sigma = mu.unflatten(0, (t, -1)), sigma.unflatten(0, (t, -1))
+            else:
+                mu, sigma = mu.unsqueeze(0), sigma.unsqueeze(0)
+            x = module.combine(mu, sigma, eps).flatten(0, 1)           # (T*B, *unit)
+            expanded, layer_no = True, layer_no + 1
+        if not expanded:
+            return x.unsqueeze(0).expand(t, *x.shape)
+        return x.unflatten(0, (t, -1))
+
+
+@dataclass(frozen=True)
+class Predictive:
+    """Monte-Carlo predictive of ``T`` samples (Eq. 70): mean and the biased (1/T) variance and covariance."""
+
+    samples: Tensor                                                     # (T, B, *out)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.samples.mean(0)
+
+    @property
+    def var(self) -> Tensor:
+        return (self.samples - self.mean).square().mean(0)
+
+    def covariance(self) -> Tensor:
+        """``(B, D, D)`` over the flattened output of each input, D = prod(out)."""
+        dev = (self.samples - self.mean).flatten(2)                     # (T, B, D)
+        return torch.einsum("tbi,tbj->bij", dev, dev) / self.samples.shape[0]
+
+
+def predictive(model: VariationalSequential, x: Tensor, samples: int, seed: int | None = None) -> Predictive:
+    """Mean and variance of ``model`` at ``x`` over ``samples`` network samples, evaluated as one batch."""
+    return Predictive(model(x, NoiseIndex(samples, seed=seed)))
