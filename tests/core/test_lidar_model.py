@@ -195,3 +195,28 @@ def test_heatmap_class_weights_scale_each_class_map():
     assert float(sum(per_class)) == pytest.approx(float(total), rel=1e-6)
     weighted = focal_heatmap_loss(logits, target, class_weights=torch.tensor([1.0, 2.0, 3.0]))
     assert float(weighted) == pytest.approx(float(per_class[0] + 2 * per_class[1] + 3 * per_class[2]), rel=1e-6)
+
+
+def test_box_vote_keeps_perfect_boxes_and_averages_out_pixel_noise():
+    img = project_points(cast(SCENE), CFG)
+    t = build_targets(img, SCENE[:, :3], SCENE[:, 3:6], SCENE[:, 6], CLASSES)
+    out = _perfect_outputs(t)
+    voted = decode(out, img.xyz, img.mask, DecodeConfig(score_threshold=0.99, box_vote=True))
+    peak = decode(out, img.xyz, img.mask, DecodeConfig(score_threshold=0.99))
+    np.testing.assert_allclose(voted.centers, peak.centers, atol=1e-5)
+    np.testing.assert_allclose(voted.sizes, peak.sizes, rtol=1e-5)
+    np.testing.assert_allclose(np.cos(voted.yaw - peak.yaw), 1.0, atol=1e-6)      # same direction, not flipped
+    # zero-mean noise on every pixel's offset: the mean of k pixels' boxes errs ~1/sqrt(k) as much as one pixel
+    one = SCENE[:1]
+    img = project_points(cast(one), CFG)
+    t = build_targets(img, one[:, :3], one[:, 3:6], one[:, 6], CLASSES[:1])
+    out = _perfect_outputs(t)
+    err = {False: [], True: []}
+    for seed in range(20):
+        noisy = dict(out, offset=out["offset"] + np.random.default_rng(seed).normal(0, 0.3, out["offset"].shape)
+                     .astype(np.float32))
+        for vote in (False, True):
+            det = decode(noisy, img.xyz, img.mask, DecodeConfig(score_threshold=0.5, box_vote=vote))
+            assert len(det) == 1
+            err[vote].append(np.linalg.norm(det.centers[0] - one[0, :3]))
+    assert np.mean(err[True]) < 0.6 * np.mean(err[False])

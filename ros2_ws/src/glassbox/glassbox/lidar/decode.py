@@ -13,7 +13,11 @@ Works on numpy arrays of one scan (the outputs of either backend, torch or ONNX 
    the ``spread_topk`` best-scoring filled pixels of its class in a (2 ``spread_radius`` + 1)^2 window around the
    peak whose score is at least ``spread_min_ratio`` times the peak's (pixels of the same object, not the wall
    behind it): the score-weighted RMS distance of their centres to their mean (metres) and the circular standard
-   deviation of their yaws (radians).
+   deviation of their yaws (radians);
+5. with ``box_vote`` (the box averaging of LaserNet, Meyer et al. 2019: every point of an object predicts its box,
+   and their mean is a better estimate than any one of them) the box of each detection becomes the score-weighted
+   mean over those same pixels: centre and log size averaged, the yaw axis averaged on the doubled angle and its
+   direction kept from the peak. The score stays the peak's.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ class DecodeConfig:
     spread_radius: int = 2
     spread_topk: int = 8
     spread_min_ratio: float = 0.5
+    box_vote: bool = False
 
     def __post_init__(self) -> None:
         if self.peak_kernel < 1 or self.peak_kernel % 2 == 0:
@@ -151,7 +156,9 @@ def decode(outputs: dict[str, np.ndarray], xyz: np.ndarray, mask: np.ndarray,
     keep = rotated_nms(boxes, sc, cfg.nms_iou, cls, cfg.max_detections)
     cls, rows, cols, sc = cls[keep], rows[keep], cols[keep], sc[keep]
     centers, sizes, yaw = centers[keep], sizes[keep], yaw[keep]
-    spread_c, spread_y = _spread(scores, cls, rows, cols, outputs, xyz, mask, cfg)
+    spread_c, spread_y, voted = _spread(scores, cls, rows, cols, outputs, xyz, mask, cfg)
+    if cfg.box_vote:
+        centers, sizes, yaw = voted
     return Detections3D(
         centers=centers.astype(np.float32), sizes=sizes.astype(np.float32), yaw=yaw.astype(np.float32),
         classes=cls.astype(np.int64), scores=sc.astype(np.float32),
@@ -161,8 +168,9 @@ def decode(outputs: dict[str, np.ndarray], xyz: np.ndarray, mask: np.ndarray,
 
 def _spread(scores: np.ndarray, cls: np.ndarray, rows: np.ndarray, cols: np.ndarray,
             outputs: dict[str, np.ndarray], xyz: np.ndarray, mask: np.ndarray,
-            cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Centre spread (m) and yaw spread (rad) over the top-k pixels around every detection's peak."""
+            cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Centre spread (m) and yaw spread (rad) over the top-k pixels around every detection's peak, and the
+    score-weighted mean box of those pixels (centres, sizes, yaw)."""
     _, h, w = scores.shape
     r = cfg.spread_radius
     dr, dc = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
@@ -177,14 +185,22 @@ def _spread(scores: np.ndarray, cls: np.ndarray, rows: np.ndarray, cols: np.ndar
     top = np.argsort(-ws, axis=1)[:, :kk]                                  # (D, k)
     tr, tc = np.take_along_axis(wr, top, 1), np.take_along_axis(wc, top, 1)
     tw = np.clip(np.take_along_axis(ws, top, 1), 0.0, None)                # invalid slots weigh 0
-    centers, _, yaw = boxes_at(tr.ravel(), tc.ravel(), outputs, xyz)
+    centers, sizes, yaw = boxes_at(tr.ravel(), tc.ravel(), outputs, xyz)
     d = len(rows)
-    centers = centers.reshape(d, kk, 3)
-    yaw = yaw.reshape(d, kk)
+    centers, sizes, yaw = centers.reshape(d, kk, 3), sizes.reshape(d, kk, 3), yaw.reshape(d, kk)
     wsum = tw.sum(1, keepdims=True)
     wn = np.divide(tw, wsum, out=np.zeros_like(tw), where=wsum > 0)
     mean = (centers * wn[..., None]).sum(1, keepdims=True)
     spread_c = np.sqrt((((centers - mean) ** 2).sum(-1) * wn).sum(1))
     res = np.hypot((np.cos(yaw) * wn).sum(1), (np.sin(yaw) * wn).sum(1))
     spread_y = np.sqrt(-2.0 * np.log(np.clip(res, 1e-12, 1.0)))
-    return spread_c, spread_y
+    mean_size = np.exp((np.log(sizes) * wn[..., None]).sum(1))
+    axis = 0.5 * np.arctan2((np.sin(2 * yaw) * wn).sum(1), (np.cos(2 * yaw) * wn).sum(1))
+    peak_c, peak_s, peak_yaw = boxes_at(rows, cols, outputs, xyz)
+    axis = np.where(np.cos(axis - peak_yaw) >= 0, axis, axis + np.pi)       # the peak's direction
+    axis = (axis + np.pi) % (2 * np.pi) - np.pi
+    empty = wsum[:, 0] <= 0                                                # no pixel passed: keep the peak's box
+    mean_c = np.where(empty[:, None], peak_c, mean[:, 0])
+    mean_size = np.where(empty[:, None], peak_s, mean_size)
+    axis = np.where(empty, peak_yaw, axis)
+    return spread_c, spread_y, (mean_c, mean_size, axis)
