@@ -54,8 +54,8 @@ def valid_points(points: np.ndarray, max_range_m: float) -> tuple[np.ndarray, np
     """Masks (N,) of the points with a NaN/inf coordinate or intensity, and of the finite points with a range
     beyond ``max_range_m`` (computed in float64, so coordinates near the float32 limit do not overflow)."""
     finite = np.isfinite(points).all(axis=1)
-    xyz = points[:, :3].astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):                # signalling NaNs (flipped bytes) warn
+        xyz = points[:, :3].astype(np.float64)
         far = finite & ~(np.einsum("ij,ij->i", xyz, xyz) <= max_range_m ** 2)
     return ~finite, far
 
