@@ -207,3 +207,41 @@ def test_stage_resamples_reports_and_rejects(stage):
     with pytest.raises(gm.ConversionError, match="vertical field of view") as exc:
         stage.feed("lidar", _msg(stage, high, ring, 3), 3 * 10 ** 9)
     assert exc.value.reason == "sensor_mismatch"
+
+
+def test_nonfinite_and_out_of_range_points_are_dropped_before_projection(stage):
+    prof, proj = _model()
+    pipe = stage.pipeline
+    points, ring = _sphere_cloud(prof.elevations_deg, intensity_max=1.0, top_first=False)
+    bad = points.copy()
+    rng = np.random.default_rng(1)
+    idx = rng.choice(len(bad), 50, replace=False)
+    bad[idx[:10], 0] = np.nan                        # 10 NaN coordinates
+    bad[idx[10:20], 2] = -np.inf                     # 10 inf coordinates
+    bad[idx[20:25], 3] = np.nan                      # 5 NaN intensities
+    bad[idx[25:35], 1] = 1e38                        # 10 flipped-byte coordinates: finite, far beyond range
+    bad[idx[35:50], :3] *= 13.0                      # 15 returns at 130 m > the HDL-64E's 120 m
+    keep = np.ones(len(bad), bool)
+    keep[idx] = False
+    before = dict(pipe.fit.dropped)
+    image, x = pipe.project(bad, ring)
+    assert {k: pipe.fit.dropped[k] - before[k] for k in before} == {"nonfinite": 25, "out_of_range": 25}
+    clean_image, clean_x = pipe.project(points[keep], ring[keep])
+    assert np.isfinite(x).all()
+    np.testing.assert_array_equal(x, clean_x)        # projected and normalised exactly like the clean cloud
+    np.testing.assert_array_equal(image.range, clean_image.range)
+    np.testing.assert_array_equal(image.point_index, clean_image.point_index)
+    assert int(image.mask.sum()) == int(keep.sum()) == len(points) - 50      # one point per pixel, none lost
+    assert stage.info()["dropped_points/nonfinite"] == str(pipe.fit.dropped["nonfinite"])
+
+
+def test_a_cloud_with_no_valid_point_is_rejected_as_empty(stage):
+    prof, _ = _model()
+    points, ring = _sphere_cloud(prof.elevations_deg[:2], columns=8, intensity_max=1.0)
+    points[:8, 0] = np.inf
+    points[8:, :3] *= 1000.0
+    before = dict(stage.pipeline.fit.dropped)
+    with pytest.raises(gm.ConversionError, match="no point of the cloud is finite") as exc:
+        stage.feed("lidar", _msg(stage, points, ring, 50), 50 * 10 ** 9)
+    assert exc.value.reason == "empty"
+    assert {k: stage.pipeline.fit.dropped[k] - before[k] for k in before} == {"nonfinite": 8, "out_of_range": 8}

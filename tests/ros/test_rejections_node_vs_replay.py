@@ -46,7 +46,7 @@ def lidar_inputs() -> list[tuple[PointCloud2, str | None]]:
     short.data = bytes(short.data)[:-7]
     all_nan = cv.build.pointcloud2(gm.xyz_to_structured(np.full((40, 4), np.nan, np.float32)), _header(104, "lidar"))
     return [(good(100), None), (empty, "empty"), (no_z, "missing_field"), (short, "size_mismatch"),
-            (all_nan, "non_finite"), (good(105), None), (good(104.5), "stamp_backwards"), (good(106), None)]
+            (all_nan, "empty"), (good(105), None), (good(104.5), "stamp_backwards"), (good(106), None)]
 
 
 def camera_inputs() -> list[tuple[Image, str | None]]:

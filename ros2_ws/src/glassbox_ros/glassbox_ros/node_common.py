@@ -94,7 +94,8 @@ def _not_in_choices(value: Any, choices: Sequence[str] | None) -> Any:
 def declare(node: Node, name: str, default: Any, description: str, *, lo: float | None = None,
             hi: float | None = None, choices: Sequence[str] | None = None, read_only: bool = False,
             on_set: Callable[[Any], None] | None = None) -> Any:
-    """Declare a parameter with a descriptor (description, range, read-only) and return its value.
+    """Declare a parameter with a descriptor (description, range, choices as ``additional_constraints``,
+    read-only) and return its value; ``scripts/param_tables.py`` writes ``docs/parameters.md`` from them.
 
     A parameter is either ``read_only`` or changes while the node runs through ``on_set(value)``, registered in
     ``node.live`` (a :class:`LiveParameters`); rclpy refuses values outside the range, ``on_set`` is only called
@@ -102,8 +103,8 @@ def declare(node: Node, name: str, default: Any, description: str, *, lo: float 
     """
     if read_only == (on_set is not None):
         raise TypeError(f"parameter '{name}': a parameter that is not read-only needs on_set, a read-only one none")
-    desc = ParameterDescriptor(description=description + (f" (one of: {', '.join(choices)})" if choices else ""),
-                               read_only=read_only)
+    desc = ParameterDescriptor(description=description, read_only=read_only,
+                               additional_constraints=f"one of: {', '.join(choices)}" if choices else "")
     if lo is not None and hi is not None:
         if isinstance(default, bool):
             pass

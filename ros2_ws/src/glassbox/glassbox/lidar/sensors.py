@@ -10,7 +10,10 @@ each ring, the vertical field of view of the points, the intensity range) and, w
 sensor, resamples it into the model's geometry: each ring goes to the model row nearest its measured elevation
 (through the model's beam table), intensities are rescaled to the model's units. What differs is reported once
 (``notices``) and kept in ``state``; a cloud with no point inside the model's vertical field of view, or with
-intensities in no known unit, raises :class:`SensorMismatchError`.
+intensities in no known unit, raises :class:`SensorMismatchError`. Before any of that, points with a NaN/inf
+coordinate or intensity and points beyond the profile's ``max_range_m`` (a flipped byte in a float is either)
+are dropped and counted (``dropped``, ``info()["dropped_points/..."]``); a cloud with no point left raises
+:class:`NoValidPointError`.
 """
 from __future__ import annotations
 
@@ -37,6 +40,24 @@ class SensorError(ValueError):
 
 class SensorMismatchError(ValueError):
     """A cloud that cannot be fitted to the model's sensor geometry (the reason is the message)."""
+
+
+class NoValidPointError(ValueError):
+    """A cloud none of whose points is finite and within the sensor's range."""
+
+
+#: why points are dropped before a cloud is fitted and projected (keys of ``CloudFit.dropped``)
+DROP_REASONS = ("nonfinite", "out_of_range")
+
+
+def valid_points(points: np.ndarray, max_range_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Masks (N,) of the points with a NaN/inf coordinate or intensity, and of the finite points with a range
+    beyond ``max_range_m`` (computed in float64, so coordinates near the float32 limit do not overflow)."""
+    finite = np.isfinite(points).all(axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):                # signalling NaNs (flipped bytes) warn
+        xyz = points[:, :3].astype(np.float64)
+        far = finite & ~(np.einsum("ij,ij->i", xyz, xyz) <= max_range_m ** 2)
+    return ~finite, far
 
 
 @dataclass(frozen=True)
@@ -176,9 +197,10 @@ class CloudFit:
 
     ``fit = CloudFit(profile, projection)``; ``fit(points, ring) -> (points, ring)`` returns the cloud to project:
     the same arrays when it matches the model's sensor, else the ring remapped to the model's rows and the
-    intensities rescaled. ``state`` says what differs in the last cloud ("" = the model's own sensor);
-    ``notices`` holds the first description of each kind of difference (rows, field of view, intensity), logged
-    once; ``info()`` gives the facts for diagnostics."""
+    intensities rescaled; points that are not finite or lie beyond the profile's range are dropped first and
+    counted in ``dropped`` (totals since the start, by :data:`DROP_REASONS`). ``state`` says what differs in the
+    last cloud ("" = the model's own sensor); ``notices`` holds the first description of each kind of difference
+    (rows, field of view, intensity), logged once; ``info()`` gives the facts for diagnostics."""
 
     def __init__(self, profile: SensorProfile, projection: ProjectionConfig) -> None:
         if projection.beam_elevations_deg and not (
@@ -192,6 +214,7 @@ class CloudFit:
         self.notices: list[str] = []
         self._noticed: set[str] = set()
         self.facts: dict[str, str] = {}
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
 
     # ------------------------------------------------------------------------------------------ checks
     def _unit(self, points: np.ndarray) -> float:
@@ -250,9 +273,24 @@ class CloudFit:
         lo, hi = np.rad2deg(np.percentile(elev, [0.5, 99.5]))
         return float(lo), float(hi), inside
 
+    def _drop_invalid(self, points: np.ndarray, ring: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The points that are finite and within range (the same arrays when all are), the rest counted."""
+        nonfinite, far = valid_points(points, self.profile.max_range_m)
+        bad = nonfinite | far
+        if not bad.any():
+            return points, ring
+        self.dropped["nonfinite"] += int(np.count_nonzero(nonfinite))
+        self.dropped["out_of_range"] += int(np.count_nonzero(far))
+        if bad.all():
+            raise NoValidPointError(f"no point of the cloud is finite and within {self.profile.max_range_m:g} m "
+                                    f"({np.count_nonzero(nonfinite)} NaN/inf, {np.count_nonzero(far)} beyond range)")
+        keep = ~bad
+        return points[keep], (None if ring is None else np.asarray(ring)[keep])
+
     # ------------------------------------------------------------------------------------------ fit
     def __call__(self, points: np.ndarray, ring: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         p, cfg = self.profile, self.projection
+        points, ring = self._drop_invalid(points, ring)
         up, down = self._edges()
         model_fov = f"{p.name}: {_fov(math.degrees(down), math.degrees(up))}"
         differences: dict[str, str] = {}           # kind -> description
@@ -316,4 +354,5 @@ class CloudFit:
 
     def info(self) -> dict[str, str]:
         """Facts for the node's diagnostics: the model's sensor and what the last cloud looked like."""
-        return {"sensor": self.profile.name, **self.facts}
+        return {"sensor": self.profile.name, **self.facts,
+                **{f"dropped_points/{k}": str(n) for k, n in self.dropped.items()}}

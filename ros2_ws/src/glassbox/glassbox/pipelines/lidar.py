@@ -64,7 +64,9 @@ class LidarDetectionResult:
 
 class LidarDetectionPipeline(ModelPipeline):
     """``pipeline(points (N, >=4) xyzi[, ring]) -> LidarDetectionResult``; raises
-    ``glassbox.lidar.sensors.SensorMismatchError`` for a cloud that does not fit the model's sensor geometry.
+    ``glassbox.lidar.sensors.SensorMismatchError`` for a cloud that does not fit the model's sensor geometry and
+    ``NoValidPointError`` for one without a finite point within the sensor's range (NaN/inf and out-of-range
+    points are dropped before projection and normalisation, counted in ``fit.dropped``).
     ``fit`` (a ``CloudFit``) says what differed in the clouds seen so far (``state``, ``notices``, ``info()``)."""
 
     config_cls = LidarDetectionConfig

@@ -6,7 +6,10 @@ gets arrays. The pipeline fits each cloud to the model card's sensor profile: a 
 beam table, ring count or intensity unit) is resampled into the model's geometry and the difference is kept in
 ``state`` (the node's diagnostics: a warning with the reason, logged once); a cloud that cannot be fitted (no
 point inside the model's vertical field of view, intensities in no known unit) is rejected as
-``sensor_mismatch``. ``info()`` gives the model's sensor and what the last cloud looked like (``sensor/...``).
+``sensor_mismatch``. Points with a NaN/inf coordinate or intensity, or beyond the sensor's range, are dropped
+before the fit and counted (``info()["dropped_points/nonfinite"]``, ``["dropped_points/out_of_range"]``, totals
+since the start); a cloud with no point left is rejected as ``empty``. ``info()`` gives the model's sensor and
+what the last cloud looked like (``sensor/...``).
 Each detection's pose covariance is built from the spreads of its DetectionUncertainty
 (``glassbox.msg.pose_covariance_from_spreads``: m^2 for position, rad^2 for yaw, in the cloud's frame).
 """
@@ -18,7 +21,7 @@ import numpy as np
 
 from glassbox import msg as gm
 from glassbox.classes import DETECTION_CLASSES
-from glassbox.lidar.sensors import SensorMismatchError
+from glassbox.lidar.sensors import NoValidPointError, SensorMismatchError
 from glassbox.pipelines.lidar import LidarDetectionPipeline, LidarDetectionResult
 from glassbox.stages.base import Stage, StageOutput
 
@@ -26,22 +29,16 @@ CLASS_COLORS = {"car": (0.1, 0.4, 1.0, 0.5), "pedestrian": (1.0, 0.1, 0.2, 0.5),
 
 
 def decode_points(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """xyzi (N, 4) float32 of the finite points and their ring column when the cloud has one.
-
-    Rejects clouds with no point (``empty``) and clouds with no finite point (``non_finite``).
-    """
+    """xyzi (N, 4) float32 of every point and their ring column when the cloud has one (NaN/inf and out-of-range
+    points are dropped by the pipeline's ``CloudFit``). Rejects clouds with no point (``empty``)."""
     cloud = gm.pointcloud2_to_array(msg)
     xyzi = gm.cloud_to_xyz(cloud, ("x", "y", "z", "intensity"), skip_nans=False)
     if xyzi.shape[0] == 0:
         raise gm.ConversionError("empty", "point cloud has no point")
-    finite = np.isfinite(xyzi[:, :3]).all(axis=1)
-    if not finite.any():
-        raise gm.ConversionError("non_finite", f"point cloud has no finite point ({xyzi.shape[0]} points, all "
-                                 "NaN/inf)")
     ring = None
     if "ring" in (cloud.dtype.names or ()):
-        ring = np.ascontiguousarray(cloud.reshape(-1)["ring"])[finite].astype(np.int64)
-    return (xyzi if finite.all() else xyzi[finite]), ring
+        ring = np.ascontiguousarray(cloud.reshape(-1)["ring"]).astype(np.int64)
+    return xyzi, ring
 
 
 class LidarStage(Stage):
@@ -62,6 +59,8 @@ class LidarStage(Stage):
             result: LidarDetectionResult = self.pipeline(points, ring)
         except SensorMismatchError as exc:
             raise gm.ConversionError("sensor_mismatch", str(exc)) from None
+        except NoValidPointError as exc:
+            raise gm.ConversionError("empty", str(exc)) from None
         finally:
             self.state = self.pipeline.fit.state
         d = result.detections
