@@ -1,7 +1,7 @@
 """Start fusion_node alone: `ros2 launch glassbox_bringup fusion.launch.py`.
 
 It is perception.launch.py with `nodes:=fusion`, so it takes the same arguments (namespace, backend, providers,
-device, use_sim_time, models_dir and the sensor topics), e.g.
+device, use_sim_time, models_dir, lifecycle and the sensor topics), e.g.
 `ros2 launch glassbox_bringup fusion.launch.py thermal_topic:=/flir/image_raw`.
 """
 from pathlib import Path

@@ -1,7 +1,7 @@
 """Start image_refiner_node alone: `ros2 launch glassbox_bringup image_refiner.launch.py`.
 
 It is perception.launch.py with `nodes:=refiner`, so it takes the same arguments (namespace, backend, providers,
-device, use_sim_time, models_dir and the sensor topics), e.g.
+device, use_sim_time, models_dir, lifecycle and the sensor topics), e.g.
 `ros2 launch glassbox_bringup image_refiner.launch.py camera_topic:=/camera/color/image_raw`.
 """
 from pathlib import Path

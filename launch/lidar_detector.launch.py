@@ -1,7 +1,7 @@
 """Start lidar_detector_node alone: `ros2 launch glassbox_bringup lidar_detector.launch.py`.
 
 It is perception.launch.py with `nodes:=lidar`, so it takes the same arguments (namespace, backend, providers,
-device, use_sim_time, models_dir and the sensor topics), e.g.
+device, use_sim_time, models_dir, lifecycle and the sensor topics), e.g.
 `ros2 launch glassbox_bringup lidar_detector.launch.py points_topic:=/ouster/points`.
 """
 from pathlib import Path

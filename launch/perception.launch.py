@@ -9,7 +9,9 @@ Arguments:
   use_sim_time, models_dir (folder of model cards; default the installed share/glassbox_bringup/models),
   points_topic, camera_topic, thermal_topic (the robot's sensor topics), segment_refined (true|false),
   dds_profile (Fast DDS XML profile applied when the environment names none; default the large-data profile
-  config/dds/fastdds_large_data.xml; empty = leave the environment alone).
+  config/dds/fastdds_large_data.xml; empty = leave the environment alone),
+  lifecycle (true|false, default false: the perception nodes start unconfigured as managed nodes and wait for
+  `ros2 lifecycle set <node> configure` / `activate`; the entropy monitor is not a managed node).
 """
 import os
 from pathlib import Path
@@ -35,7 +37,7 @@ def _setup(context):
     wanted = {n.strip() for n in arg("nodes").split(",") if n.strip()}
     common = {"use_sim_time": arg("use_sim_time") == "true"}
     infer = {"backend": arg("backend"), "device": arg("device"),
-             "providers": [p for p in arg("providers").split(",") if p]}
+             "providers": [p for p in arg("providers").split(",") if p], "lifecycle": arg("lifecycle") == "true"}
     specs = _node_specs()
     unknown = sorted(wanted - {s["key"] for s in specs})
     if unknown:
@@ -93,5 +95,6 @@ def generate_launch_description():
         DeclareLaunchArgument("thermal_topic", default_value="/sensors/camera/thermal/image_raw"),
         DeclareLaunchArgument("segment_refined", default_value="true"),
         DeclareLaunchArgument("dds_profile", default_value="config/dds/fastdds_large_data.xml"),
+        DeclareLaunchArgument("lifecycle", default_value="false"),
         OpaqueFunction(function=_setup),
     ])

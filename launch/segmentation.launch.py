@@ -1,7 +1,7 @@
 """Start segmentation_node alone: `ros2 launch glassbox_bringup segmentation.launch.py`.
 
 It is perception.launch.py with `nodes:=segmentation`, so it takes the same arguments (namespace, backend, providers,
-device, use_sim_time, models_dir and the sensor topics), e.g.
+device, use_sim_time, models_dir, lifecycle and the sensor topics), e.g.
 `ros2 launch glassbox_bringup segmentation.launch.py camera_topic:=/camera/color/image_raw`.
 """
 from pathlib import Path

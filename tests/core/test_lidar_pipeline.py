@@ -88,6 +88,25 @@ def test_dynamic_width_and_probe_every_n(scan, exported):
     assert first.entropy is not None and second.entropy is None
 
 
+def test_warmup_at_build_or_on_demand(scan, exported):
+    """warmup_runs=0 builds without running the network; warmup() then runs it as frames will (with the entropy
+    part, and once more without when some frames go without it); the frames after it are the same."""
+    from dataclasses import replace
+    d, _ = exported
+    cfg = replace(_config(scan, d, "onnxruntime"), warmup_runs=0, probe=ProbeConfig(every_n=2, max_samples=16))
+    pipe = LidarDetectionPipeline(cfg)
+    calls = []
+    run = pipe.runtime.run
+    pipe.runtime.run = lambda feed, entropy=True: (calls.append((feed[INPUT_NAME].shape, entropy)),
+                                                   run(feed, entropy=entropy))[1]
+    pipe.warmup()
+    shape = (1, 5, cfg.projection.height, cfg.projection.width)
+    assert calls == [(shape, True), (shape, False)]
+    warm = LidarDetectionPipeline(replace(cfg, warmup_runs=1))
+    a, b = pipe(scan[0].points, ring=scan[0].ring), warm(scan[0].points, ring=scan[0].ring)
+    np.testing.assert_array_equal(a.detections.scores, b.detections.scores)
+
+
 def test_configuration_errors(scan, exported):
     d, _ = exported
     with pytest.raises(LidarPipelineError):

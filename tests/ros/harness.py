@@ -122,6 +122,19 @@ class RosClient:
                            timeout)
         return {n: parameter_value_to_python(v) for n, v in zip(names, reply.values)}
 
+    def change_state(self, node_fqn: str, transition: int, timeout: float = 120.0) -> bool:
+        """Trigger lifecycle ``transition`` (a lifecycle_msgs/msg/Transition id) through the node's
+        ``change_state`` service (what ``ros2 lifecycle set`` does); whether it succeeded."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+        request = ChangeState.Request(transition=Transition(id=transition))
+        return self._call(ChangeState, f"{node_fqn}/change_state", request, timeout).success
+
+    def lifecycle_state(self, node_fqn: str, timeout: float = 60.0) -> str:
+        """The label of the node's lifecycle state (``unconfigured``, ``inactive``, ``active``, ``finalized``)."""
+        from lifecycle_msgs.srv import GetState
+        return self._call(GetState, f"{node_fqn}/get_state", GetState.Request(), timeout).current_state.label
+
     def close(self) -> None:
         self.executor.remove_node(self.node)
         self.node.destroy_node()

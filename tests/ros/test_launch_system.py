@@ -129,6 +129,28 @@ def test_suite_launch_starts_every_node_answers_and_stops_cleanly(tmp_path, ros_
 
 
 @pytest.mark.skipif(bool(SKIP), reason=SKIP)
+def test_lifecycle_argument_starts_a_managed_node(tmp_path, ros_client):
+    """``lifecycle:=true`` reaches the node through a single-node launch file: it waits unconfigured, is driven
+    to active through its lifecycle services, and the launch still shuts down cleanly."""
+    from lifecycle_msgs.msg import Transition
+    from sensor_msgs.msg import PointCloud2
+    proc, log = _launch(tmp_path, "lidar_detector.launch.py", "namespace:=lc", "lifecycle:=true",
+                        "points_topic:=/lc_in/points")
+    node = "/lc/lidar/lidar_detector"
+    try:
+        points = ros_client.publisher(PointCloud2, "/lc_in/points")
+        assert ros_client.lifecycle_state(node, timeout=180) == "unconfigured", log.read_text()[-3000:]
+        assert points.get_subscription_count() == 0
+        assert ros_client.change_state(node, Transition.TRANSITION_CONFIGURE), log.read_text()[-3000:]
+        assert ros_client.change_state(node, Transition.TRANSITION_ACTIVATE), log.read_text()[-3000:]
+        assert ros_client.lifecycle_state(node) == "active"
+        ros_client.wait_for_subscribers(points, timeout=120)
+    finally:
+        code = _stop(proc)
+    assert code == 0, log.read_text()[-3000:]
+
+
+@pytest.mark.skipif(bool(SKIP), reason=SKIP)
 @pytest.mark.parametrize("args, message", [
     (("nodes:=lidar,radar",), "unknown node 'radar'"),
     (("nodes:=lidar", "models_dir:=/nonexistent/models"), "model card /nonexistent/models/spi_lidar.card.yaml not found"),

@@ -27,7 +27,7 @@ def subscribe_inputs(node: Any, inputs: Sequence[Stream], on_input: Callable[[st
     facts for its diagnostics (transport and camera_info topic of each camera)."""
     from glassbox_ros.converters import RclpyFactory
     cameras = [s for s in inputs if s.is_camera]
-    default = declare(node, "image_transport", "raw", "how camera images arrive: raw (sensor_msgs/Image on the "
+    default = _declare_once(node, "image_transport", "raw", "how camera images arrive: raw (sensor_msgs/Image on the "
                       "image topic) or compressed (sensor_msgs/CompressedImage, JPEG or PNG, on <image>/compressed)",
                       choices=TRANSPORTS, read_only=True) if cameras else ""
     subs, info = [], {}
@@ -39,7 +39,7 @@ def subscribe_inputs(node: Any, inputs: Sequence[Stream], on_input: Callable[[st
             continue
         transport = default
         if len(cameras) > 1:
-            transport = declare(node, f"{s.role}.image_transport", "", f"image_transport of the {s.role} camera; "
+            transport = _declare_once(node, f"{s.role}.image_transport", "", f"image_transport of the {s.role} camera; "
                                 "empty = image_transport", choices=("",) + TRANSPORTS, read_only=True) or default
         base = node.resolve_topic_name(s.topic)
         if transport == "compressed":
@@ -55,6 +55,11 @@ def subscribe_inputs(node: Any, inputs: Sequence[Stream], on_input: Callable[[st
                                                  partial(_on_camera_info, node, s.role), qos,
                                                  qos_overriding_options=overridable()))
     return subs, info
+
+
+def _declare_once(node: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    """:func:`declare`, or the value of the parameter a previous activation of the node declared."""
+    return node.get_parameter(name).value if node.has_parameter(name) else declare(node, name, *args, **kwargs)
 
 
 def _on_camera_info(node: Any, role: str, msg: Any) -> None:

@@ -33,38 +33,40 @@ from glassbox_ros.node_common import ParameterValueError, PerceptionNode, declar
 class FusionNode(PerceptionNode):
     def __init__(self) -> None:
         super().__init__("fusion", expected_rate_hz=15.0)
-        slop = declare(self, "sync.slop_s", 0.05, "max stamp difference of a fused RGB-thermal pair, s",
-                       lo=0.0, hi=1.0, on_set=lambda v: self.set_sync(slop_s=v))
-        queue = declare(self, "sync.queue_size", 10, "frames kept per stream while waiting for a partner",
-                        lo=1, hi=100, on_set=lambda v: self.set_sync(queue_size=v))
-        timeout_s = declare(self, "sensor_timeout_s", 0.5, "silence (node clock) after which a stream counts as "
-                            "absent, s", lo=0.05, hi=60.0,
-                            on_set=lambda v: setattr(self.stage, "timeout_ns", int(round(v * 1e9))))
-        homography = declare(self, "homography_thermal_to_rgb", [0.0] * 9, "3x3 row-major homography mapping "
-                             "thermal pixels to RGB pixels, used as it is; all zeros = built from camera_info, "
-                             "calibration_file and TF, else the model card's", read_only=True)
-        calibration_file = declare(self, "calibration_file", "", "fusion calibration YAML: camera_calibration "
-                                   "files of the two cameras and the thermal -> RGB extrinsic; empty = intrinsics "
-                                   "from camera_info, extrinsic from TF", read_only=True)
-        plane_m = declare(self, "homography_plane_distance_m", 20.0, "distance of the fronto-parallel plane in "
-                          "front of the thermal camera whose homography maps thermal to RGB pixels, m; 0 = the "
-                          "infinite homography K_rgb R K_thermal^-1", lo=0.0, hi=10000.0, read_only=True)
-        score = declare(self, "score_threshold", -1.0, "minimum detection score; -1 = the model card's",
-                        lo=-1.0, hi=1.0, on_set=self.set_score_threshold)
-        overrides = {"homography_thermal_to_rgb": tuple(float(v) for v in homography)} if any(homography) else {}
+        declare(self, "sync.slop_s", 0.05, "max stamp difference of a fused RGB-thermal pair, s", lo=0.0, hi=1.0,
+                on_set=lambda v: self.set_sync(slop_s=v))
+        declare(self, "sync.queue_size", 10, "frames kept per stream while waiting for a partner", lo=1, hi=100,
+                on_set=lambda v: self.set_sync(queue_size=v))
+        declare(self, "sensor_timeout_s", 0.5, "silence (node clock) after which a stream counts as absent, s",
+                lo=0.05, hi=60.0, on_set=lambda v: setattr(self.stage, "timeout_ns", int(round(v * 1e9))))
+        self.homography = declare(self, "homography_thermal_to_rgb", [0.0] * 9, "3x3 row-major homography "
+                                  "mapping thermal pixels to RGB pixels, used as it is; all zeros = built from "
+                                  "camera_info, calibration_file and TF, else the model card's", read_only=True)
+        self.calibration_file = declare(self, "calibration_file", "", "fusion calibration YAML: "
+                                        "camera_calibration files of the two cameras and the thermal -> RGB "
+                                        "extrinsic; empty = intrinsics from camera_info, extrinsic from TF",
+                                        read_only=True)
+        self.plane_m = declare(self, "homography_plane_distance_m", 20.0, "distance of the fronto-parallel plane "
+                               "in front of the thermal camera whose homography maps thermal to RGB pixels, m; 0 = "
+                               "the infinite homography K_rgb R K_thermal^-1", lo=0.0, hi=10000.0, read_only=True)
+        declare(self, "score_threshold", -1.0, "minimum detection score; -1 = the model card's", lo=-1.0, hi=1.0,
+                on_set=self.set_score_threshold)
+        self.tf_buffer = None
+        if not self.calibration_file and not any(self.homography):
+            self.tf_buffer = self._tf_buffer()
+
+    def make_stage(self) -> FusionStage:
+        fixed = any(self.homography)
+        overrides = {"homography_thermal_to_rgb": tuple(float(v) for v in self.homography)} if fixed else {}
         try:
-            calibration = load_fusion_calibration(calibration_file) if calibration_file else None
+            calibration = load_fusion_calibration(self.calibration_file) if self.calibration_file else None
         except CalibrationError as exc:
             raise ParameterValueError(f"calibration_file: {exc}") from None
         pipeline = self.build_pipeline(**overrides)
-        self.card_score_threshold = pipeline.cfg.score_threshold
-        self.start(FusionStage(pipeline, RCLPY, SyncConfig(slop_s=slop, queue_size=queue),
-                               sensor_timeout_s=timeout_s, calibration=calibration, plane_distance_m=plane_m,
-                               fixed_homography=any(homography)))
-        self.set_score_threshold(score)
-        self.tf_buffer = None
-        if calibration is None and not any(homography):
-            self.tf_buffer = self._tf_buffer()
+        self.card_score_threshold = pipeline.cfg.score_threshold    # score_threshold is applied with the others
+        sync = SyncConfig(slop_s=self.param("sync.slop_s"), queue_size=self.param("sync.queue_size"))
+        return FusionStage(pipeline, RCLPY, sync, sensor_timeout_s=self.param("sensor_timeout_s"),
+                           calibration=calibration, plane_distance_m=self.plane_m, fixed_homography=fixed)
 
     def set_sync(self, **values) -> None:
         self.stage.sync.configure(replace(self.stage.sync.cfg, **values))
@@ -91,6 +93,8 @@ class FusionNode(PerceptionNode):
         """rgb_T_thermal from TF: the pose of the thermal image's frame in the RGB image's frame."""
         import rclpy.time
         import tf2_ros
+        if self.stage is None:
+            return
         rgb, thermal = self.stage.frames.get("rgb"), self.stage.frames.get("thermal")
         if not rgb or not thermal:
             return

@@ -16,7 +16,9 @@ from glassbox_ros.node_common import PerceptionNode, run_node
 class ImageRefinerNode(PerceptionNode):
     def __init__(self) -> None:
         super().__init__("refiner", expected_rate_hz=15.0)
-        self.start(RefinerStage(self.build_pipeline(), RCLPY))
+
+    def make_stage(self) -> RefinerStage:
+        return RefinerStage(self.build_pipeline(), RCLPY)
 
 
 def main(args=None) -> None:

@@ -18,16 +18,17 @@ from glassbox_ros.node_common import PerceptionNode, declare, run_node
 class LidarDetectorNode(PerceptionNode):
     def __init__(self) -> None:
         super().__init__("lidar", expected_rate_hz=10.0)
-        score = declare(self, "score_threshold", -1.0, "minimum detection score; -1 = the model card's",
-                        lo=-1.0, hi=1.0, on_set=lambda v: self.set_decode(score_threshold=v))
-        nms = declare(self, "nms_iou", -1.0, "rotated BEV IoU above which the weaker box is suppressed; -1 = the "
-                      "model card's", lo=-1.0, hi=1.0, on_set=lambda v: self.set_decode(nms_iou=v))
-        lifetime = declare(self, "marker_lifetime_s", 0.2, "lifetime of the box markers, s", lo=0.0, hi=10.0,
-                           on_set=lambda v: setattr(self.stage, "marker_lifetime_s", v))
+        declare(self, "score_threshold", -1.0, "minimum detection score; -1 = the model card's", lo=-1.0, hi=1.0,
+                on_set=lambda v: self.set_decode(score_threshold=v))
+        declare(self, "nms_iou", -1.0, "rotated BEV IoU above which the weaker box is suppressed; -1 = the model "
+                "card's", lo=-1.0, hi=1.0, on_set=lambda v: self.set_decode(nms_iou=v))
+        declare(self, "marker_lifetime_s", 0.2, "lifetime of the box markers, s", lo=0.0, hi=10.0,
+                on_set=lambda v: setattr(self.stage, "marker_lifetime_s", v))
+
+    def make_stage(self) -> LidarStage:
         pipeline = self.build_pipeline()
-        self.card_decode = pipeline.cfg.decode
-        self.start(LidarStage(pipeline, RCLPY, marker_lifetime_s=lifetime))
-        self.set_decode(score_threshold=score, nms_iou=nms)
+        self.card_decode = pipeline.cfg.decode          # score_threshold and nms_iou are applied with the others
+        return LidarStage(pipeline, RCLPY, marker_lifetime_s=self.param("marker_lifetime_s"))
 
     def set_decode(self, **values: float) -> None:
         """Decoding settings from the next scan on; -1 = the model card's."""

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -42,11 +43,12 @@ class LiveParameters:
     between parameters (``warn_z < error_z``) whatever their order in one request. A refused request is undone
     (the setters already run get the old values back) and answered with ``successful=False`` and the reason.
     Names without a setter (read-only ones, which rclpy refuses itself, and rclpy's own such as ``use_sim_time``)
-    are left alone.
+    are left alone. While ``ready()`` is false (a managed node not configured yet) values are only checked against
+    their choices and kept; :meth:`apply` hands them to the setters once what they set exists.
     """
 
-    def __init__(self, node: Node):
-        self.node = node
+    def __init__(self, node: Node, ready: Callable[[], bool] = lambda: True):
+        self.node, self.ready = node, ready
         self.setters: dict[str, Callable[[Any], None]] = {}
         self.choices: dict[str, Sequence[str]] = {}
         self._pending: dict[str, Any] = {}
@@ -56,6 +58,11 @@ class LiveParameters:
         self.setters[name] = setter
         if choices is not None:
             self.choices[name] = choices
+
+    def apply(self) -> None:
+        """Call every setter with its parameter's current value."""
+        for name, setter in self.setters.items():
+            setter(self.node.get_parameter(name).value)
 
     def value(self, name: str) -> Any:
         return self._pending[name] if name in self._pending else self.node.get_parameter(name).value
@@ -69,8 +76,9 @@ class LiveParameters:
                 bad = _not_in_choices(p.value, self.choices.get(p.name))
                 if bad is not None:
                     raise ValueError(f"{bad!r} is not one of {list(self.choices[p.name])}")
-                self.setters[p.name](p.value)
-                done.append(p.name)
+                if self.ready():
+                    self.setters[p.name](p.value)
+                    done.append(p.name)
         except ValueError as exc:
             self._pending = {}
             for name in reversed(done):
@@ -201,7 +209,9 @@ class NodeDiagnostics:
     names every condition of that level; a stamp jump (a stream's time restarting) is named once. Values: per
     stream input rate, processing latency and stamp-to-publish latency (node clock minus the header stamp) mean
     and p95, processed / skipped / dropped counts, rejections for every reason of ``glassbox.msg.REASONS``, time
-    jumps, execution providers in use and any fallback, and the node's facts (model, backend, ...).
+    jumps, execution providers in use and any fallback, and the node's facts (model, backend, ...). While
+    ``paused`` names a lifecycle state (a managed node not active) the status is OK with that state as its
+    message, and inputs are not judged; :meth:`resume` judges them again from then on.
     """
 
     def __init__(self, node: Node, roles: Sequence[str], expected_rate_hz: float = 0.0):
@@ -231,6 +241,7 @@ class NodeDiagnostics:
         self.warnings: list[str] = []     # lasting conditions (e.g. an execution provider fallback)
         self.state = ""                   # the node's current degraded state, if any ("" = nominal)
         self.notes: list[str] = []        # said once, in the next status
+        self.paused = ""                  # the lifecycle state while the node does not process ("" = active)
         self.started_ns: int | None = None
         self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(),
                                          qos_overriding_options=overridable())
@@ -244,6 +255,12 @@ class NodeDiagnostics:
         for name in ("outcomes", "latencies_ms", "stamp_latencies_ms"):
             setattr(self, name, collections.deque(getattr(self, name), maxlen=cfg.window))
         self.arrivals = {r: collections.deque(a, maxlen=cfg.window) for r, a in self.arrivals.items()}
+
+    def resume(self) -> None:
+        """Judge inputs again, their silence counted from now."""
+        self.paused, self.started_ns = "", None
+        for a in self.arrivals.values():
+            a.clear()
 
     def set_period(self, period_s: float) -> None:
         self.node.destroy_timer(self.timer)
@@ -312,9 +329,9 @@ class NodeDiagnostics:
         now = self.now_ns()
         if self.started_ns is None or now < self.started_ns:
             self.started_ns = now
-        conditions = self.conditions(now)
+        conditions = [] if self.paused else self.conditions(now)
         level = max((lv for lv, _ in conditions), default=DiagnosticStatus.OK)
-        message = "; ".join([t for lv, t in conditions if lv == level] + self.notes) or "ok"
+        message = self.paused or "; ".join([t for lv, t in conditions if lv == level] + self.notes) or "ok"
         self.notes = []
         lat, stamp_lat = _mean_p95(self.latencies_ms), _mean_p95(self.stamp_latencies_ms)
         values = {**{f"input_rate_hz/{r}": f"{self.rate_hz(r):.2f}" for r in self.roles},
@@ -340,21 +357,44 @@ def has_subscribers(publishers: Sequence[Any]) -> bool:
     return any(p.get_subscription_count() > 0 for p in publishers)
 
 
-class PerceptionNode(Node):
+def _start_errors() -> tuple[type[Exception], ...]:
+    """What stops a node at configure with its reason: a model that fails its sha256 check, a bad parameter..."""
+    from glassbox.models.card import ModelCardError, ModelIntegrityError
+    from glassbox.monitor import ReferenceProfileError
+    return (ModelIntegrityError, ModelCardError, ReferenceProfileError, ParameterValueError, FileNotFoundError)
+
+
+class PerceptionNode(LifecycleNode):
     """Base of the perception nodes: common parameters, the stage's subscriptions and publishers, one callback.
 
-    A subclass declares its own parameters, builds its pipeline and stage, then calls :meth:`start`.
+    A subclass declares its own parameters in ``__init__`` and builds its pipeline and stage in
+    :meth:`make_stage`. The node is a lifecycle node; with ``lifecycle: false`` (the default) :func:`run_node`
+    configures and activates it at once, with ``lifecycle: true`` a lifecycle manager (``ros2 lifecycle set``)
+    drives it:
+
+    - configure: load the model card, verify the model's sha256, build the pipeline and stage, create the
+      publishers, apply the live parameters (values set while unconfigured included);
+    - activate: one warm-up inference, the latched topics, the subscriptions: outputs flow;
+    - deactivate: the subscriptions are destroyed, inputs are no longer fed;
+    - cleanup: the stage (and the inference session with it) and the publishers are released;
+    - shutdown (from any state) and error processing: all of that released.
+
+    Diagnostics are published in every state: while the node is not active their message is its state.
     """
 
     def __init__(self, capability: str, expected_rate_hz: float):
         from glassbox.capabilities import get
         record = get(capability)
-        default_card = record.default_card
+        self.default_card = record.default_card
         super().__init__(record.node_name)
-        self.live = LiveParameters(self)
+        self.stage: Any = None
+        self.live = LiveParameters(self, ready=lambda: self.stage is not None)
         self.capability, self.expected_rate_hz = capability, expected_rate_hz
+        self.lifecycle = declare(self, "lifecycle", False, "managed node: wait for lifecycle transitions "
+                                 "(configure, activate, ...) instead of configuring and activating at start",
+                                 read_only=True)
         self.model_card_path = declare(self, "model_card", "", "model card YAML; empty = the shipped "
-                                       f"{default_card} in share/glassbox_bringup/models", read_only=True)
+                                       f"{self.default_card} in share/glassbox_bringup/models", read_only=True)
         self.backend = declare(self, "backend", "onnxruntime", "inference backend", choices=("onnxruntime", "torch"),
                                read_only=True)
         self.providers = tuple(declare(self, "providers", ["cpu"], "ONNX Runtime execution providers, tried in "
@@ -364,51 +404,98 @@ class PerceptionNode(Node):
                               read_only=True)
         self.threads = declare(self, "threads", 0, "intra-op threads of the backend (0 = library default)",
                                lo=0, hi=256, read_only=True)
-        self.entropy_enabled = declare(self, "entropy.enabled", True, "publish per-layer entropy profiles",
-                                       on_set=lambda v: self.stage.pipeline.set_probe(enabled=v))
-        self.entropy_every_n = declare(self, "entropy.every_n", 1, "estimate the entropy profile every N-th frame",
-                                       lo=1, hi=1000, on_set=lambda v: self.stage.pipeline.set_probe(every_n=v))
+        declare(self, "entropy.enabled", True, "publish per-layer entropy profiles",
+                on_set=lambda v: self.stage.pipeline.set_probe(enabled=v))
+        declare(self, "entropy.every_n", 1, "estimate the entropy profile every N-th frame", lo=1, hi=1000,
+                on_set=lambda v: self.stage.pipeline.set_probe(every_n=v))
         self.skip_without_subscribers = declare(
             self, "skip_without_subscribers", True, "skip inference while no output topic has a subscriber",
             on_set=lambda v: setattr(self, "skip_without_subscribers", v))
-        self.time_jump_threshold_s = declare(
-            self, "time_jump_threshold_s", 1.0, "a header stamp older than its stream's previous one by more than "
-            "this restarts the stream (a looped bag, a simulator reset): its state is reset; by less it is rejected "
-            "(stamp_backwards), s", lo=0.0, hi=1e6, on_set=lambda v: setattr(self.stage.stamps, "jump_threshold_s", v))
-        self.card_file, self.card, self.model_file = resolve_model(self.model_card_path, default_card)
-        self.diag: NodeDiagnostics | None = None
+        declare(self, "time_jump_threshold_s", 1.0, "a header stamp older than its stream's previous one by more "
+                "than this restarts the stream (a looped bag, a simulator reset): its state is reset; by less it is "
+                "rejected (stamp_backwards), s", lo=0.0, hi=1e6,
+                on_set=lambda v: setattr(self.stage.stamps, "jump_threshold_s", v))
+        self.inputs = record.inputs
+        self.diag = NodeDiagnostics(self, [s.role for s in self.inputs], expected_rate_hz)
+        self.diag.paused = "unconfigured"
         self.pubs: dict[str, Any] = {}
+        self.latched_pubs: dict[str, Any] = {}
+        self.subs: list[Any] = []
+
+    def param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def make_stage(self) -> Any:
+        """The node's stage, built from the verified model (``self.card_file``, ``self.card``) and the current
+        parameter values (:meth:`param`). Called by configure."""
+        raise NotImplementedError
 
     def build_pipeline(self, **overrides: Any) -> Any:
         """The core pipeline from the verified model card and this node's backend / entropy parameters.
 
         The entropy probe is built enabled and then set to ``entropy.enabled``, so that it can be switched on and
-        off while the node runs. Execution providers that were asked for but are not available are reported
-        loudly (log and diagnostics), never silently replaced.
+        off while the node runs. The warm-up inference is left to activation. Execution providers that were asked
+        for but are not available are reported loudly (log and diagnostics), never silently replaced.
         """
         from glassbox.stages.build import build_pipeline
         pipeline, _ = build_pipeline(self.capability, self.card_file, backend=self.backend, providers=self.providers,
                                      device=self.device, threads=self.threads, entropy_enabled=True,
-                                     entropy_every_n=self.entropy_every_n, **overrides)
-        pipeline.set_probe(enabled=self.entropy_enabled)
-        self.providers_in_use = ",".join(pipeline.runtime.providers)
-        self.provider_warnings = list(pipeline.runtime.warnings)
-        for w in self.provider_warnings:
+                                     entropy_every_n=self.param("entropy.every_n"), warmup_runs=0, **overrides)
+        pipeline.set_probe(enabled=self.param("entropy.enabled"))
+        self.diag.info["providers"] = ",".join(pipeline.runtime.providers)
+        self.diag.info["provider_fallback"] = "; ".join(pipeline.runtime.warnings)
+        self.diag.warnings = list(pipeline.runtime.warnings)
+        for w in self.diag.warnings:
             self.get_logger().error(f"execution provider fallback: {w}")
         return pipeline
 
-    def start(self, stage: Any, extra_info: dict[str, str] | None = None) -> None:
-        """Publish the stage's outputs (reliable) and its latched topics (reliable, transient local: published
-        once, kept for late subscribers), subscribe its capability's inputs (sensor data QoS; camera streams as
-        ``glassbox_ros.camera_io`` says), all with QoS overrides, and start the diagnostics. Each input message
-        goes to :meth:`on_input`."""
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("configure", self._configure)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("activate", self._activate)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("deactivate", self._unsubscribe)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("clean up", self.release)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("shut down", self.release)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("recover", self.release)
+
+    def configure_and_activate(self) -> bool:
+        """What an unmanaged node does at start; False when a transition failed (its reason logged)."""
+        return all(step() == TransitionCallbackReturn.SUCCESS for step in (self.trigger_configure,
+                                                                           self.trigger_activate))
+
+    def _transition(self, name: str, step: Callable[[], None]) -> TransitionCallbackReturn:
+        """Run ``step``: a known start error fails the transition with its reason (the node stays unconfigured),
+        any other error is logged with its traceback and sends the node to error processing."""
+        try:
+            step()
+        except _start_errors() as exc:
+            self.get_logger().fatal(f"cannot {name}: {exc}")
+            self.release()
+            return TransitionCallbackReturn.FAILURE
+        except Exception:
+            import traceback
+            self.get_logger().fatal(f"cannot {name}:\n{traceback.format_exc()}")
+            return TransitionCallbackReturn.ERROR
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        """Verify the model, build the stage, publish its outputs (reliable) and create its latched topics
+        (reliable, transient local: kept for late subscribers), all with QoS overrides."""
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-        from glassbox.capabilities import get
-        from glassbox_ros.camera_io import subscribe_inputs
         from glassbox_ros.converters import RclpyFactory
-        self.stage = stage
-        stage.stamps.jump_threshold_s = self.time_jump_threshold_s
+        self.card_file, self.card, self.model_file = resolve_model(self.model_card_path, self.default_card)
+        stage = self.make_stage()
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pubs = {suffix: self.create_publisher(RclpyFactory._cls(typename), suffix, reliable_qos(),
@@ -416,18 +503,42 @@ class PerceptionNode(Node):
                      for suffix, typename in stage.outputs.items()}
         self.latched_pubs = {suffix: self.create_publisher(RclpyFactory._cls(typename), suffix, latched)
                              for suffix, typename in stage.latched.items()}
-        for suffix, msg in stage.latched_messages(self.get_clock().now().nanoseconds).items():
+        self.stage = stage
+        try:
+            self.live.apply()
+        except ValueError as exc:              # values set while unconfigured, checked together only now
+            raise ParameterValueError(str(exc)) from None
+        self.diag.info.update({"model": self.card.name, "model_file": str(self.model_file), "backend": self.backend})
+        self.diag.paused = "inactive"
+        self.get_logger().info(f"{self.card.name} ({self.backend}) configured")
+
+    def _activate(self) -> None:
+        """Warm up (one inference), publish the latched topics, subscribe the capability's inputs (sensor data
+        QoS; camera streams as ``glassbox_ros.camera_io`` says). Each input message goes to :meth:`on_input`."""
+        from glassbox_ros.camera_io import subscribe_inputs
+        self.stage.pipeline.warmup()
+        for suffix, msg in self.stage.latched_messages(self.get_clock().now().nanoseconds).items():
             self.latched_pubs[suffix].publish(msg)
-        inputs = get(stage.capability).inputs
-        self.subs, input_info = subscribe_inputs(self, inputs, self.on_input, sensor_qos())
-        self.diag = NodeDiagnostics(self, [s.role for s in inputs], self.expected_rate_hz)
-        self.diag.info.update({"model": self.card.name, "model_file": str(self.model_file), "backend": self.backend,
-                               "providers": getattr(self, "providers_in_use", ""),
-                               "provider_fallback": "; ".join(getattr(self, "provider_warnings", [])), **input_info,
-                               **(extra_info or {})})
-        self.diag.warnings = list(getattr(self, "provider_warnings", []))
+        self.subs, input_info = subscribe_inputs(self, self.inputs, self.on_input, sensor_qos())
+        self.diag.info.update(input_info)
+        self.diag.resume()
         self.get_logger().info(f"{self.card.name} ({self.backend}) ready; publishing {', '.join(self.pubs)}")
 
+    def _unsubscribe(self) -> None:
+        for sub in self.subs:
+            self.destroy_subscription(sub)
+        self.subs = []
+        self.diag.paused = "inactive"
+
+    def release(self) -> None:
+        """Back to unconfigured: no subscriptions, no publishers, no stage (nor inference session)."""
+        self._unsubscribe()
+        for pub in [*self.pubs.values(), *self.latched_pubs.values()]:
+            self.destroy_publisher(pub)
+        self.pubs, self.latched_pubs, self.stage = {}, {}, None
+        self.diag.paused = "unconfigured"
+
+    # ------------------------------------------------------------------------------------------ frames
     def on_input(self, role: str, msg: Any) -> None:
         """The callback of every input: count, skip when nobody listens, feed the stage, publish what it gives."""
         from glassbox.msg import ConversionError
@@ -454,25 +565,25 @@ class PerceptionNode(Node):
 def run_node(node_cls: type, args: Any = None) -> None:
     """``main()`` of every node: start, spin, shut down cleanly (Humble, Jazzy and Kilted).
 
-    A model that fails its sha256 check, a reference profile that cannot be read, or a bad parameter, stops the
-    node at start with the reason.
+    An unmanaged perception node is configured and activated before it spins: a model that fails its sha256
+    check, a reference profile that cannot be read, or a bad parameter, stops it at start with the reason
+    (exit status 1). A managed one (``lifecycle: true``) spins unconfigured and waits for its transitions.
     """
     import sys
 
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    from glassbox.models.card import ModelCardError, ModelIntegrityError
-    from glassbox.monitor import ReferenceProfileError
     rclpy.init(args=args)
     node = None
     try:
         node = node_cls()
+        if isinstance(node, PerceptionNode) and not node.lifecycle and not node.configure_and_activate():
+            sys.exit(1)
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ModelIntegrityError, ModelCardError, ReferenceProfileError, ParameterValueError,
-            FileNotFoundError) as exc:
+    except _start_errors() as exc:
         rclpy.logging.get_logger(node_cls.__name__).fatal(f"cannot start: {exc}")
         sys.exit(1)
     finally:

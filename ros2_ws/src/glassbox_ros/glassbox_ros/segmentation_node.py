@@ -17,10 +17,12 @@ from glassbox_ros.node_common import PerceptionNode, declare, run_node
 class SegmentationNode(PerceptionNode):
     def __init__(self) -> None:
         super().__init__("segmentation", expected_rate_hz=15.0)
-        alpha = declare(self, "overlay_alpha", 0.5, "opacity of the class colours in the overlay", lo=0.0, hi=1.0,
-                        on_set=lambda v: setattr(self.stage, "alpha", v))
-        self.start(SegmentationStage(self.build_pipeline(), RCLPY, overlay_alpha=alpha),
-                   {"classes": ",".join(self.card.classes)})
+        declare(self, "overlay_alpha", 0.5, "opacity of the class colours in the overlay", lo=0.0, hi=1.0,
+                on_set=lambda v: setattr(self.stage, "alpha", v))
+
+    def make_stage(self) -> SegmentationStage:
+        self.diag.info["classes"] = ",".join(self.card.classes)
+        return SegmentationStage(self.build_pipeline(), RCLPY, overlay_alpha=self.param("overlay_alpha"))
 
 
 def main(args=None) -> None:

@@ -122,11 +122,21 @@ class ModelPipeline:
         except BackendError as exc:
             raise self.error(str(exc)) from None
         self._check_graph_probe(cfg, backend)
-        for _ in range(cfg.warmup_runs):
-            backend.run(example, entropy=self.probing(0, cfg))
-            if cfg.probe.every_n > 1 or not cfg.probe.enabled:
-                backend.run(example, entropy=False)
+        self.example = dict(example)
+        self._warmup(backend, cfg, cfg.warmup_runs)
         return backend
+
+    def warmup(self, runs: int = 1) -> None:
+        """``runs`` network runs on the example inputs (zeros of the model's input shape) as frames will run:
+        with the entropy part and, when some frames go without it, without. A node built with ``warmup_runs=0``
+        does this when it is activated."""
+        self._warmup(self.runtime, self.cfg, runs)
+
+    def _warmup(self, backend: Backend, cfg: PipelineConfig, runs: int) -> None:
+        for _ in range(runs):
+            backend.run(self.example, entropy=self.probing(0, cfg))
+            if cfg.probe.every_n > 1 or not cfg.probe.enabled:
+                backend.run(self.example, entropy=False)
 
     def _check_graph_probe(self, cfg: PipelineConfig, backend: Backend) -> None:
         spec = backend.entropy_spec
