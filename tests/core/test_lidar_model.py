@@ -201,7 +201,7 @@ def test_box_vote_keeps_perfect_boxes_and_averages_out_pixel_noise():
     img = project_points(cast(SCENE), CFG)
     t = build_targets(img, SCENE[:, :3], SCENE[:, 3:6], SCENE[:, 6], CLASSES)
     out = _perfect_outputs(t)
-    voted = decode(out, img.xyz, img.mask, DecodeConfig(score_threshold=0.99, box_vote=True))
+    voted = decode(out, img.xyz, img.mask, DecodeConfig(score_threshold=0.99, box_vote_classes=(0, 1, 2)))
     peak = decode(out, img.xyz, img.mask, DecodeConfig(score_threshold=0.99))
     np.testing.assert_allclose(voted.centers, peak.centers, atol=1e-5)
     np.testing.assert_allclose(voted.sizes, peak.sizes, rtol=1e-5)
@@ -216,7 +216,20 @@ def test_box_vote_keeps_perfect_boxes_and_averages_out_pixel_noise():
         noisy = dict(out, offset=out["offset"] + np.random.default_rng(seed).normal(0, 0.3, out["offset"].shape)
                      .astype(np.float32))
         for vote in (False, True):
-            det = decode(noisy, img.xyz, img.mask, DecodeConfig(score_threshold=0.5, box_vote=vote))
+            det = decode(noisy, img.xyz, img.mask, DecodeConfig(score_threshold=0.5, box_vote_classes=(int(CLASSES[0]),) if vote else ()))
             assert len(det) == 1
             err[vote].append(np.linalg.norm(det.centers[0] - one[0, :3]))
     assert np.mean(err[True]) < 0.6 * np.mean(err[False])
+
+
+def test_box_vote_changes_only_the_classes_it_names():
+    img = project_points(cast(SCENE), CFG)
+    t = build_targets(img, SCENE[:, :3], SCENE[:, 3:6], SCENE[:, 6], CLASSES)
+    out = _perfect_outputs(t)
+    out["offset"] = out["offset"] + np.random.default_rng(1).normal(0, 0.3, out["offset"].shape).astype(np.float32)
+    plain = decode(out, img.xyz, img.mask, DecodeConfig(score_threshold=0.5))
+    voted = decode(out, img.xyz, img.mask, DecodeConfig(score_threshold=0.5, box_vote_classes=(0,)))
+    np.testing.assert_array_equal(plain.classes, voted.classes)
+    same = plain.classes == 1
+    np.testing.assert_array_equal(voted.centers[same], plain.centers[same])
+    assert np.abs(voted.centers[~same] - plain.centers[~same]).max() > 1e-3

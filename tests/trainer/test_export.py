@@ -128,3 +128,20 @@ def test_cli_train_and_export_writes_a_card_that_matches_its_files_and_metrics(t
     with torch.no_grad():
         assert task.evaluate(model.eval(), loader)["pixel_acc"] == pytest.approx(card.metrics["pixel_acc"])
     assert read_log(tmp_path / "run" / "eval.csv")[-1]["pixel_acc"] == pytest.approx(card.metrics["pixel_acc"])
+
+
+def test_reevaluate_puts_the_weights_metrics_in_the_card_not_the_last_eval_row(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", steps=4, ckpt_every=4, eval_every=0,
+                          export={"name": "tiny_seg", "data": "generated noise"})
+    run, models = tmp_path / "run", tmp_path / "models"
+    subprocess.run(cli("--config", str(config), "--out", str(run)), env=env(), check=True, capture_output=True)
+    rows = (run / "eval.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    last = rows[-1].split(",")
+    true_acc = float(last[header.index("pixel_acc")])
+    last[header.index("pixel_acc")] = "-1.0"                       # a stale row, e.g. of another decoder
+    (run / "eval.csv").write_text("\n".join(rows[:-1] + [",".join(last)]) + "\n")
+    for flags, expected in (((), -1.0), (("--reevaluate",), true_acc)):
+        subprocess.run(cli("--config", str(config), "--out", str(run), "--resume", "--export", str(models), *flags),
+                       env=env(), check=True, capture_output=True)
+        assert load_card(models / "tiny_seg.card.yaml").metrics["pixel_acc"] == pytest.approx(expected)

@@ -30,13 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run folder (default: runs/<task>[_<section>])")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if it exists")
     p.add_argument("--export", default=None, metavar="DIR", help="after training, write ONNX + model card to DIR")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="with --export: evaluate the final weights again under this config's evaluation settings "
+                        "(e.g. a changed decoder) and put those metrics in the card")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
-def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str, default_name: str = "") -> Path:
+def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str, default_name: str = "",
+               reevaluate: bool = False) -> Path:
     """Export the final weights of a finished run (ONNX, .pt, card) into ``export_dir`` as ``export.name``
-    (default: ``default_name``, else the task name)."""
+    (default: ``default_name``, else the task name). With ``reevaluate`` the card's metrics are those of the
+    final weights evaluated now under ``cfg`` (its decoder settings included), not the run's last eval row."""
+    import torch
+
     from glassbox_trainer.export import export_model
     from glassbox_trainer.task import build_task
 
@@ -45,10 +52,17 @@ def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str, def
     weights = load_state_dict_file(out / "model.pt")
     model.load_state_dict(weights)
     reference = task.reference_set() if hasattr(task, "reference_set") else task.datasets()[1]
+    metrics = result["metrics"]
+    if reevaluate:
+        model.eval()
+        with torch.no_grad():
+            val = eval_loader(task, task.datasets()[1], cfg)
+            metrics = {k: float(v) for k, v in task.evaluate(model, val).items()}
+        result["metrics"] = metrics
     training = {"command": command, "data": cfg.export.data, "seed": cfg.seed, "steps": result["steps"],
                 "loss": result["formula"], "train_seconds": round(float(result.get("train_seconds", 0.0)), 1),
                 "config": to_dict(cfg)}
-    return export_model(task, model, export_dir, cfg.export.name or default_name or task.name, result["metrics"],
+    return export_model(task, model, export_dir, cfg.export.name or default_name or task.name, metrics,
                         eval_loader(task, reference, cfg), probe_config(cfg), training, cfg.export.parity_atol,
                         cfg.export.entropy_batches, weights=weights)
 
@@ -66,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.export:
         result["card"] = str(export_run(cfg, out, result, Path(args.export), command,
-                                        default_name=name if args.section else ""))
+                                        default_name=name if args.section else "",
+                                        reevaluate=args.reevaluate))
     print(json.dumps({k: v for k, v in result.items() if k != "fmcs"}, indent=1, default=str))
     return 0
 

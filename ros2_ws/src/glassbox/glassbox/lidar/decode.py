@@ -14,10 +14,12 @@ Works on numpy arrays of one scan (the outputs of either backend, torch or ONNX 
    peak whose score is at least ``spread_min_ratio`` times the peak's (pixels of the same object, not the wall
    behind it): the score-weighted RMS distance of their centres to their mean (metres) and the circular standard
    deviation of their yaws (radians);
-5. with ``box_vote`` (the box averaging of LaserNet, Meyer et al. 2019: every point of an object predicts its box,
+5. for the classes in ``box_vote_classes`` (the box averaging of LaserNet, Meyer et al. 2019: every point of an object predicts its box,
    and their mean is a better estimate than any one of them) the box of each detection becomes the score-weighted
    mean over those same pixels: centre and log size averaged, the yaw axis averaged on the doubled angle and its
-   direction kept from the peak. The score stays the peak's.
+   direction kept from the peak. The score stays the peak's. It pays for objects much larger than an output
+   pixel (cars: BEV AP@0.7 +0.08 on the HDL-64 validation set) and costs small ones, whose window reaches the
+   background behind them (pedestrians, cyclists: -0.04 to -0.14), so the shipped card votes for cars only.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ class DecodeConfig:
     spread_radius: int = 2
     spread_topk: int = 8
     spread_min_ratio: float = 0.5
-    box_vote: bool = False
+    box_vote_classes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.peak_kernel < 1 or self.peak_kernel % 2 == 0:
@@ -157,8 +159,11 @@ def decode(outputs: dict[str, np.ndarray], xyz: np.ndarray, mask: np.ndarray,
     cls, rows, cols, sc = cls[keep], rows[keep], cols[keep], sc[keep]
     centers, sizes, yaw = centers[keep], sizes[keep], yaw[keep]
     spread_c, spread_y, voted = _spread(scores, cls, rows, cols, outputs, xyz, mask, cfg)
-    if cfg.box_vote:
-        centers, sizes, yaw = voted
+    if cfg.box_vote_classes:
+        vote = np.isin(cls, cfg.box_vote_classes)
+        centers = np.where(vote[:, None], voted[0], centers)
+        sizes = np.where(vote[:, None], voted[1], sizes)
+        yaw = np.where(vote, voted[2], yaw)
     return Detections3D(
         centers=centers.astype(np.float32), sizes=sizes.astype(np.float32), yaw=yaw.astype(np.float32),
         classes=cls.astype(np.int64), scores=sc.astype(np.float32),
