@@ -84,11 +84,14 @@ def test_profile_round_trips_through_the_card(tmp_path):
     known = {f.name for f in fields(LidarDetectionConfig)}
     cfg = from_dict(LidarDetectionConfig, card_settings(back, known))
     assert cfg.sensor == prof and cfg.projection == proj
-    # the shipped card records no profile: it gets the HDL-64E one, from its projection's beam table
+    # the shipped card records the HDL-64E profile at full width
     shipped = load_card(Path(__file__).resolve().parents[2] / "models" / "spi_lidar.card.yaml")
     cfg = from_dict(LidarDetectionConfig, card_settings(shipped, known))
+    assert cfg.sensor == sensor_profile("hdl64") and (cfg.projection.height, cfg.projection.width) == (64, 2048)
+    # a card that records no profile (cards made before profiles existed) gets it from its projection's beams
+    legacy = {k: v for k, v in card_settings(shipped, known).items() if k != "sensor"}
+    cfg = from_dict(LidarDetectionConfig, legacy)
     assert cfg.sensor is None and profile_from_projection(cfg.projection) == sensor_profile("hdl64")
-    assert (cfg.projection.height, cfg.projection.width) == (64, 512)
 
 
 @pytest.mark.parametrize("name", SENSORS)
