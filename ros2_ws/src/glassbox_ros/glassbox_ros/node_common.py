@@ -364,6 +364,23 @@ def _start_errors() -> tuple[type[Exception], ...]:
     return (ModelIntegrityError, ModelCardError, ReferenceProfileError, ParameterValueError, FileNotFoundError)
 
 
+def provider_options_from(node: Node) -> Any:
+    """Declare the GPU execution providers' options (read-only) and return them as the runtime takes them."""
+    from glassbox.runtime import CudaOptions, ProviderOptions, TensorRTOptions
+    device_id = declare(node, "device_id", 0, "GPU of the cuda and tensorrt execution providers", lo=0, hi=64,
+                        read_only=True)
+    fp16 = declare(node, "tensorrt.fp16", True, "TensorRT builds fp16 engines (about half the latency on Orin)",
+                   read_only=True)
+    cache = declare(node, "tensorrt.engine_cache_dir", "~/.cache/glassbox/trt", "where TensorRT engines are kept "
+                    "between starts (building one takes minutes on a Jetson); empty = no engine cache",
+                    read_only=True)
+    workspace_mb = declare(node, "tensorrt.max_workspace_mb", 1024, "TensorRT builder workspace, MiB", lo=16,
+                           hi=65536, read_only=True)
+    trt = TensorRTOptions(fp16=fp16, engine_cache=bool(cache), device_id=device_id,
+                          max_workspace_bytes=workspace_mb << 20, **({"cache_dir": cache} if cache else {}))
+    return ProviderOptions(tensorrt=trt, cuda=CudaOptions(device_id=device_id))
+
+
 class PerceptionNode(LifecycleNode):
     """Base of the perception nodes: common parameters, the stage's subscriptions and publishers, one callback.
 
@@ -404,6 +421,7 @@ class PerceptionNode(LifecycleNode):
                               read_only=True)
         self.threads = declare(self, "threads", 0, "intra-op threads of the backend (0 = library default)",
                                lo=0, hi=256, read_only=True)
+        self.provider_options = provider_options_from(self)
         declare(self, "entropy.enabled", True, "publish per-layer entropy profiles",
                 on_set=lambda v: self.stage.pipeline.set_probe(enabled=v))
         declare(self, "entropy.every_n", 1, "estimate the entropy profile every N-th frame", lo=1, hi=1000,
@@ -440,7 +458,8 @@ class PerceptionNode(LifecycleNode):
         from glassbox.stages.build import build_pipeline
         pipeline, _ = build_pipeline(self.capability, self.card_file, backend=self.backend, providers=self.providers,
                                      device=self.device, threads=self.threads, entropy_enabled=True,
-                                     entropy_every_n=self.param("entropy.every_n"), warmup_runs=0, **overrides)
+                                     entropy_every_n=self.param("entropy.every_n"), warmup_runs=0,
+                                     provider_options=self.provider_options, **overrides)
         pipeline.set_probe(enabled=self.param("entropy.enabled"))
         self.diag.info["providers"] = ",".join(pipeline.runtime.providers)
         self.diag.info["provider_fallback"] = "; ".join(pipeline.runtime.warnings)
