@@ -581,6 +581,28 @@ class PerceptionNode(LifecycleNode):
         self.diag.processed((time.perf_counter() - t0) * 1e3, out.stamp_ns)
 
 
+def _spin(node: Any) -> None:
+    """``rclpy.spin``, except that a message rclpy cannot take (a sample it fails to convert to Python, see
+    ros2/rclpy#848) is logged and counted as ``undecodable`` instead of ending the node; any other error still
+    propagates."""
+    import traceback
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    while rclpy.ok():
+        try:
+            executor.spin_once(timeout_sec=0.5)
+        except RuntimeError as exc:
+            if not any(f.name == "_take_subscription" for f in traceback.extract_tb(exc.__traceback__)):
+                raise
+            if getattr(node, "diag", None) is not None:
+                node.diag.reject("undecodable", f"a message could not be taken: {exc}")
+            else:
+                node.get_logger().error(f"a message could not be taken: {exc}", throttle_duration_sec=5.0)
+
+
 def run_node(node_cls: type, args: Any = None) -> None:
     """``main()`` of every node: start, spin, shut down cleanly (Humble, Jazzy and Kilted).
 
@@ -599,7 +621,7 @@ def run_node(node_cls: type, args: Any = None) -> None:
         node = node_cls()
         if isinstance(node, PerceptionNode) and not node.lifecycle and not node.configure_and_activate():
             sys.exit(1)
-        rclpy.spin(node)
+        _spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except _start_errors() as exc:
