@@ -138,3 +138,18 @@ class RosClient:
     def close(self) -> None:
         self.executor.remove_node(self.node)
         self.node.destroy_node()
+
+
+def hdl32_scan_msg(sec: int, frame_id: str = "lidar"):
+    """A PointCloud2 of one HDL-32E scan of synthetic street 3 (x, y, z, intensity, ring, time), stamped ``sec``."""
+    import numpy as np
+    from std_msgs.msg import Header
+
+    from glassbox import msg as gm
+    from glassbox.sim import SceneConfig, lidar_preset, make_scene, scan_lidar
+    from glassbox_ros import converters as cv
+    scan = scan_lidar(make_scene(3, SceneConfig()), lidar_preset("hdl32"), np.eye(4), seed=3)
+    cloud = gm.xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16), "time": scan.time})
+    header = Header(frame_id=frame_id)
+    header.stamp.sec = sec
+    return cv.build.pointcloud2(cloud, header)

@@ -14,10 +14,9 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection3DArray, LabelInfo
 from visualization_msgs.msg import Marker, MarkerArray
 
-from glassbox.sim import SceneConfig, lidar_preset, make_scene, scan_lidar
 from glassbox import msg as gm
 from glassbox_ros import converters as cv
-from harness import REPO
+from harness import REPO, hdl32_scan_msg
 
 # Discovery is not symmetric in time: the node may not yet see the test's subscriptions when the first input
 # arrives, and would then (correctly) skip it. These tests are about outputs, so the node always runs;
@@ -29,15 +28,6 @@ NS = "/glassbox/lidar"
 OUTPUTS = {"detections": Detection3DArray, "markers": MarkerArray, "entropy": EntropyProfile,
            "detection_uncertainty": DetectionUncertaintyArray}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def _scan_msg(sec: int) -> PointCloud2:
-    scene = make_scene(3, SceneConfig())
-    scan = scan_lidar(scene, lidar_preset("hdl32"), np.eye(4), seed=3)
-    cloud = gm.xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16), "time": scan.time})
-    header = Header(frame_id="lidar")
-    header.stamp.sec = sec
-    return cv.build.pointcloud2(cloud, header)
 
 
 def _diag_value(msgs, key):
@@ -61,7 +51,7 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
     ros_client.wait_for_subscribers(pub, timeout=120)
     ros_client.wait_for_publishers([f"{NS}/{suffix}" for suffix in OUTPUTS], timeout=120)
 
-    good = _scan_msg(100)
+    good = hdl32_scan_msg(100)
     ros_client.publish_until(lambda: pub.publish(good), lambda: all(ros_client.received[f"{NS}/{s}"] for s in OUTPUTS))
     for suffix in OUTPUTS:
         msgs = ros_client.wait_for_messages(f"{NS}/{suffix}", timeout=120)
@@ -97,9 +87,9 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
     empty = PointCloud2(header=Header(frame_id="lidar"), height=1, width=0, point_step=16, row_step=0,
                         fields=list(good.fields))
     all_nan = cv.build.pointcloud2(gm.xyz_to_structured(np.full((50, 4), np.nan, np.float32)), Header())
-    no_x = _scan_msg(0)
+    no_x = hdl32_scan_msg(0)
     no_x.fields = [f for f in no_x.fields if f.name != "x"]
-    short = _scan_msg(0)
+    short = hdl32_scan_msg(0)
     short.data = bytes(short.data)[:-7]
     # every beam far above the model's vertical field of view: nothing to resample into its rows
     e = np.deg2rad(np.repeat(np.linspace(60.0, 45.0, 16), 64))
@@ -107,7 +97,7 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
     sky = np.stack([10 * np.cos(e) * np.cos(a), 10 * np.cos(e) * np.sin(a), 10 * np.sin(e), np.ones_like(e)], 1)
     sky_msg = cv.build.pointcloud2(gm.xyz_to_structured(sky.astype(np.float32), extra={
         "ring": np.repeat(np.arange(16), 64).astype(np.uint16)}), Header())
-    backwards = _scan_msg(99)               # 0.5 s before the last accepted scan (100 s): a reordering, rejected
+    backwards = hdl32_scan_msg(99)               # 0.5 s before the last accepted scan (100 s): a reordering, rejected
     backwards.header.stamp.nanosec = 500_000_000
     pub.publish(backwards)
     ros_client.spin_for(0.2)
@@ -132,7 +122,7 @@ def test_lidar_node_outputs_rejections_and_recovery(lidar_card, ros_client, star
 
     # The next valid message is answered.
     n_before = len(ros_client.received[f"{NS}/detections"])
-    pub.publish(_scan_msg(200))
+    pub.publish(hdl32_scan_msg(200))
     ros_client.wait_for_messages(f"{NS}/detections", count=n_before + 1, timeout=120)
     assert ros_client.received[f"{NS}/detections"][-1].header.stamp.sec == 200
     assert _diag_value(diags, "backend") == "onnxruntime"
@@ -164,7 +154,7 @@ def test_skips_inference_without_subscribers(lidar_card, ros_client, start_node)
     pub = ros_client.publisher(PointCloud2, f"{NS}/points")
     ros_client.wait_for_subscribers(pub, timeout=120)
     for sec in range(300, 303):
-        pub.publish(_scan_msg(sec))
+        pub.publish(hdl32_scan_msg(sec))
         ros_client.spin_for(0.3)
     ros_client.spin_until(lambda: _diag_value(diags, "skipped_no_subscribers") == "3", 60, "3 skipped scans")
     assert _diag_value(diags, "processed") == "0"

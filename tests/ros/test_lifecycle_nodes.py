@@ -18,10 +18,9 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
-from glassbox import msg as gm
-from glassbox.sim import SceneConfig, lidar_preset, make_scene, render_cameras, rgb_camera, scan_lidar
+from glassbox.sim import SceneConfig, make_scene, render_cameras, rgb_camera
 from glassbox_ros import converters as cv
-from harness import REPO
+from harness import REPO, hdl32_scan_msg
 
 pytestmark = pytest.mark.ros
 NS = "/glassbox/lidar"
@@ -29,15 +28,6 @@ NODE = f"{NS}/lidar_detector"
 OUTPUTS = {"detections": Detection3DArray, "markers": MarkerArray, "entropy": EntropyProfile}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MANAGED = {"lifecycle": True, "skip_without_subscribers": False, "diagnostics_period_s": 0.2}
-
-
-def _scan_msg(sec: int) -> PointCloud2:
-    scene = make_scene(3, SceneConfig())
-    scan = scan_lidar(scene, lidar_preset("hdl32"), np.eye(4), seed=3)
-    cloud = gm.xyz_to_structured(scan.points, extra={"ring": scan.ring.astype(np.uint16), "time": scan.time})
-    header = Header(frame_id="lidar")
-    header.stamp.sec = sec
-    return cv.build.pointcloud2(cloud, header)
 
 
 def _status_message(diags, name: str) -> str | None:
@@ -69,7 +59,7 @@ def test_managed_lidar_node_lifecycle(lidar_card, ros_client, start_node):
     assert ros_client.lifecycle_state(NODE) == "inactive"
     ros_client.wait_for_publishers(topics, timeout=120)     # publishers exist once configured ...
     for sec in (1, 2, 3):                                   # ... but nothing is subscribed, nothing published
-        pub.publish(_scan_msg(sec))
+        pub.publish(hdl32_scan_msg(sec))
         ros_client.spin_for(0.3)
     assert pub.get_subscription_count() == 0
     assert all(not ros_client.received[t] for t in topics)
@@ -79,7 +69,7 @@ def test_managed_lidar_node_lifecycle(lidar_card, ros_client, start_node):
     assert ros_client.change_state(NODE, Transition.TRANSITION_ACTIVATE)
     assert ros_client.lifecycle_state(NODE) == "active"
     ros_client.wait_for_subscribers(pub, timeout=120)
-    ros_client.publish_until(lambda: pub.publish(_scan_msg(10)), lambda: bool(published(10)))
+    ros_client.publish_until(lambda: pub.publish(hdl32_scan_msg(10)), lambda: bool(published(10)))
     markers = ros_client.wait_for_messages(f"{NS}/markers", timeout=60)[0].markers
     boxes = [m for m in markers if m.action != m.DELETEALL]
     assert boxes and all((m.lifetime.sec, m.lifetime.nanosec) == (1, 500_000_000) for m in boxes)
@@ -91,7 +81,7 @@ def test_managed_lidar_node_lifecycle(lidar_card, ros_client, start_node):
     assert ros_client.lifecycle_state(NODE) == "inactive"
     ros_client.spin_until(lambda: pub.get_subscription_count() == 0, 60, "the node's subscription to go")
     for _ in range(5):
-        pub.publish(_scan_msg(20))
+        pub.publish(hdl32_scan_msg(20))
         ros_client.spin_for(0.3)
     ros_client.spin_for(2.0)
     assert not published(20)
@@ -99,7 +89,7 @@ def test_managed_lidar_node_lifecycle(lidar_card, ros_client, start_node):
     # Reactivated: processing again (the subscriptions and their parameters are made again).
     assert ros_client.change_state(NODE, Transition.TRANSITION_ACTIVATE)
     ros_client.wait_for_subscribers(pub, timeout=120)
-    ros_client.publish_until(lambda: pub.publish(_scan_msg(30)), lambda: bool(published(30)))
+    ros_client.publish_until(lambda: pub.publish(hdl32_scan_msg(30)), lambda: bool(published(30)))
 
     # Deactivate and clean up: back to unconfigured, the output publishers removed.
     assert ros_client.change_state(NODE, Transition.TRANSITION_DEACTIVATE)
