@@ -91,6 +91,31 @@ def test_segmentation_loss_switch_and_aux_terms():
         SegmentationLoss("dice")
 
 
+def test_ohem_keeps_the_hard_pixels_and_at_least_the_minimum_share():
+    from glassbox.vision.hinge import pixel_ohem_cross_entropy
+
+    # 2 classes, 16 pixels; p(correct) = sigmoid(margin): pixels with margins -2, 0 are hard (p < 0.7)
+    margins = torch.tensor([-2.0, 0.0] + [3.0] * 14)
+    logits = torch.stack([torch.zeros(16), margins]).reshape(1, 2, 4, 4)
+    target = torch.ones(1, 4, 4, dtype=torch.long)
+    ce = torch.nn.functional.softplus(-margins)                             # -log sigmoid(margin)
+    got = pixel_ohem_cross_entropy(logits, target)
+    assert got.item() == pytest.approx(ce[:2].mean().item(), rel=1e-6)
+    # no hard pixel: the hardest 1/16 (at least one) count; min_fraction 1/2: the 8 hardest
+    easy = torch.stack([torch.zeros(16), torch.linspace(3.0, 6.0, 16)]).reshape(1, 2, 4, 4)
+    ce_easy = torch.nn.functional.softplus(-torch.linspace(3.0, 6.0, 16))
+    assert pixel_ohem_cross_entropy(easy, target).item() == pytest.approx(ce_easy[0].item(), rel=1e-6)
+    assert pixel_ohem_cross_entropy(easy, target, min_fraction=0.5).item() == \
+        pytest.approx(ce_easy[:8].mean().item(), rel=1e-6)
+    # ignored pixels never count; all ignored: 0
+    target_ign = target.clone()
+    target_ign[0, 0, 0] = 255
+    assert pixel_ohem_cross_entropy(logits, target_ign).item() == pytest.approx(ce[1].item(), rel=1e-6)
+    assert pixel_ohem_cross_entropy(logits, torch.full_like(target, 255)).item() == 0.0
+    total, terms = SegmentationLoss("ohem", aux_weight=0.0)(logits, [], target)
+    assert set(terms) == {"ohem"} and total.item() == pytest.approx(got.item())
+
+
 def test_pixel_entropy_bounds():
     k = 4
     uniform = torch.zeros(1, k, 2, 2)

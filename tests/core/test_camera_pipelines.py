@@ -83,8 +83,9 @@ def test_segmentation_parity(tmp_path):
     assert a.class_names[:3] == ("unlabeled", "road", "sidewalk")
 
 
-def test_fusion_parity_and_missing_thermal(tmp_path):
-    cfg = GemConfig(width_mult=0.25)
+@pytest.mark.parametrize("stride", [8, 4])
+def test_fusion_parity_and_missing_thermal(tmp_path, stride):
+    cfg = GemConfig(width_mult=0.25, stride=stride)
     model = Gem(cfg).eval()
     _save(model, tmp_path / "g.pt")
     example = {"rgb": torch.rand(1, 3, 64, 96), "thermal": torch.rand(1, 1, 64, 96)}
@@ -103,6 +104,10 @@ def test_fusion_parity_and_missing_thermal(tmp_path):
     a, b = pt(rgb, th), ort(rgb, th)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
     assert a.boxes.shape == (20, 4) and np.all(a.boxes[:, 2] >= a.boxes[:, 0])
+    # the stride is read off the output: box centres land inside the image, and spread over most of it
+    cx, cy = (a.boxes[:, 0] + a.boxes[:, 2]) / 2, (a.boxes[:, 1] + a.boxes[:, 3]) / 2
+    assert 0 <= cx.min() and cx.max() <= rgb.shape[1] and 0 <= cy.min() and cy.max() <= rgb.shape[0]
+    assert cx.max() - cx.min() > rgb.shape[1] / 2
     assert a.w_rgb == pytest.approx(b.w_rgb, rel=1e-4, abs=1e-7)
     _same_profile(a.entropy, b.entropy, rtol=1e-3)
     dead = pt(rgb, None)

@@ -33,6 +33,32 @@ def test_every_fusion_mode_runs(fusion):
     assert all(torch.isfinite(t).all() for t in (heat, size, offset, w_r, w_t))
 
 
+@pytest.mark.parametrize("fusion", ["scalar_avg", "mask_concat", "gumbel", "rgb", "thermal"])
+@pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet"])
+def test_stride_4_head_resolves_twice_as_fine(fusion, backbone):
+    model = Gem(GemConfig(fusion=fusion, backbone=backbone, width_mult=0.25, stride=4)).eval()
+    feats = model.forward_features(*_inputs())
+    assert feats["fused"].shape[2:] == (H // 8, W // 8)          # fusion stays at the backbones' stride 8
+    heat, size, offset, w_r, w_t = model.forward_head(feats)
+    assert model.stride == 4
+    assert heat.shape == (2, 3, H // 4, W // 4) and size.shape == offset.shape == (2, 2, H // 4, W // 4)
+    # the pyramid's stride-4 maps are those of the backbones' first layers (split where stride 8 begins)
+    bb = model.backbone_rgb or model.backbone_thermal
+    x = _inputs()[0] if model.backbone_rgb is not None else _inputs()[1]
+    s4, s8 = bb.levels(x)
+    assert s4.shape[1:] == (bb.stride4_channels, H // 4, W // 4) and s8.shape[2:] == (H // 8, W // 8)
+    torch.testing.assert_close(s8, bb(x))
+
+
+def test_stride_4_single_sensor_ignores_the_other_input():
+    model = Gem(GemConfig(fusion="rgb", width_mult=0.25, stride=4)).eval()
+    rgb, thermal = _inputs()
+    a, b = model(rgb, thermal), model(rgb, torch.zeros_like(thermal))
+    torch.testing.assert_close(a.heatmap, b.heatmap)
+    with pytest.raises(ValueError, match="stride"):
+        GemConfig(stride=2)
+
+
 def test_input_checks():
     model = Gem(GemConfig(width_mult=0.25))
     rgb, th = _inputs()
@@ -125,6 +151,14 @@ def test_centernet_round_trip_recovers_boxes():
     order = np.argsort(cls)
     np.testing.assert_allclose(got[order], boxes, atol=1e-4)
     np.testing.assert_array_equal(cls[order], classes)
+
+
+def test_centernet_round_trip_at_stride_4():
+    boxes = np.array([[10.0, 12.0, 20.0, 40.0], [61.0, 8.0, 67.0, 22.0]], np.float32)   # a 6 px wide box
+    t = encode_targets(boxes, np.array([1, 2]), (H // 4, W // 4), 4, 3)
+    logits = np.where(t["heatmap"] == 1.0, 10.0, -10.0).astype(np.float32)
+    got, _, cls = decode(logits, t["size"], t["offset"], 4, score_threshold=0.5)
+    np.testing.assert_allclose(got[np.argsort(cls)], boxes, atol=1e-4)
 
 
 def test_focal_loss_prefers_correct_peaks_and_centernet_terms():

@@ -30,8 +30,9 @@ def task_config(name: str, cache) -> dict:
         "lidar": ("lidar", {"train_frames": 4, "val_frames": 1, "crop_width": 64, "cache_dir": str(cache / "lidar")},
                   eloss),
         "segmentation": ("segmentation", {"mode": "multiclass", "loss": "ce", "input_size": [64, 64],
-                                          "train_frames": 4, "val_frames": 2, "data": camera_data(cache)}, eloss),
+                                          "train_frames": 4, "val_frames": 2, "photometric": 0.5, "data": camera_data(cache)}, eloss),
         "fusion": ("fusion", {"input_size": [64, 64], "train_frames": 4, "val_frames": 2, "dropout": 0.3,
+                              "photometric": 0.5, "model": {"stride": 4},
                               "data": camera_data(cache)}, {}),
         "refiner": ("refiner", {"crop": 32, "train_items": 8, "reference_frames": 1, "data": camera_data(cache)},
                     {}),
@@ -108,3 +109,22 @@ def check_card(name: str, card_path) -> None:
     assert card.weights_file and card.training["config"]["task"] == name and card.parity_max_abs_diff < 1e-3
     if name == "refiner":
         assert "refiner" in card.extra["report"]["photos"]["contrast+"]
+
+
+def test_prepare_data_renders_every_train_and_val_frame_into_the_cache(tmp_path):
+    from glassbox_trainer.tasks.segmentation import CameraDataConfig, frame_path, render_frame
+
+    raw = task_config("fusion", tmp_path)
+    config = tmp_path / "fusion.yaml"
+    config.write_text(yaml.safe_dump({"task": raw["task"], "fusion": raw["task_cfg"],
+                                      **{k: v for k, v in raw.items() if k not in ("task", "task_cfg")}}))
+    done = subprocess.run(cli("--config", str(config), "--prepare-data", "2"), env=env(), check=True,
+                          capture_output=True, text=True)
+    assert '"prepared_items": 6' in done.stdout and "train: 4/4 items" in done.stdout
+    data = CameraDataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in camera_data(tmp_path).items()})
+    files = [frame_path(data, split, i) for split, n in (("train", 4), ("val", 2)) for i in range(n)]
+    assert all(f.is_file() for f in files)
+    # what was cached is the frame itself: removing it and rendering again gives the same pixels
+    cached = render_frame(data, "val", 1)["rgb"]
+    files[-1].unlink()
+    assert (render_frame(data, "val", 1)["rgb"] == cached).all()

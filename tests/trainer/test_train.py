@@ -152,6 +152,20 @@ def test_sigkill_then_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_p
 
 
 # -------------------------------------------------------------------------------------- torchrun / gloo
+def test_a_resumed_run_reports_the_wall_time_of_all_its_processes(tmp_path):
+    config = load_train_config(write_config(tmp_path / "tiny.yaml", steps=4, eval_every=0, ckpt_every=2))
+    first = train(config, tmp_path / "run")
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert 0 < ckpt["train_seconds"] <= first["train_seconds"]
+    again = train(config, tmp_path / "run", resume=True)                   # finished: nothing left to train
+    assert again["steps"] == 4 and again["train_seconds"] >= ckpt["train_seconds"]
+    # a checkpoint of an older run, without the field: the step times of the training log are summed
+    del ckpt["train_seconds"]
+    torch.save(ckpt, tmp_path / "run" / "last.pt")
+    logged = sum(float(r["step_s"]) for r in read_log(tmp_path / "run" / "train_log.csv"))
+    assert logged > 0 and train(config, tmp_path / "run", resume=True)["train_seconds"] >= logged
+
+
 def test_torchrun_two_processes_match_one_process_with_double_batch(tmp_path):
     # Eloss is a non-linear function of batch-mean entropies, so (like BatchNorm) it is computed per process
     # shard; the task loss and its gradients are exactly data-parallel.

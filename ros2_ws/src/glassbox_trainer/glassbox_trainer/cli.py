@@ -2,6 +2,7 @@
 
     glassbox-train --config config/train/<task>.yaml [--section NAME] [--out runs/<name>] [--resume]
                    [--export models/]
+    glassbox-train --config config/train/<task>.yaml [--section NAME] --prepare-data WORKERS
 
 Multi-process: ``torchrun --nproc_per_node=N -m glassbox_trainer.cli --config ...`` (or the console script
 under torchrun); only rank 0 writes files and exports.
@@ -33,8 +34,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reevaluate", action="store_true",
                    help="with --export: evaluate the final weights again under this config's evaluation settings "
                         "(e.g. a changed decoder) and put those metrics in the card")
+    p.add_argument("--prepare-data", type=int, default=0, metavar="WORKERS",
+                   help="only load every training and validation item once with WORKERS processes (this renders "
+                        "and caches the synthetic data of tasks that cache it), print progress, and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def prepare_data(cfg, workers: int) -> int:
+    """Load every item of the task's training and validation sets once, ``workers`` processes in parallel, so
+    that the on-disk caches of the synthetic data are filled before a run starts; returns the item count."""
+    import time
+
+    from torch.utils.data import DataLoader
+
+    from glassbox_trainer.task import build_task
+
+    task = build_task(cfg.task, cfg.task_cfg)
+    total = 0
+    for split, dataset in zip(("train", "val"), task.datasets()):
+        start, n = time.monotonic(), len(dataset)
+        loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
+                            collate_fn=lambda item: None)
+        for i, _ in enumerate(loader, 1):
+            if i % 100 == 0 or i == n:
+                rate = i / max(time.monotonic() - start, 1e-9)
+                print(f"{split}: {i}/{n} items, {rate:.2f} items/s, about {(n - i) / rate / 60:.1f} min left",
+                      flush=True)
+        total += n
+    return total
 
 
 def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str, default_name: str = "",
@@ -73,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_train_config(args.config, args.section)
     name = cfg.task.replace(":", "_") + (f"_{args.section}" if args.section else "")
+    if args.prepare_data:
+        print(json.dumps({"prepared_items": prepare_data(cfg, args.prepare_data)}))
+        return 0
     out = Path(args.out or f"runs/{name}")
     command = command_line()
     result = train(cfg, out, resume=args.resume, command=command)

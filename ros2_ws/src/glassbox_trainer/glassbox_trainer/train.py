@@ -85,6 +85,13 @@ class Run:
     best: float = -math.inf
     probe_batch: dict | None = None         # fixed validation batch of the entropy curves (main process)
     t_last: float = field(default_factory=time.perf_counter)
+    t_start: float = field(default_factory=time.perf_counter)
+    seconds_before: float = 0.0             # wall time of the processes this run resumed from
+
+    @property
+    def train_seconds(self) -> float:
+        """Wall time of the whole run so far, over every process that resumed it."""
+        return self.seconds_before + time.perf_counter() - self.t_start
 
     @property
     def params(self) -> list[nn.Parameter]:
@@ -140,6 +147,8 @@ def start(run: Run, resume: bool, command: str | None) -> None:
         run.step, run.best = int(ckpt["step"]), float(ckpt["best_metric"])
         if run.env.main:
             run.logs.truncate(run.step)
+        # checkpoints written before the run kept its wall time: the logged step times (evaluations not counted)
+        run.seconds_before = float(ckpt["train_seconds"]) if "train_seconds" in ckpt else _logged_seconds(run)
         log.info("resumed from %s at step %d", ckpt_path, run.step)
     elif run.env.main:
         if resume:
@@ -164,6 +173,7 @@ def save_checkpoint(run: Run) -> None:
     if run.env.main:
         run.logs.sync()
         save_atomic({"step": run.step, "best_metric": run.best, "world_size": run.env.world,
+                     "train_seconds": run.train_seconds,
                      "config": to_dict(run.cfg), "model": run.model.state_dict(),
                      "step_module": run.step_module.state_dict(), "optimizer": run.optimizer.state_dict(),
                      "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "rng": rngs},
@@ -285,7 +295,8 @@ def finish(run: Run, train_seconds: float) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------- train
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, command: str | None = None) -> dict[str, Any]:
-    """Run (or resume) training as configured; returns the final validation metrics and run facts."""
+    """Run (or resume) training as configured; returns the final validation metrics and run facts
+    (``train_seconds``: the wall time of the whole run, resumed parts included)."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     env = setup_distributed(cfg.device)
@@ -297,14 +308,22 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, command: 
         torch.backends.cudnn.benchmark = False
     seed_everything(cfg.seed + env.rank)
     run = build_run(cfg, env, out)
+    run.t_start = t0
     start(run, resume, command)
     if env.main:
         log.info("%s | %d steps (%d per epoch) x %d process(es) | %s", cfg.task, run.total_steps,
                  run.steps_per_epoch, env.world, run.criterion.formula())
     run_loop(run)
-    result = finish(run, time.perf_counter() - t0)
+    result = finish(run, run.train_seconds)
     teardown_distributed(env)
     return result
+
+
+def _logged_seconds(run: Run) -> float:
+    """Sum of the step times in the training log (0 when it has none)."""
+    path = run.out / TRAIN_LOG
+    rows = read_log(path) if path.exists() else []
+    return float(sum(float(r.get("step_s", 0.0)) for r in rows))
 
 
 def _entropy_available() -> bool:

@@ -118,7 +118,8 @@ class FusionPipeline(ModelPipeline):
         t3 = time.perf_counter()
         profile = self.entropy(inference, self._frame)
         t4 = time.perf_counter()
-        boxes, scores, classes = decode(out["heatmap"][0], out["size"][0], out["offset"][0], Gem.STRIDE,
+        stride = x_rgb.shape[2] // out["heatmap"].shape[2]            # 4 or 8, as the card's model was built
+        boxes, scores, classes = decode(out["heatmap"][0], out["size"][0], out["offset"][0], stride,
                                         self.cfg.max_detections, self.cfg.score_threshold)
         h, w = rgb.shape[:2]
         iw, ih = self.cfg.input_size

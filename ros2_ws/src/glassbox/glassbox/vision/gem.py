@@ -15,14 +15,17 @@ camera pair's homography (the pipeline does this). Fusion modes:
 
 Differences from the paper, and why:
 
-- Head: CenterNet-style (per-class centre heatmap, box size and sub-pixel offset at stride 8), not DETR. DETR
+- Head: CenterNet-style (per-class centre heatmap, box size and sub-pixel offset at ``stride`` 4 or 8), not DETR. DETR
   needs hundreds of epochs and Hungarian matching to converge and is weak on small objects (the paper says
   so); a dense anchor-free head trains in minutes on a CPU, needs no NMS (3x3 peak picking) and exports to
   ONNX as plain convolutions. The fusion stage, the part GEM contributes, is unchanged.
 - ``f`` in Eq. 1 is a 1x1 conv, global average pool and linear layer with a softplus output (the reference code
   uses ReLU, which can die at 0 for every input and then switches a sensor off for good).
 - Backbones stop at output stride 8 (the paper's stride 32 suits DETR's global attention, not a centre
-  heatmap on 320x256 frames) and are trained from scratch (no COCO weights can be downloaded here).
+  heatmap on 320x256 frames) and are trained from scratch (no COCO weights can be downloaded here). With
+  ``stride = 4`` the neck adds one feature-pyramid step: the fused stride-8 map is upsampled and added to the
+  backbones' stride-4 maps (each scaled by its modality's fusion weight, averaged), so that a pedestrian 10 px
+  wide at 320x256 still covers more than one output cell.
 """
 from __future__ import annotations
 
@@ -52,8 +55,11 @@ class GemConfig:
     gumbel_tau: float = 1.0
     rgb_channels: int = 3
     thermal_channels: int = 1
+    stride: int = 8                        # output stride of the head: 8, or 4 with a feature-pyramid step
 
     def __post_init__(self) -> None:
+        if self.stride not in (4, 8):
+            raise ValueError(f"stride must be 4 or 8, got {self.stride}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.backbone not in ("mobilenetv2", "resnet"):
@@ -85,7 +91,22 @@ def _ch(c: int, mult: float) -> int:
     return max(8, int(round(c * mult / 8)) * 8)
 
 
-class MobileNetV2Backbone(nn.Module):
+class _Levels(nn.Module):
+    """A backbone ``body`` whose first ``split`` layers end at stride 4; ``levels(x)`` = (stride-4, stride-8) maps."""
+
+    body: nn.Sequential
+    split: int
+    stride4_channels: int
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def levels(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        s4 = self.body[: self.split](x)
+        return s4, self.body[self.split:](s4)
+
+
+class MobileNetV2Backbone(_Levels):
     """MobileNetV2 layout up to output stride 8; ends in a 1x1 conv-BN-ReLU6 (non-negative features)."""
 
     SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 3, 1), (6, 96, 2, 1))  # (t, c, n, s)
@@ -96,17 +117,16 @@ class MobileNetV2Backbone(nn.Module):
         layers: list[nn.Module] = [_cbr(cin, c, 3, 2)]
         for t, ch, n, s in self.SETTINGS:
             co = _ch(ch, mult)
+            if s == 2 and ch == 32:                      # the stride-4 maps end before the first stride-8 block
+                self.split, self.stride4_channels = len(layers), c
             for i in range(n):
                 layers.append(InvertedResidual(c, co, s if i == 0 else 1, t))
                 c = co
         layers.append(_cbr(c, out_channels, 1))
         self.body = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
 
-
-class ResNetBackbone(nn.Module):
+class ResNetBackbone(_Levels):
     """ResNet-style basic blocks up to output stride 8 (the larger option)."""
 
     def __init__(self, cin: int, mult: float, out_channels: int) -> None:
@@ -117,9 +137,7 @@ class ResNetBackbone(nn.Module):
         self.body = nn.Sequential(
             _cbr(cin, w[0], 7, 2), BasicBlock(w[0], w[0], 1), BasicBlock(w[0], w[1], 2), BasicBlock(w[1], w[1], 1),
             BasicBlock(w[1], w[2], 2), BasicBlock(w[2], w[2], 1), _cbr(w[2], out_channels, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
+        self.split, self.stride4_channels = 4, w[1]
 
 
 class ReliabilityWeight(nn.Module):
@@ -156,12 +174,10 @@ class Gem(nn.Module):
 
     rgb: (B, 3, H, W) in [0, 1]; thermal: (B, 1, H, W) in [0, 1], aligned to the RGB image; H, W divisible by 8.
     Features: ``feat_rgb``, ``feat_thermal`` (backbone maps), ``fused``, ``neck``, masks in the mask modes, and
-    the weights ``w_rgb``, ``w_thermal``. heatmap_logits (B, K, H/8, W/8); size (B, 2, H/8, W/8) box width/height in output cells (log-free, >= 0);
-    offset (B, 2, H/8, W/8) sub-cell centre offset; w_rgb, w_thermal (B,) fusion weights (NaN-free; 1 where the
+    the weights ``w_rgb``, ``w_thermal``. With s = ``cfg.stride``: heatmap_logits (B, K, H/s, W/s); size
+    (B, 2, H/s, W/s) box width/height in output cells (>= 0); offset (B, 2, H/s, W/s) sub-cell centre offset; w_rgb, w_thermal (B,) fusion weights (NaN-free; 1 where the
     mode has no weight).
     """
-
-    STRIDE = 8
 
     def __init__(self, cfg: GemConfig = GemConfig()) -> None:
         super().__init__()
@@ -185,6 +201,10 @@ class Gem(nn.Module):
             self.pi_thermal = nn.Conv2d(feat, feat, 1)
         hc = cfg.head_channels
         self.neck = nn.Sequential(_cbr(fused, hc, 3), _cbr(hc, hc, 3))
+        if cfg.stride == 4:
+            c4 = (self.backbone_rgb or self.backbone_thermal).stride4_channels
+            self.lateral = nn.Conv2d(c4, hc, 1)
+            self.refine = _cbr(hc, hc, 3)
         self.heatmap = nn.Conv2d(hc, cfg.num_classes, 1)
         self.size = nn.Conv2d(hc, 2, 1)
         self.offset = nn.Conv2d(hc, 2, 1)
@@ -199,15 +219,23 @@ class Gem(nn.Module):
         if rgb.shape[0] != thermal.shape[0] or rgb.shape[2:] != thermal.shape[2:]:
             raise GemError(f"rgb {tuple(rgb.shape)} and thermal {tuple(thermal.shape)} must share B, H, W "
                            "(warp thermal into the RGB image first)")
-        if not torch.jit.is_tracing() and (rgb.shape[2] % self.STRIDE or rgb.shape[3] % self.STRIDE):
-            raise GemError(f"H and W must be divisible by {self.STRIDE}, got {tuple(rgb.shape[2:])}")
+        if not torch.jit.is_tracing() and (rgb.shape[2] % 8 or rgb.shape[3] % 8):
+            raise GemError(f"H and W must be divisible by 8, got {tuple(rgb.shape[2:])}")
+
+    @property
+    def stride(self) -> int:
+        return self.cfg.stride
+
+    def _levels(self, backbone: nn.Module, x: Tensor) -> tuple[Tensor | None, Tensor]:
+        """(stride-4 map or None when the head does not use it, stride-8 map) of one backbone."""
+        return backbone.levels(x) if self.cfg.stride == 4 else (None, backbone(x))
 
     def forward_features(self, rgb: Tensor, thermal: Tensor) -> dict[str, Tensor]:
         self._check(rgb, thermal)
         cfg, feats = self.cfg, {}
         ones = rgb.new_ones(rgb.shape[0])
-        s_r = self.backbone_rgb(rgb) if self.use_rgb else None                  # (B, F, H/8, W/8)
-        s_t = self.backbone_thermal(thermal) if self.use_thermal else None
+        r4, s_r = self._levels(self.backbone_rgb, rgb) if self.use_rgb else (None, None)  # s_r: (B, F, H/8, W/8)
+        t4, s_t = self._levels(self.backbone_thermal, thermal) if self.use_thermal else (None, None)
         w_r, w_t = ones, ones
         # Single-modality baselines keep the unused input in the graph (weight 0), so that every exported
         # model has the same two inputs.
@@ -238,7 +266,15 @@ class Gem(nn.Module):
         if s_t is not None:
             feats["feat_thermal"] = s_t
         feats["fused"] = fused
-        feats["neck"] = self.neck(fused)
+        neck = self.neck(fused)
+        if cfg.stride == 4:
+            # One pyramid step: the stride-4 maps of the modalities in use, weighted like the fusion.
+            if r4 is not None and t4 is not None:
+                low = 0.5 * (w_r[:, None, None, None] * r4 + w_t[:, None, None, None] * t4)
+            else:
+                low = r4 if r4 is not None else t4
+            neck = self.refine(F.interpolate(neck, scale_factor=2.0, mode="nearest") + self.lateral(low))
+        feats["neck"] = neck
         feats["w_rgb"], feats["w_thermal"] = w_r, w_t
         return feats
 

@@ -1,5 +1,9 @@
 """Per-pixel multi-class hinge loss (Tzelepi et al., D4.2 §2.4, Eq. 35) and the pixel cross-entropy it replaces.
 
+``"ohem"`` is the cross-entropy of BiSeNet's own training recipe with online hard example mining: only pixels
+whose loss exceeds ``-log(0.7)`` count, and at least the hardest 1/16 of the valid pixels, so that the few
+pixels of poles, pedestrians and cyclists are not outvoted by the road and the sky.
+
 For a pixel with correct class c and raw scores y (no softmax), the hinge loss is
 ``sum_j max(0, 1 - z_j * y_j)`` with ``z_j = +1`` for j = c and ``-1`` otherwise: a one-vs-all margin on every
 class score. Both losses average over the valid pixels (those whose label is not ``ignore_index``), so the value
@@ -30,8 +34,24 @@ def pixel_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = 255)
     return F.cross_entropy(logits, target, ignore_index=ignore_index)
 
 
+def pixel_ohem_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = 255, threshold: float = 0.7,
+                             min_fraction: float = 1.0 / 16.0) -> Tensor:
+    """Mean cross-entropy of the hard valid pixels: those with p(correct) < ``threshold``, and at least the
+    ``min_fraction`` hardest ones (0 when no pixel is valid)."""
+    per_pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none").flatten()
+    valid = (target != ignore_index).flatten()
+    losses = per_pixel[valid]
+    if losses.numel() == 0:
+        return logits.sum() * 0.0
+    n_min = max(1, int(min_fraction * losses.numel()))
+    hard = losses[losses > -torch.log(torch.tensor(threshold, dtype=losses.dtype))]
+    if hard.numel() < n_min:
+        hard = torch.topk(losses, n_min).values
+    return hard.mean()
+
+
 class SegmentationLoss(nn.Module):
-    """Principal loss (``"hinge"`` or ``"ce"``) on the main output plus ``aux_weight`` x CE on each auxiliary head.
+    """Principal loss (``"hinge"``, ``"ce"`` or ``"ohem"``) on the main output plus ``aux_weight`` x CE on each auxiliary head.
 
     The auxiliary heads keep cross-entropy in both modes (the paper does not say; CE keeps them a plain deep
     supervision signal).
@@ -39,12 +59,12 @@ class SegmentationLoss(nn.Module):
 
     def __init__(self, principal: str = "hinge", aux_weight: float = 1.0, ignore_index: int = 255) -> None:
         super().__init__()
-        if principal not in ("hinge", "ce"):
-            raise ValueError(f"principal loss must be 'hinge' or 'ce', got {principal!r}")
+        if principal not in ("hinge", "ce", "ohem"):
+            raise ValueError(f"principal loss must be 'hinge', 'ce' or 'ohem', got {principal!r}")
         self.principal, self.aux_weight, self.ignore_index = principal, aux_weight, ignore_index
 
     def forward(self, logits: Tensor, aux: list[Tensor], target: Tensor) -> tuple[Tensor, dict[str, float]]:
-        fn = pixel_hinge_loss if self.principal == "hinge" else pixel_cross_entropy
+        fn = {"hinge": pixel_hinge_loss, "ce": pixel_cross_entropy, "ohem": pixel_ohem_cross_entropy}[self.principal]
         main = fn(logits, target, ignore_index=self.ignore_index)
         terms = {self.principal: float(main.detach())}
         total = main

@@ -3,7 +3,7 @@
 Frames come from the segmentation task's cache of ``glassbox.sim`` renders. The thermal image is warped into
 the RGB image with the pair's homography (``warp_thermal``, exactly what the fusion pipeline does), so both
 backbones see the same geometry; RGB pixels outside the thermal field of view get thermal 0. Training uses
-horizontal flips and *sensor dropout*: with probability ``dropout`` per frame one modality (never both) is
+horizontal flips, photometric corruptions of the RGB image (probability ``photometric``) and *sensor dropout*: with probability ``dropout`` per frame one modality (never both) is
 replaced by a black frame, so that the reliability weights learn to fall for a dead sensor and the other
 stream carries the detection; the dropped sensor's reliability weight is penalised (``dead_sensor_weight``
 times its value), a label that the augmentation gives for free. The paper trains the weight networks without
@@ -35,7 +35,7 @@ from glassbox.vision.centernet import centernet_loss, decode, encode_targets
 from glassbox.export import export_with_features
 from glassbox.vision.gem import Gem, GemConfig
 from glassbox_trainer.data import EpochDataset
-from glassbox_trainer.tasks.segmentation import CameraDataConfig, frame_indices, render_frame
+from glassbox_trainer.tasks.segmentation import CameraDataConfig, frame_indices, photometric_jitter, render_frame
 
 
 def warp_thermal(thermal: np.ndarray, homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -54,6 +54,7 @@ class FusionTaskConfig:
     input_size: tuple[int, int] = (320, 256)   # (width, height) the frames are resized to; divisible by 8
     min_box_px: float = 4.0          # ground-truth boxes smaller than this (either side, at input_size) not trained on
     eval_min_box_px: float = 8.0     # smaller ground-truth boxes are "ignore" regions in evaluation
+    photometric: float = 0.0         # probability of a random photometric corruption of a training RGB image
     data: CameraDataConfig = CameraDataConfig()
     seed: int = 0
 
@@ -87,7 +88,10 @@ class FusionFrames(EpochDataset):
             elif u < 2 * self.cfg.dropout:
                 th, dropped = np.zeros_like(th), 2
         keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.cfg.min_box_px
-        return {"rgb": torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0,
+        image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+        if self.augment and dropped != 1:
+            image = photometric_jitter(image, rng, self.cfg.photometric)
+        return {"rgb": image,
                 "thermal": torch.from_numpy(np.ascontiguousarray(th))[None].float() / 255.0,
                 "boxes": boxes[keep], "classes": classes[keep], "all_boxes": boxes, "all_classes": classes,
                 "lighting": str(f["lighting"]), "dropped": dropped}
@@ -117,9 +121,10 @@ class FusionTask:
 
     def collate(self, items: list) -> dict:
         rgb = torch.stack([it["rgb"] for it in items])
-        h, w = rgb.shape[2] // Gem.STRIDE, rgb.shape[3] // Gem.STRIDE
+        stride = self.model_config().stride
+        h, w = rgb.shape[2] // stride, rgb.shape[3] // stride
         k = len(DETECTION_CLASSES)
-        targets = [encode_targets(it["boxes"], it["classes"], (h, w), Gem.STRIDE, k) for it in items]
+        targets = [encode_targets(it["boxes"], it["classes"], (h, w), stride, k) for it in items]
         batch = {"rgb": rgb, "thermal": torch.stack([it["thermal"] for it in items]),
                  "gt": [GroundTruth2D(it["all_boxes"], it["all_classes"], self._ignored(it["all_boxes"]))
                         for it in items],
@@ -148,7 +153,7 @@ class FusionTask:
         for batch in loader:
             heat, size, offset, w_r, w_t = model(batch["rgb"], batch["thermal"])
             for b in range(heat.shape[0]):
-                boxes, scores, classes = decode(heat[b].numpy(), size[b].numpy(), offset[b].numpy(), Gem.STRIDE,
+                boxes, scores, classes = decode(heat[b].numpy(), size[b].numpy(), offset[b].numpy(), model.stride,
                                                 score_threshold=0.05)
                 dets.append(Detections2D(boxes, scores, classes))
             gts.extend(batch["gt"])
@@ -167,6 +172,24 @@ class FusionTask:
             out[f"w_thermal_{light}"] = float(w[sel, 1].mean())
         return out
 
+    def report(self, model: nn.Module) -> dict:
+        """mAP50 overall and per lighting with one sensor absent (its input all zeros, what the fusion node feeds
+        the network when that stream is missing): ``thermal_absent`` is the node's RGB-only fallback."""
+
+        _, val = self.datasets()
+        out = {}
+        for absent, key in (("thermal", "thermal_absent"), ("rgb", "rgb_absent")):
+            loader = DataLoader(val, batch_size=8, shuffle=False, collate_fn=lambda items, a=absent: self._blank(
+                self.collate(items), a))
+            res = self.evaluate(model, loader)
+            out[key] = {k: v for k, v in res.items() if k.startswith("map50") or k.startswith("ap50")}
+        return out
+
+    @staticmethod
+    def _blank(batch: dict, absent: str) -> dict:
+        batch[absent] = torch.zeros_like(batch[absent])
+        return batch
+
     card_task = "rgbt_detection"
 
     def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
@@ -184,6 +207,6 @@ class FusionTask:
         feats = [n for n in ("feat_rgb", "feat_thermal", "fused", "neck") if n in model.forward_features(*example)]
         spec = export_with_features(model.eval(), dict(zip(("rgb", "thermal"), example)), path,
                                     feature_names=feats, dynamic_spatial=True)
-        spec["stride"] = Gem.STRIDE
+        spec["stride"] = model.stride
         spec["classes"] = list(DETECTION_CLASSES)
         return spec

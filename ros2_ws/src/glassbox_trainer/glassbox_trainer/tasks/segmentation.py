@@ -9,8 +9,9 @@ tasks read the same cache. A cached frame holds ``rgb`` (H, W, 3) uint8, ``therm
 
 Labels: ``mode = "binary"`` maps road and sidewalk to "traversable" (``glassbox.classes.BINARY_CLASSES``), the
 seed's two-class setting; ``mode = "multiclass"`` keeps ``SEMANTIC_CLASSES``. The principal loss is the seed's
-per-pixel hinge (``loss = "hinge"``) or cross-entropy (``"ce"``), plus CE on the two auxiliary heads. Images are
-resized to ``input_size`` (bilinear; labels nearest). Headline metric: mIoU over the validation frames.
+per-pixel hinge (``loss = "hinge"``), cross-entropy (``"ce"``) or hard-pixel cross-entropy (``"ohem"``), plus CE on the two auxiliary heads. Images are
+resized to ``input_size`` (bilinear; labels nearest); training flips them and, with probability ``photometric``,
+corrupts the image photometrically (``photometric_jitter``). Headline metric: mIoU over the validation frames.
 
 Shipped models (``config/train/segmentation.yaml``, one section each):
 ``glassbox-train --config config/train/segmentation.yaml --section multiclass --out runs/bisenet --export models/``
@@ -33,6 +34,7 @@ from glassbox.classes import BINARY_CLASSES, SEMANTIC_CLASSES, TRAVERSABLE_SEMAN
 from glassbox.config import from_dict, to_dict
 from glassbox.metrics.segmentation import SegmentationMeter
 from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
+from glassbox.vision.corruptions import random_corruption
 from glassbox.export import export_with_features
 from glassbox.vision.hinge import SegmentationLoss
 from glassbox_trainer.data import EpochDataset
@@ -50,7 +52,8 @@ class CameraDataConfig:
 
 
 def frame_path(cfg: CameraDataConfig, split: str, index: int) -> Path:
-    root = Path(os.path.expanduser(cfg.cache_dir)) / f"{cfg.width}x{cfg.height}_{'-'.join(cfg.lightings)}"
+    name = f"{cfg.width}x{cfg.height}_{'-'.join(cfg.lightings)}_{cfg.frames_per_scene}perscene"
+    root = Path(os.path.expanduser(cfg.cache_dir)) / name
     return root / split / f"{index:06d}.npz"
 
 
@@ -94,6 +97,17 @@ def frame_indices(data: CameraDataConfig, split: str, count: int, lightings: tup
     return out
 
 
+def photometric_jitter(image: Tensor, rng: np.random.Generator, probability: float) -> Tensor:
+    """With ``probability``, a chain of one to three random photometric corruptions (brightness, contrast, colour
+    cast, hue, noise, veiling glare: ``glassbox.vision.corruptions.random_corruption``) of a (3, H, W) image in
+    [0, 1], drawn from ``rng``; otherwise the image unchanged. Trains the camera models for the exposure and
+    white-balance spread of real cameras, which one synthetic renderer does not have."""
+    if probability <= 0.0 or rng.random() >= probability:
+        return image
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    return random_corruption(image[None], gen, clean_fraction=0.0)[0]
+
+
 def to_labels(semantic: np.ndarray, mode: str) -> np.ndarray:
     """Semantic ids -> training labels (binary: 1 = traversable)."""
     if mode == "binary":
@@ -104,12 +118,13 @@ def to_labels(semantic: np.ndarray, mode: str) -> np.ndarray:
 @dataclass(frozen=True)
 class SegmentationTaskConfig:
     mode: str = "binary"                     # "binary" | "multiclass"
-    loss: str = "hinge"                      # principal loss: "hinge" | "ce"
+    loss: str = "hinge"                      # principal loss: "hinge" | "ce" | "ohem" (glassbox.vision.hinge)
     aux_weight: float = 1.0
     model: dict = field(default_factory=dict)
     input_size: tuple[int, int] = (160, 128)  # (width, height), divisible by 32
     train_frames: int = 360
     val_frames: int = 90
+    photometric: float = 0.0                 # probability of a random photometric corruption of a training image
     data: CameraDataConfig = CameraDataConfig()
     seed: int = 0
 
@@ -135,9 +150,12 @@ class SegmentationFrames(EpochDataset):
         w, h = self.cfg.input_size
         rgb = cv2.resize(frame["rgb"], (w, h), interpolation=cv2.INTER_AREA)
         sem = cv2.resize(frame["semantic"], (w, h), interpolation=cv2.INTER_NEAREST)
-        if self.augment and self.item_rng(i).random() < 0.5:
+        rng = self.item_rng(i) if self.augment else None
+        if rng is not None and rng.random() < 0.5:
             rgb, sem = rgb[:, ::-1], sem[:, ::-1]
         image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+        if rng is not None:
+            image = photometric_jitter(image, rng, self.cfg.photometric)
         return {"image": image, "labels": torch.from_numpy(to_labels(np.ascontiguousarray(sem), self.cfg.mode))}
 
 
