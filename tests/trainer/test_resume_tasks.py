@@ -109,6 +109,13 @@ def check_card(name: str, card_path) -> None:
     assert card.weights_file and card.training["config"]["task"] == name and card.parity_max_abs_diff < 1e-3
     if name == "refiner":
         assert "refiner" in card.extra["report"]["photos"]["contrast+"]
+    if name == "fusion":
+        assert {"thermal_absent", "rgb_absent"} <= set(card.extra["report"])
+    # --export wrote the deployed graph: the entropy statistics come out of it, not the feature maps
+    import onnx
+    outputs = {o.name for o in onnx.load(verify_model_file(card_path)).graph.output}
+    assert card.extra.get("entropy_in_graph") is True
+    assert {"entropy_mean_log_r", "entropy_sizes"} <= outputs and not outputs & set(card.features)
 
 
 def test_prepare_data_renders_every_train_and_val_frame_into_the_cache(tmp_path):

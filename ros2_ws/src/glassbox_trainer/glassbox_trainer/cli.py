@@ -68,7 +68,7 @@ def prepare_data(cfg, workers: int) -> int:
 def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str, default_name: str = "",
                reevaluate: bool = False) -> Path:
     """Export the final weights of a finished run (ONNX, .pt, card) into ``export_dir`` as ``export.name``
-    (default: ``default_name``, else the task name). With ``reevaluate`` the card's metrics are those of the
+    (default: ``default_name``, else the task name), as the deployed graph (``deploy_graph``). With ``reevaluate`` the card's metrics are those of the
     final weights evaluated now under ``cfg`` (its decoder settings included), not the run's last eval row."""
     import torch
 
@@ -90,9 +90,25 @@ def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str, def
     training = {"command": command, "data": cfg.export.data, "seed": cfg.seed, "steps": result["steps"],
                 "loss": result["formula"], "train_seconds": round(float(result.get("train_seconds", 0.0)), 1),
                 "config": to_dict(cfg)}
-    return export_model(task, model, export_dir, cfg.export.name or default_name or task.name, metrics,
-                        eval_loader(task, reference, cfg), probe_config(cfg), training, cfg.export.parity_atol,
-                        cfg.export.entropy_batches, weights=weights)
+    card_path = export_model(task, model, export_dir, cfg.export.name or default_name or task.name, metrics,
+                             eval_loader(task, reference, cfg), probe_config(cfg), training, cfg.export.parity_atol,
+                             cfg.export.entropy_batches, weights=weights)
+    return deploy_graph(card_path)
+
+
+def deploy_graph(card_path: Path) -> Path:
+    """Turn an exported card of a shipped model family into what a node runs: the graph re-exported with the
+    entropy computed inside it (``glassbox.export.reexport``) and the reference entropy profile recomputed by
+    that graph (``glassbox_trainer.reexport.recompute_reference``), so that the monitor compares the node's
+    estimate with a reference of the same estimator. Cards of other tasks (no pipeline runs them) are kept."""
+    from glassbox.export.reexport import pipeline_classes, reexport
+    from glassbox.models import load_card
+    from glassbox_trainer.reexport import recompute_reference
+
+    if load_card(card_path).task in pipeline_classes():
+        reexport(card_path)
+        recompute_reference(card_path)
+    return card_path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,8 +39,15 @@ def _subset(size: int, limit: int | None, seed: int, salt: int) -> Tensor | None
     """Sorted random subset of range(size) of length ``limit`` (None when no subsampling is needed)."""
     if limit is None or limit >= size:
         return None
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + salt)
-    return torch.randperm(size, generator=gen)[:limit].sort().values
+    # A constant of the graph when called while an export traces it: the draw itself is never recorded (the
+    # tracer cannot hold a Generator), only the indices it gives.
+    tracing = torch._C._get_tracing_state()
+    torch._C._set_tracing_state(None)
+    try:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + salt)
+        return torch.randperm(size, generator=gen)[:limit].sort().values
+    finally:
+        torch._C._set_tracing_state(tracing)
 
 
 @lru_cache(maxsize=256)
