@@ -93,7 +93,7 @@ def test_sigkill_during_a_step_then_resume_is_bit_exact(name, cache, tmp_path):
 
 #: card fields the nodes, the replay and the monitor read, per task (beyond what every card has)
 CARD_EXTRA = {"lidar": {"sensor", "projection", "model_config", "decode"}, "refiner": {"model_config", "report"},
-              "segmentation": {"model_config", "input_size", "mode"},
+              "segmentation": {"model_config", "input_size", "mode", "report"},
               "fusion": {"model_config", "input_size", "score_threshold", "homography_thermal_to_rgb",
                          "camera_size"}}
 CLASSES = {"lidar": 3, "refiner": 0, "segmentation": 9, "fusion": 3}
@@ -111,6 +111,8 @@ def check_card(name: str, card_path) -> None:
         assert "refiner" in card.extra["report"]["photos"]["contrast+"]
     if name == "fusion":
         assert {"thermal_absent", "rgb_absent"} <= set(card.extra["report"])
+    if name == "segmentation":                   # the tiny run's frames cycle through day and night
+        assert set(card.extra["report"]["by_lighting"]) == {"day", "night"}
     # --export wrote the deployed graph: the entropy statistics come out of it, not the feature maps
     import onnx
     outputs = {o.name for o in onnx.load(verify_model_file(card_path)).graph.output}

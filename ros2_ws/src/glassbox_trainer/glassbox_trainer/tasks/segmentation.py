@@ -156,7 +156,8 @@ class SegmentationFrames(EpochDataset):
         image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
         if rng is not None:
             image = photometric_jitter(image, rng, self.cfg.photometric)
-        return {"image": image, "labels": torch.from_numpy(to_labels(np.ascontiguousarray(sem), self.cfg.mode))}
+        return {"image": image, "labels": torch.from_numpy(to_labels(np.ascontiguousarray(sem), self.cfg.mode)),
+                "lighting": str(frame["lighting"])}
 
 
 class SegmentationTask:
@@ -185,7 +186,8 @@ class SegmentationTask:
 
     def collate(self, items: list) -> dict:
         return {"image": torch.stack([it["image"] for it in items]),
-                "labels": torch.stack([it["labels"] for it in items])}
+                "labels": torch.stack([it["labels"] for it in items]),
+                "lighting": [it.get("lighting", "") for it in items]}
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, float], dict[str, Any]]:
         feats = model.forward_features(batch["image"])
@@ -201,6 +203,23 @@ class SegmentationTask:
         out = {"miou": float(res["miou"]), "pixel_accuracy": float(res["pixel_accuracy"])}
         out.update({f"iou_{name}": float(v) for name, v in zip(self.classes, res["iou"])})
         return out
+
+    def report(self, model: nn.Module) -> dict:
+        """mIoU and per-class IoU of the validation frames of each lighting."""
+        _, val = self.datasets()
+        meters: dict[str, SegmentationMeter] = {}
+        loader = DataLoader(val, batch_size=8, shuffle=False, collate_fn=self.collate)
+        for batch in loader:
+            pred = model(batch["image"]).logits.argmax(dim=1).numpy()
+            for b, light in enumerate(batch["lighting"]):
+                meters.setdefault(light, SegmentationMeter(len(self.classes))).update(pred[b:b + 1],
+                                                                                     batch["labels"][b:b + 1].numpy())
+        out = {}
+        for light, meter in sorted(meters.items()):
+            res = meter.result()
+            out[light] = {"miou": float(res["miou"]),
+                          **{f"iou_{name}": float(v) for name, v in zip(self.classes, res["iou"])}}
+        return {"by_lighting": out}
 
     card_task = "semantic_segmentation"
 
