@@ -13,7 +13,11 @@ fusion networks run at their trained input size, so their cost is nearly indepen
 Models: the shipped ones in ``models/`` (cards ``refiner``, ``bisenet``, ``gem``) when present, else freshly
 initialised networks of the default configs. GPU rows are added when CUDA is available.
 
-    python bench/bench_camera.py [--reps 5] [--threads 2]
+    python bench/bench_camera.py [--reps 5] [--threads 2] [--baseline-models DIR]
+
+With ``--baseline-models`` (e.g. the ``models/`` of an earlier commit: ``git worktree add /tmp/old <rev>``) the
+pipelines of both sets of cards are timed alternately and each shipped pipeline is given as a ratio of the
+baseline's.
 
 Writes ``bench/results/camera.json``.
 """
@@ -27,6 +31,7 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,32 +122,39 @@ def bench_networks(reps: int, threads: int, tmp: Path) -> tuple[list[dict], dict
     return rows, sources
 
 
-def bench_pipelines(reps: int, threads: int) -> list[dict]:
+def bench_pipelines(reps: int, threads: int, model_dirs: dict[str, Path]) -> list[dict]:
+    """Whole pipelines of the cards in each of ``model_dirs`` (label -> folder), the folders' calls alternated
+    frame by frame so that load changes hit them alike; rows carry the folder's label."""
     from glassbox.pipelines import FusionPipeline, RefinerPipeline, SegmentationPipeline
 
-    cards = {n: MODELS / f"{n}.card.yaml" for n in ("refiner", "bisenet", "gem")}
-    if not all(c.is_file() for c in cards.values()):
-        return []
-    pipes = {"refiner": RefinerPipeline.from_card(cards["refiner"], threads=threads),
-             "segmentation": SegmentationPipeline.from_card(cards["bisenet"], threads=threads),
-             "fusion": FusionPipeline.from_card(cards["gem"], threads=threads)}
+    pipes: dict[tuple[str, str], Any] = {}
+    for label, folder in model_dirs.items():
+        cards = {n: folder / f"{n}.card.yaml" for n in ("refiner", "bisenet", "gem")}
+        if not all(c.is_file() for c in cards.values()):
+            continue
+        pipes[label, "refiner"] = RefinerPipeline.from_card(cards["refiner"], threads=threads)
+        pipes[label, "segmentation"] = SegmentationPipeline.from_card(cards["bisenet"], threads=threads)
+        pipes[label, "fusion"] = FusionPipeline.from_card(cards["gem"], threads=threads)
     rows = []
     rng = np.random.default_rng(0)
     for res, (w, h) in list(RESOLUTIONS.items())[1:]:
         rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         thermal = rng.integers(0, 256, (h, w), dtype=np.uint8)
-        for name, pipe in pipes.items():
-            call = (lambda p=pipe: p(rgb, thermal)) if name == "fusion" else (lambda p=pipe: p(rgb))
-            call()
-            totals, stages = [], []
+        for name in ("refiner", "segmentation", "fusion"):
+            calls = {label: ((lambda p=p: p(rgb, thermal)) if name == "fusion" else (lambda p=p: p(rgb)))
+                     for (label, n), p in pipes.items() if n == name}
+            stages: dict[str, list] = {label: [] for label in calls}
+            for call in calls.values():
+                call()
             for _ in range(reps):
-                r = call()
-                totals.append(r.timings_ms["total"])
-                stages.append(r.timings_ms)
-            rows.append({"pipeline": name, "resolution": res, "backend": "onnxruntime",
-                         "total_ms": float(np.median(totals)),
-                         "network_ms": float(np.median([s["network"] for s in stages])),
-                         "entropy_ms": float(np.median([s["entropy"] for s in stages]))})
+                for label, call in calls.items():
+                    stages[label].append(call().timings_ms)
+            for label, st in stages.items():
+                rows.append({"pipeline": name, "models": label, "resolution": res, "backend": "onnxruntime",
+                             "total_ms": float(np.median([s["total"] for s in st])),
+                             "total_min_ms": float(np.min([s["total"] for s in st])),
+                             "network_ms": float(np.median([s["network"] for s in st])),
+                             "entropy_ms": float(np.median([s["entropy"] for s in st]))})
     return rows
 
 
@@ -150,6 +162,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baseline-models", type=Path, default=None, metavar="DIR",
+                        help="also time the pipelines of the cards in DIR (e.g. an earlier release's models/), "
+                             "alternated with the shipped ones, and report the ratio")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         rows, sources = bench_networks(args.reps, args.threads, Path(tmp))
@@ -161,7 +176,12 @@ def main() -> None:
                 shares.append({"resolution": res, "downstream": down, "backend": backend[:-3],
                                "refiner_share": by[("refiner", res)][backend] / by[(down, res)][backend],
                                "refiner_full_share": by[("refiner_full", res)][backend] / by[(down, res)][backend]})
-    pipes = bench_pipelines(args.reps, args.threads)
+    dirs = {"shipped": MODELS, **({"baseline": args.baseline_models} if args.baseline_models else {})}
+    pipes = bench_pipelines(args.reps, args.threads, dirs)
+    base = {(p["pipeline"], p["resolution"]): p for p in pipes if p["models"] == "baseline"}
+    for p in pipes:
+        if p["models"] == "shipped" and (p["pipeline"], p["resolution"]) in base:
+            p["over_baseline"] = p["total_ms"] / base[p["pipeline"], p["resolution"]]["total_ms"]
 
     print(f"{'model':12s} {'resolution':10s} {'input':>10s} {'torch ms':>9s} {'ORT ms':>9s} {'ORT/torch':>9s}")
     for r in rows:
@@ -175,14 +195,16 @@ def main() -> None:
     if pipes:
         print("\nwhole pipelines (ONNX Runtime, entropy probe on): median ms")
         for p in pipes:
-            print(f"  {p['pipeline']:13s} {p['resolution']:10s} total {p['total_ms']:8.1f}  network "
-                  f"{p['network_ms']:8.1f}  entropy {p['entropy_ms']:6.1f}")
+            ratio = f"  x{p['over_baseline']:.2f} of baseline" if "over_baseline" in p else ""
+            print(f"  {p['pipeline']:13s} {p['models']:9s} {p['resolution']:10s} total {p['total_ms']:8.1f} (min "
+                  f"{p['total_min_ms']:6.1f})  network {p['network_ms']:8.1f}  entropy {p['entropy_ms']:6.1f}{ratio}")
     result = {
         "benchmark": "camera", "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "python": platform.python_version(), "torch": torch.__version__,
                     "cuda": torch.cuda.is_available(), "threads": args.threads},
-        "reps": args.reps, "models": sources, "units": {"*_ms": "milliseconds, median", "share": "ratio"},
+        "reps": args.reps, "models": sources,
+        "baseline_models": str(args.baseline_models) if args.baseline_models else None, "units": {"*_ms": "milliseconds, median", "share": "ratio"},
         "networks": rows, "refiner_share": shares, "pipelines": pipes,
     }
     out = ROOT / "bench" / "results" / "camera.json"

@@ -125,6 +125,7 @@ class SegmentationTaskConfig:
     train_frames: int = 360
     val_frames: int = 90
     photometric: float = 0.0                 # probability of a random photometric corruption of a training image
+    init_weights: str = ""                   # state dict (.pt) the model starts from (a second, fine-tuning stage)
     data: CameraDataConfig = CameraDataConfig()
     seed: int = 0
 
@@ -177,7 +178,11 @@ class SegmentationTask:
         cfg = self.model_config()
         if size == "teacher":
             cfg = BiSeNetConfig(**{**cfg.__dict__, "context": "resnet18"})
-        return BiSeNet(cfg)
+        model = BiSeNet(cfg)
+        if self.cfg.init_weights and size in ("default", "student"):
+            from glassbox.runtime import load_state
+            model.load_state_dict(load_state(os.path.expanduser(self.cfg.init_weights))[1])
+        return model
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         d = self.cfg.data
