@@ -62,8 +62,6 @@ class RefinerTaskConfig:
     train_items: int = 4096
     loss: str = "psnr"               # "psnr" (mean per-image log MSE) or "mse" (the seed's pixel MSE)
     synthetic_frames: int = 0
-    freeze_stretch: bool = False     # keep stage 2's range weights at their start (the min-max stretch of
-                                     # ``init_stretch``): training learns only the departures from it
     reference_frames: int = 8        # day-lit validation frames of the card's reference entropy profile
     data: CameraDataConfig = CameraDataConfig()
     seed: int = 0
@@ -131,11 +129,7 @@ class RefinerTask:
             raise ValueError(f"refiner loss must be 'psnr' or 'mse', got '{self.cfg.loss}'")
 
     def build_model(self, size: str = "default") -> nn.Module:
-        model = Refiner(self.cfg.model)
-        if self.cfg.freeze_stretch:
-            model.a21.requires_grad_(False)
-            model.a22.requires_grad_(False)
-        return model
+        return Refiner(self.cfg.model)
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         images = [load_photo(n) for n in TRAIN_PHOTOS]
