@@ -1,4 +1,4 @@
-"""Camera model latency: refiner, BiSeNet and GEM, eager PyTorch vs ONNX Runtime, at 160x128, 640x512 and 1280x720.
+"""Camera model latency: refiner, BiSeNet and GEM, eager PyTorch vs ONNX Runtime, at 160x128, 320x256, 640x512 and 1280x720.
 
 For each model and resolution: the median network time (ms) over ``--reps`` runs after a warm-up, with both
 backends on the same inputs and the same number of threads; the ORT/torch ratio; and the refiner's time as a
@@ -38,6 +38,7 @@ import torch
 
 from glassbox.config import from_dict
 from glassbox.export import export_with_features
+from glassbox.models import load_card
 from glassbox.runtime import OrtBackend, RuntimeConfig, load_state
 from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
 from glassbox.vision.gem import Gem, GemConfig
@@ -45,13 +46,15 @@ from glassbox.vision.refiner import Refiner, RefinerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
-RESOLUTIONS = {"160x128": (160, 128), "640x512": (640, 512), "1280x720": (1280, 720)}
+RESOLUTIONS = {"160x128": (160, 128), "320x256": (320, 256), "640x512": (640, 512), "1280x720": (1280, 720)}
 
 
 def load_model(name: str, cls, cfg_cls, default_cfg):
-    pt = MODELS / f"{name}.pt"
+    pt, card = MODELS / f"{name}.pt", MODELS / f"{name}.card.yaml"
     if pt.is_file():
         saved, state = load_state(pt)
+        if not saved and card.is_file():            # a trainer's plain state dict: the card has the config
+            saved = load_card(card).extra.get("model_config", {})
         model = cls(from_dict(cfg_cls, saved, str(pt)) if saved else default_cfg)
         model.load_state_dict(state)
         return model.eval(), str(pt.relative_to(ROOT))
@@ -137,7 +140,7 @@ def bench_pipelines(reps: int, threads: int, model_dirs: dict[str, Path]) -> lis
         pipes[label, "fusion"] = FusionPipeline.from_card(cards["gem"], threads=threads)
     rows = []
     rng = np.random.default_rng(0)
-    for res, (w, h) in list(RESOLUTIONS.items())[1:]:
+    for res, (w, h) in list(RESOLUTIONS.items())[2:]:
         rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         thermal = rng.integers(0, 256, (h, w), dtype=np.uint8)
         for name in ("refiner", "segmentation", "fusion"):
