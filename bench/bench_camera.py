@@ -1,4 +1,4 @@
-"""Camera model latency: refiner, BiSeNet and GEM, eager PyTorch vs ONNX Runtime, at 160x128, 320x256, 640x512 and 1280x720.
+"""Camera model latency: refiner, BiSeNet and GEM, eager PyTorch vs ONNX Runtime, at 160x128 to 1280x720.
 
 For each model and resolution: the median network time (ms) over ``--reps`` runs after a warm-up, with both
 backends on the same inputs and the same number of threads; the ORT/torch ratio; and the refiner's time as a
@@ -207,7 +207,8 @@ def main() -> None:
                     "python": platform.python_version(), "torch": torch.__version__,
                     "cuda": torch.cuda.is_available(), "threads": args.threads},
         "reps": args.reps, "models": sources,
-        "baseline_models": str(args.baseline_models) if args.baseline_models else None, "units": {"*_ms": "milliseconds, median", "share": "ratio"},
+        "baseline_models": str(args.baseline_models) if args.baseline_models else None,
+        "units": {"*_ms": "milliseconds, median", "share": "ratio"},
         "networks": rows, "refiner_share": shares, "pipelines": pipes,
     }
     out = ROOT / "bench" / "results" / "camera.json"

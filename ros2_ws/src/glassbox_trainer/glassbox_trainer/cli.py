@@ -68,8 +68,9 @@ def prepare_data(cfg, workers: int) -> int:
 def export_run(cfg, out: Path, result: dict, export_dir: Path, command: str, default_name: str = "",
                reevaluate: bool = False) -> Path:
     """Export the final weights of a finished run (ONNX, .pt, card) into ``export_dir`` as ``export.name``
-    (default: ``default_name``, else the task name), as the deployed graph (``deploy_graph``). With ``reevaluate`` the card's metrics are those of the
-    final weights evaluated now under ``cfg`` (its decoder settings included), not the run's last eval row."""
+    (default: ``default_name``, else the task name), as the deployed graph (``deploy_graph``). With
+    ``reevaluate`` the card's metrics are those of the final weights evaluated now under ``cfg`` (its decoder
+    settings included), not the run's last eval row."""
     import torch
 
     from glassbox_trainer.export import export_model

@@ -15,10 +15,10 @@ camera pair's homography (the pipeline does this). Fusion modes:
 
 Differences from the paper, and why:
 
-- Head: CenterNet-style (per-class centre heatmap, box size and sub-pixel offset at ``stride`` 4 or 8), not DETR. DETR
-  needs hundreds of epochs and Hungarian matching to converge and is weak on small objects (the paper says
-  so); a dense anchor-free head trains in minutes on a CPU, needs no NMS (3x3 peak picking) and exports to
-  ONNX as plain convolutions. The fusion stage, the part GEM contributes, is unchanged.
+- Head: CenterNet-style (per-class centre heatmap, box size and sub-pixel offset at ``stride`` 4 or 8), not
+  DETR. DETR needs hundreds of epochs and Hungarian matching to converge and is weak on small objects (the
+  paper says so); a dense anchor-free head trains in minutes on a CPU, needs no NMS (3x3 peak picking) and
+  exports to ONNX as plain convolutions. The fusion stage, the part GEM contributes, is unchanged.
 - ``f`` in Eq. 1 is a 1x1 conv, global average pool and linear layer with a softplus output (the reference code
   uses ReLU, which can die at 0 for every input and then switches a sensor off for good).
 - Backbones stop at output stride 8 (the paper's stride 32 suits DETR's global attention, not a centre
@@ -175,8 +175,8 @@ class Gem(nn.Module):
     rgb: (B, 3, H, W) in [0, 1]; thermal: (B, 1, H, W) in [0, 1], aligned to the RGB image; H, W divisible by 8.
     Features: ``feat_rgb``, ``feat_thermal`` (backbone maps), ``fused``, ``neck``, masks in the mask modes, and
     the weights ``w_rgb``, ``w_thermal``. With s = ``cfg.stride``: heatmap_logits (B, K, H/s, W/s); size
-    (B, 2, H/s, W/s) box width/height in output cells (>= 0); offset (B, 2, H/s, W/s) sub-cell centre offset; w_rgb, w_thermal (B,) fusion weights (NaN-free; 1 where the
-    mode has no weight).
+    (B, 2, H/s, W/s) box width/height in output cells (>= 0); offset (B, 2, H/s, W/s) sub-cell centre offset;
+    w_rgb, w_thermal (B,) fusion weights (NaN-free; 1 where the mode has no weight).
     """
 
     def __init__(self, cfg: GemConfig = GemConfig()) -> None:

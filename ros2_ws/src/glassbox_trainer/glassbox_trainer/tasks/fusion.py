@@ -3,9 +3,9 @@
 Frames come from the segmentation task's cache of ``glassbox.sim`` renders. The thermal image is warped into
 the RGB image with the pair's homography (``warp_thermal``, exactly what the fusion pipeline does), so both
 backbones see the same geometry; RGB pixels outside the thermal field of view get thermal 0. Training uses
-horizontal flips, photometric corruptions of the RGB image (probability ``photometric``) and *sensor dropout*: with probability ``dropout`` per frame one modality (never both) is
-replaced by a black frame, so that the reliability weights learn to fall for a dead sensor and the other
-stream carries the detection; the dropped sensor's reliability weight is penalised (``dead_sensor_weight``
+horizontal flips, photometric corruptions of the RGB image (probability ``photometric``) and *sensor
+dropout*: with probability ``dropout`` per frame one modality (never both) is replaced by a black frame, so
+that the reliability weights learn to fall for a dead sensor and the other stream carries the detection; the dropped sensor's reliability weight is penalised (``dead_sensor_weight``
 times its value), a label that the augmentation gives for free. The paper trains the weight networks without
 any direct signal and relies on a pretrained backbone's activations fading for a degraded input; backbones
 trained from scratch with batch norm give a blank frame non-zero activations, so without this term a black
@@ -104,6 +104,7 @@ class FusionTask:
 
     def __init__(self, cfg: dict) -> None:
         self.cfg = from_dict(FusionTaskConfig, cfg, source="fusion task")
+        self.stride = self.model_config().stride       # of the targets collate encodes
 
     def model_config(self) -> GemConfig:
         return from_dict(GemConfig, {"num_classes": len(DETECTION_CLASSES), **self.cfg.model}, source="model")
@@ -121,7 +122,7 @@ class FusionTask:
 
     def collate(self, items: list) -> dict:
         rgb = torch.stack([it["rgb"] for it in items])
-        stride = self.model_config().stride
+        stride = self.stride
         h, w = rgb.shape[2] // stride, rgb.shape[3] // stride
         k = len(DETECTION_CLASSES)
         targets = [encode_targets(it["boxes"], it["classes"], (h, w), stride, k) for it in items]
@@ -175,7 +176,6 @@ class FusionTask:
     def report(self, model: nn.Module) -> dict:
         """mAP50 overall and per lighting with one sensor absent (its input all zeros, what the fusion node feeds
         the network when that stream is missing): ``thermal_absent`` is the node's RGB-only fallback."""
-
         _, val = self.datasets()
         out = {}
         for absent, key in (("thermal", "thermal_absent"), ("rgb", "rgb_absent")):

@@ -9,9 +9,10 @@ tasks read the same cache. A cached frame holds ``rgb`` (H, W, 3) uint8, ``therm
 
 Labels: ``mode = "binary"`` maps road and sidewalk to "traversable" (``glassbox.classes.BINARY_CLASSES``), the
 seed's two-class setting; ``mode = "multiclass"`` keeps ``SEMANTIC_CLASSES``. The principal loss is the seed's
-per-pixel hinge (``loss = "hinge"``), cross-entropy (``"ce"``) or hard-pixel cross-entropy (``"ohem"``), plus CE on the two auxiliary heads. Images are
-resized to ``input_size`` (bilinear; labels nearest); training flips them and, with probability ``photometric``,
-corrupts the image photometrically (``photometric_jitter``). Headline metric: mIoU over the validation frames.
+per-pixel hinge (``loss = "hinge"``), cross-entropy (``"ce"``) or hard-pixel cross-entropy (``"ohem"``), plus
+CE on the two auxiliary heads. Images are resized to ``input_size`` (bilinear; labels nearest); training flips
+them and, with probability ``photometric``, corrupts the image photometrically (``photometric_jitter``).
+Headline metric: mIoU over the validation frames.
 
 Shipped models (``config/train/segmentation.yaml``, one section each):
 ``glassbox-train --config config/train/segmentation.yaml --section multiclass --out runs/bisenet --export models/``
@@ -37,6 +38,7 @@ from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
 from glassbox.vision.corruptions import random_corruption
 from glassbox.export import export_with_features
 from glassbox.vision.hinge import SegmentationLoss
+from glassbox_trainer.checkpoint import load_state_dict_file
 from glassbox_trainer.data import EpochDataset
 
 SPLIT_SEED_BASE = {"train": 0, "val": 100_000}
@@ -180,8 +182,7 @@ class SegmentationTask:
             cfg = BiSeNetConfig(**{**cfg.__dict__, "context": "resnet18"})
         model = BiSeNet(cfg)
         if self.cfg.init_weights and size in ("default", "student"):
-            from glassbox.runtime import load_state
-            model.load_state_dict(load_state(os.path.expanduser(self.cfg.init_weights))[1])
+            model.load_state_dict(load_state_dict_file(os.path.expanduser(self.cfg.init_weights)))
         return model
 
     def datasets(self) -> tuple[Dataset, Dataset]:
