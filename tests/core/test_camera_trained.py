@@ -75,3 +75,32 @@ def test_gem_weights_respond_to_a_dead_rgb_sensor(frames):
         big = np.minimum(f.boxes2d[:, 2] - f.boxes2d[:, 0], f.boxes2d[:, 3] - f.boxes2d[:, 1]) >= 20
         assert big.any() and len(dead.boxes) > 0
         assert box_iou(dead.boxes, f.boxes2d[big]).max() >= 0.3
+
+
+def test_gem_falls_back_to_the_rgb_only_card_without_thermal(frames):
+    """With thermal absent the shipped fusion card runs its RGB-only fallback, whose detections are exactly those
+    of ``gem_rgb`` on its own (the card's ``report.thermal_absent`` shows why: the fused network with a black
+    thermal frame is weaker); with thermal present the fusion network runs."""
+    from glassbox.pipelines import FusionPipeline
+
+    pipe = FusionPipeline.from_card(MODELS / "gem.card.yaml", probe=OFF, score_threshold=0.2)
+    alone = FusionPipeline.from_card(MODELS / "gem_rgb.card.yaml", probe=OFF, score_threshold=0.2)
+    assert pipe.fallback is not None and pipe.fallback.cfg.model.fusion == "rgb"
+    for f in frames:
+        fell_back, reference, fused = pipe(f.rgb, None), alone(f.rgb, None), pipe(f.rgb, f.thermal8)
+        assert (fell_back.model, fused.model) == ("gem_rgb", "gem")
+        assert len(reference.boxes) > 0
+        np.testing.assert_array_equal(fell_back.boxes, reference.boxes)
+        np.testing.assert_array_equal(fell_back.scores, reference.scores)
+    no_fallback = FusionPipeline.from_card(MODELS / "gem.card.yaml", probe=OFF, rgb_fallback_card="")
+    assert no_fallback.fallback is None and no_fallback(frames[0].rgb, None).model == "gem"
+
+
+def test_gem_fallback_card_must_be_rgb_only(tmp_path):
+    from glassbox.pipelines import FusionPipeline
+    from glassbox.pipelines.fusion import FusionPipelineError
+
+    with pytest.raises(FusionPipelineError, match="not an RGB-only one"):
+        FusionPipeline.from_card(MODELS / "gem.card.yaml", probe=OFF, rgb_fallback_card="gem_thermal.card.yaml")
+    with pytest.raises(FusionPipelineError, match="does not exist"):
+        FusionPipeline.from_card(MODELS / "gem.card.yaml", probe=OFF, rgb_fallback_card="missing.card.yaml")

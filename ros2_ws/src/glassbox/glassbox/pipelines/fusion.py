@@ -7,11 +7,18 @@ threshold; no NMS) -> boxes scaled back to RGB pixels. Per detection, the uncert
 its score; per frame, the reliability weights ``w_rgb``, ``w_thermal`` and the RGB display share
 ``w_rgb / (w_rgb + w_thermal)``. 16-bit thermal frames are scaled to 8 bits with a 1-99 percentile stretch
 (the synthetic camera's automatic gain control) before use.
+
+*RGB-only fallback.* A fusion network fed a black thermal frame is weaker than a network trained on RGB alone
+(the shipped ``gem`` card's ``report.thermal_absent`` against ``gem_rgb``), so a card may name an RGB-only card
+in ``rgb_fallback_card`` (a path relative to the card's folder). With thermal absent (``thermal=None``) the
+pipeline then runs that model instead, with the same runtime, score threshold, detection limit and probe, and
+``FusionResult.model`` names it.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -36,6 +43,7 @@ class FusionPipelineConfig(PipelineConfig):
     homography_thermal_to_rgb: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)  # row-major
     score_threshold: float = 0.3
     max_detections: int = 100
+    rgb_fallback_card: str = ""                              # RGB-only card run when thermal is absent; "" = none
     model: GemConfig = field(default_factory=GemConfig)
 
     def __post_init__(self) -> None:
@@ -57,6 +65,7 @@ class FusionResult:
     entropy: EntropyProfile | None
     timings_ms: dict[str, float]
     class_names: tuple[str, ...] = DETECTION_CLASSES
+    model: str = ""                     # the model that ran: the card's, or its RGB-only fallback
 
 
 def thermal_to_uint8(thermal: np.ndarray) -> np.ndarray:
@@ -83,6 +92,26 @@ class FusionPipeline(ModelPipeline):
                    "thermal": np.zeros((1, cfg.model.thermal_channels, h, w), np.float32)}
         self.runtime = self._open(cfg, self._build, ["rgb", "thermal"], Detection2DHead._fields, example)
         self._frame = 0
+        self.fallback = self._open_fallback(cfg, refiner) if cfg.rgb_fallback_card else None
+
+    def _open_fallback(self, cfg: FusionPipelineConfig, refiner) -> FusionPipeline:
+        """The RGB-only pipeline of ``cfg.rgb_fallback_card``, on this pipeline's runtime settings."""
+        path = Path(cfg.model_path).parent / cfg.rgb_fallback_card
+        if not path.is_file():
+            raise FusionPipelineError(f"rgb_fallback_card: {path} does not exist")
+        fallback = FusionPipeline.from_card(path, backend=cfg.backend, providers=cfg.providers, device=cfg.device,
+                                            threads=cfg.threads, probe=cfg.probe, refiner=refiner,
+                                            warmup_runs=cfg.warmup_runs, provider_options=cfg.provider_options,
+                                            rgb_fallback_card="")
+        if fallback.cfg.model.fusion != "rgb":
+            raise FusionPipelineError(f"rgb_fallback_card: {path} is a '{fallback.cfg.model.fusion}' model, "
+                                      "not an RGB-only one")
+        return fallback
+
+    def warmup(self, runs: int = 1) -> None:
+        super().warmup(runs)
+        if self.fallback is not None:
+            self.fallback.warmup(runs)
 
     def _build(self, saved: dict) -> Gem:
         return Gem(from_dict(GemConfig, saved, source=self.cfg.model_path) if saved else self.cfg.model)
@@ -106,6 +135,10 @@ class FusionPipeline(ModelPipeline):
                 (th.astype(np.float32) / 255.0)[None, None])
 
     def __call__(self, rgb: np.ndarray, thermal: np.ndarray | None) -> FusionResult:
+        if thermal is None and self.fallback is not None:
+            self.fallback.cfg = replace(self.fallback.cfg, score_threshold=self.cfg.score_threshold,
+                                        max_detections=self.cfg.max_detections, probe=self.cfg.probe)
+            return self.fallback(rgb, None)
         t0 = time.perf_counter()
         x_rgb, x_th = self.prepare(rgb, thermal)
         t1 = time.perf_counter()
@@ -129,4 +162,5 @@ class FusionPipeline(ModelPipeline):
         t5 = time.perf_counter()
         self._frame += 1
         timings = milliseconds((t0, t1, t2, t3, t4, t5), ("pre", "refiner", "network", "entropy", "post"))
-        return FusionResult(boxes, scores, classes, score_entropy(scores), w_r, w_t, share, profile, timings)
+        return FusionResult(boxes, scores, classes, score_entropy(scores), w_r, w_t, share, profile, timings,
+                            model=self.cfg.model_name)

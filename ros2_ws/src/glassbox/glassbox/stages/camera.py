@@ -213,6 +213,9 @@ class FusionStage(CameraStage):
         if self.silent(other, now_ns):
             self.state = f"{other} stream silent: {role} only"
             if role == "rgb":
+                fallback = getattr(self.pipeline, "fallback", None)
+                if fallback is not None:
+                    self.state += f" (model {fallback.cfg.model_name})"
                 return self.run(image, None, header, degraded=("thermal",))
             return self.run(np.zeros(image.shape[:2] + (3,), np.uint8), image, header, degraded=("rgb",))
         self.state = ""

@@ -13,6 +13,12 @@ configurable too (64-128-256-512 is the standard). The FFM outputs ``fuse_channe
 classifier produces the class scores (the reference code makes the FFM output the classes directly), so the
 fused map is a class-agnostic feature seam for probes and distillation. Inputs must have H and W divisible by
 32 (the pipeline resizes to such a size).
+
+``output_stride = 4`` adds a *detail step* for thin classes (poles, people: 2-4 px wide at 320x256, under one
+cell of 1/8): the fused map upsampled x2 plus a residual computed from the spatial path's 1/4 map, classified at
+1/4 and upsampled x4. The residual's last batch norm starts at zero scale, so a stride-8 model's weights load
+into it (``DETAIL_MODULES`` are the only new ones) and start as that model, up to the order of the bilinear
+upsamplings.
 """
 from __future__ import annotations
 
@@ -38,8 +44,11 @@ class BiSeNetConfig:
     resnet_widths: tuple[int, ...] = (64, 128, 256, 512)
     spatial_channels: tuple[int, ...] = (32, 64, 64)
     fuse_channels: int = 64
+    output_stride: int = 8                                         # 8, or 4 with the detail step
 
     def __post_init__(self) -> None:
+        if self.output_stride not in (4, 8):
+            raise ValueError(f"output_stride must be 4 or 8, got {self.output_stride}")
         if self.context not in ("vgg", "resnet18"):
             raise ValueError(f"context must be 'vgg' or 'resnet18', got {self.context!r}")
         if self.context == "vgg" and len(self.vgg_widths) != 5:
@@ -148,6 +157,13 @@ class BiSeNet(nn.Module):
         self.classifier = nn.Conv2d(cfg.fuse_channels, cfg.num_classes, 1)
         self.aux16 = nn.Conv2d(c16, cfg.num_classes, 1)
         self.aux32 = nn.Conv2d(c32, cfg.num_classes, 1)
+        if cfg.output_stride == 4:
+            last = nn.BatchNorm2d(cfg.fuse_channels)
+            nn.init.zeros_(last.weight)
+            self.detail = nn.Sequential(conv_bn_relu(s2, cfg.fuse_channels, 3),
+                                        nn.Conv2d(cfg.fuse_channels, cfg.fuse_channels, 1, bias=False), last)
+
+    DETAIL_MODULES = ("detail.",)
 
     def forward_features(self, x: Tensor) -> dict[str, Tensor]:
         if x.dim() != 4 or x.shape[1] != self.cfg.in_channels:
@@ -155,7 +171,8 @@ class BiSeNet(nn.Module):
         if not torch.jit.is_tracing() and (x.shape[2] % 32 or x.shape[3] % 32):
             raise BiSeNetError(f"H and W must be divisible by 32, got {tuple(x.shape[2:])}")
         feats: dict[str, Tensor] = {}
-        sp = self.spatial(x)                                                     # (B, s3, H/8, W/8)
+        sp4 = self.spatial[:2](x)                                                # (B, s2, H/4, W/4)
+        sp = self.spatial[2](sp4)                                                # (B, s3, H/8, W/8)
         feats["spatial"] = sp
         c16, c32 = self.context(x, feats)                                        # (B, c16, H/16, W/16), (B, c32, H/32, W/32)
         a32 = self.arm32(c32) * c32.mean(dim=(2, 3), keepdim=True)
@@ -164,10 +181,15 @@ class BiSeNet(nn.Module):
         feats["arm16"] = F.interpolate(a16, size=size, mode="bilinear", align_corners=False)
         feats["arm32"] = F.interpolate(a32, size=size, mode="bilinear", align_corners=False)
         feats["fused"] = self.ffm([sp, feats["arm16"], feats["arm32"]])         # (B, F, H/8, W/8)
+        if self.cfg.output_stride == 4:
+            up = F.interpolate(feats["fused"], size=sp4.shape[2:], mode="bilinear", align_corners=False)
+            feats["fused4"] = up + self.detail(sp4)                               # (B, F, H/4, W/4)
         return feats
 
     def forward_head(self, features: dict[str, Tensor]) -> DenseLogits:
-        return DenseLogits(F.interpolate(self.classifier(features["fused"]), scale_factor=8.0, mode="bilinear",
+        s = self.cfg.output_stride
+        top = features["fused4"] if s == 4 else features["fused"]
+        return DenseLogits(F.interpolate(self.classifier(top), scale_factor=float(s), mode="bilinear",
                                          align_corners=False))
 
     def forward_aux(self, features: dict[str, Tensor]) -> list[Tensor]:

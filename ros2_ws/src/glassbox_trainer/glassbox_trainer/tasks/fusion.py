@@ -55,6 +55,7 @@ class FusionTaskConfig:
     min_box_px: float = 4.0          # ground-truth boxes smaller than this (either side, at input_size) not trained on
     eval_min_box_px: float = 8.0     # smaller ground-truth boxes are "ignore" regions in evaluation
     photometric: float = 0.0         # probability of a random photometric corruption of a training RGB image
+    rgb_fallback_card: str = ""      # the card's RGB-only fallback for an absent thermal stream (card-relative)
     data: CameraDataConfig = CameraDataConfig()
     seed: int = 0
 
@@ -199,7 +200,8 @@ class FusionTask:
         frame = render_frame(self.cfg.data, "val", 0)
         return {"model_config": to_dict(model.cfg), "input_size": list(self.cfg.input_size), "score_threshold": 0.3,
                 "homography_thermal_to_rgb": np.asarray(frame["homography"], np.float64).tolist(),
-                "camera_size": [int(frame["rgb"].shape[1]), int(frame["rgb"].shape[0])]}
+                "camera_size": [int(frame["rgb"].shape[1]), int(frame["rgb"].shape[0])],
+                **({"rgb_fallback_card": self.cfg.rgb_fallback_card} if self.cfg.rgb_fallback_card else {})}
 
     def export(self, model: nn.Module, path: str) -> dict:
         w, h = self.cfg.input_size

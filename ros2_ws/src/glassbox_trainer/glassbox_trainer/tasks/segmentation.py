@@ -182,7 +182,12 @@ class SegmentationTask:
             cfg = BiSeNetConfig(**{**cfg.__dict__, "context": "resnet18"})
         model = BiSeNet(cfg)
         if self.cfg.init_weights and size in ("default", "student"):
-            model.load_state_dict(load_state_dict_file(os.path.expanduser(self.cfg.init_weights)))
+            state = load_state_dict_file(os.path.expanduser(self.cfg.init_weights))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            new = [k for k in missing if not k.startswith(BiSeNet.DETAIL_MODULES)]
+            if new or unexpected:
+                raise ValueError(f"init_weights {self.cfg.init_weights}: missing {new[:3]}, unexpected "
+                                 f"{unexpected[:3]} (only the detail step may be new)")
         return model
 
     def datasets(self) -> tuple[Dataset, Dataset]:
