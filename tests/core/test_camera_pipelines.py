@@ -104,10 +104,15 @@ def test_fusion_parity_and_missing_thermal(tmp_path, stride):
     a, b = pt(rgb, th), ort(rgb, th)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
     assert a.boxes.shape == (20, 4) and np.all(a.boxes[:, 2] >= a.boxes[:, 0])
-    # the stride is read off the output: box centres land inside the image, and spread over most of it
-    cx, cy = (a.boxes[:, 0] + a.boxes[:, 2]) / 2, (a.boxes[:, 1] + a.boxes[:, 3]) / 2
-    assert 0 <= cx.min() and cx.max() <= rgb.shape[1] and 0 <= cy.min() and cy.max() <= rgb.shape[0]
-    assert cx.max() - cx.min() > rgb.shape[1] / 2
+    # the stride is read off the output: the best box's centre is its peak cell plus offset, in RGB pixels
+    heat = oa["heatmap"][0]
+    assert x_rgb.shape[2] // heat.shape[1] == stride
+    k, y, x = np.unravel_index(np.argmax(heat), heat.shape)
+    cx, cy = (a.boxes[0, 0] + a.boxes[0, 2]) / 2, (a.boxes[0, 1] + a.boxes[0, 3]) / 2
+    sx, sy = stride * rgb.shape[1] / 96, stride * rgb.shape[0] / 64
+    assert a.classes[0] == k
+    assert cx == pytest.approx((x + oa["offset"][0, 0, y, x]) * sx, abs=1e-3)
+    assert cy == pytest.approx((y + oa["offset"][0, 1, y, x]) * sy, abs=1e-3)
     assert a.w_rgb == pytest.approx(b.w_rgb, rel=1e-4, abs=1e-7)
     _same_profile(a.entropy, b.entropy, rtol=1e-3)
     dead = pt(rgb, None)

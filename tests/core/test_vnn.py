@@ -159,3 +159,67 @@ def test_predictive_covariance_shape_psd_and_diagonal():
         q = predictive(conv_net, torch.randn(2, 1, 4, 4, generator=gen(24)), samples=8)
     assert q.samples.shape == (8, 2, 2, 4, 4) and q.covariance().shape == (2, 32, 32)
     assert isinstance(q, Predictive) and q.var.shape == (2, 2, 4, 4)
+
+
+# ------------------------------------------------------------------------------- sampled 1x1 conv output heads
+def test_sampled_variational_head_moments_per_channel_noise_and_gradients():
+    """Sample t of a variational head is mu + sigma * eps_t with one eps per output channel: its per-pixel mean
+    and variance over many samples are the layer's moments, and every pixel of a sample shares eps."""
+    from glassbox.vnn import SampledConvHead
+
+    torch.manual_seed(0)
+    head = SampledConvHead(5, 3, "variational", init_std=0.3)
+    nn.init.normal_(head.layer.std.weight, std=0.2)
+    x = torch.randn(2, 5, 4, 6)
+    noise = head.draw(20000, torch.Generator().manual_seed(1))
+    assert noise.shape == (20000, 3)
+    out = head(x, noise)                                                  # (T, B, C, H, W)
+    mu, sigma = head.layer.moments(x)
+    torch.testing.assert_close(out.mean(0), mu, atol=0.03, rtol=0)
+    torch.testing.assert_close(out.var(0), sigma.square(), atol=0.03, rtol=0.05)
+    z = (out[:3] - mu) / sigma                                            # recovers eps, equal over pixels
+    torch.testing.assert_close(z, noise[:3, None, :, None, None].expand_as(z), atol=1e-4, rtol=1e-4)
+    out[:4].sum().backward()
+    assert head.layer.mean.weight.grad.abs().sum() > 0 and head.layer.std.weight.grad.abs().sum() > 0
+
+
+def test_sampled_dropout_head_is_unbiased_and_masks_whole_input_channels():
+    from glassbox.vnn import SampledConvHead
+
+    torch.manual_seed(0)
+    head = SampledConvHead(8, 2, "mc_dropout", dropout=0.25)
+    x = torch.randn(1, 8, 3, 3)
+    masks = head.draw(40000, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(masks.unique(), torch.tensor([0.0, 1.0 / 0.75]))
+    out = head(x, masks)
+    torch.testing.assert_close(out.mean(0), head.conv(x), atol=0.03, rtol=0)
+    one = torch.zeros(1, 8)
+    one[0, 3] = 1.0                                                       # only input channel 3 kept
+    expected = nn.functional.conv2d(x[:, 3:4], head.conv.weight[:, 3:4], head.conv.bias)
+    torch.testing.assert_close(head(x, one)[0], expected)
+
+
+def test_uncertainty_splits_are_the_closed_forms():
+    """Bernoulli: H(mean p) = E H(p_t) + MI, MI = 0 when the samples agree and log 2 for p in {0, 1} halves;
+    Gaussian: the law of total variance; mixture NLL of one sample = the Gaussian NLL."""
+    import math
+
+    from glassbox.vnn import bernoulli_split, binary_entropy, gaussian_split, mixture_gaussian_nll
+
+    same = torch.full((4, 3), 0.3)
+    mean, ale, epi = bernoulli_split(same)
+    torch.testing.assert_close(ale, binary_entropy(torch.full((3,), 0.3)))
+    torch.testing.assert_close(epi, torch.zeros(3), atol=1e-6, rtol=0)
+    split = torch.tensor([[1e-9], [1 - 1e-9]]).repeat(2, 1)
+    mean, ale, epi = bernoulli_split(split)
+    assert abs(float(epi[0]) - math.log(2)) < 1e-4 and float(ale[0]) < 1e-4
+    means, log_vars = torch.tensor([[0.0], [2.0]]), torch.log(torch.tensor([[1.0], [3.0]]))
+    m, v_ale, v_epi = gaussian_split(means, log_vars)
+    assert (float(m), float(v_ale), float(v_epi)) == pytest.approx((1.0, 2.0, 1.0))
+    y = torch.tensor([0.7])
+    nll = mixture_gaussian_nll(y, torch.tensor([[0.2]]), torch.log(torch.tensor([[0.5]])))
+    closed = 0.5 * (0.5 ** 2 / 0.5 + math.log(0.5) + math.log(2 * math.pi))
+    assert float(nll) == pytest.approx(closed, abs=1e-6)
+    two = mixture_gaussian_nll(y, torch.tensor([[0.2], [1.2]]), torch.zeros(2, 1))
+    direct = -math.log(0.5 * sum(math.exp(-0.5 * d * d) / math.sqrt(2 * math.pi) for d in (0.5, -0.5)))
+    assert float(two) == pytest.approx(direct, abs=1e-6)

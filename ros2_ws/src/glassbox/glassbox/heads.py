@@ -29,10 +29,38 @@ class Detection2DHead(NamedTuple):
     w_thermal: Any      # (B,) fusion weight of the thermal branch
 
 
+class SampledDetection2DHead(NamedTuple):
+    """A sampled GEM head (``head: variational`` or ``mc_dropout``): the predictive of ``T`` samples.
+
+    The first five fields are those of ``Detection2DHead`` (the heatmap as the logit of the mean probability,
+    size and offset as sample means), so the decoder is the same; then, per cell, the score's aleatoric and
+    epistemic entropy (nats) and the aleatoric and epistemic variance of (w, h, dx, dy), in output cells^2.
+    """
+
+    heatmap: Any                # (B, K, h, w) logit of the predictive probability
+    size: Any                   # (B, 2, h, w)
+    offset: Any                 # (B, 2, h, w)
+    w_rgb: Any                  # (B,)
+    w_thermal: Any              # (B,)
+    heatmap_aleatoric: Any      # (B, K, h, w) E_t H(p_t)
+    heatmap_epistemic: Any      # (B, K, h, w) mutual information
+    box_var_aleatoric: Any      # (B, 4, h, w) E_t v_t of (w, h, dx, dy)
+    box_var_epistemic: Any      # (B, 4, h, w) Var_t m_t of (w, h, dx, dy)
+
+
 class DenseLogits(NamedTuple):
     """Per-pixel class scores at the input resolution (``glassbox.vision.bisenet``)."""
 
     logits: Any         # (B, K, H, W)
+
+
+class SampledDenseLogits(NamedTuple):
+    """A sampled BiSeNet classifier (``head: variational`` / ``mc_dropout``): the predictive of ``T`` samples at
+    the input resolution. ``logits`` are the log of the mean class probabilities (their softmax is the
+    predictive), so what reads ``DenseLogits`` reads this too."""
+
+    logits: Any         # (B, K, H, W) log predictive probabilities
+    epistemic: Any      # (B, 1, H, W) mutual information between the label and the network sample, nats
 
 
 class RefinedImage(NamedTuple):

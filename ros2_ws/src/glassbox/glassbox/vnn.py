@@ -25,6 +25,7 @@ weights that the seed's authors used in the ENN testbed.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -174,3 +175,88 @@ class Predictive:
 def predictive(model: VariationalSequential, x: Tensor, samples: int, seed: int | None = None) -> Predictive:
     """Mean and variance of ``model`` at ``x`` over ``samples`` network samples, evaluated as one batch."""
     return Predictive(model(x, NoiseIndex(samples, seed=seed)))
+
+
+HEAD_KINDS = ("variational", "mc_dropout")
+
+
+class SampledConvHead(nn.Module):
+    """A 1x1 conv output head evaluated for ``T`` network samples as one batch of the head only.
+
+    ``variational``: a variational 1x1 conv (``variational_conv2d``, softplus std branch) whose noise is one
+    ``eps`` per output channel and sample, shared by every pixel and input, so that sample ``t`` is one
+    function of the features (the index of the module docstring, translation-equivariant like the conv itself);
+    its std branch starts at ``init_std`` everywhere (weights 0) so that its gradient is not zero at the start.
+    ``mc_dropout``: the same conv after channel dropout of its input (rate ``dropout``), one keep-mask (scaled by
+    ``1 / (1 - dropout)``) per input channel and sample: Monte Carlo dropout over the head's input.
+
+    ``noise_dim`` is the width of one sample's noise; :meth:`draw` gives ``(T, noise_dim)``; ``forward(x, noise)``
+    returns ``(T, B, C_out, H, W)``. Under ONNX the noise is a graph input, so the runtime fixes the index.
+    """
+
+    def __init__(self, cin: int, cout: int, kind: str, dropout: float = 0.2, init_std: float = 0.1):
+        super().__init__()
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"head kind must be one of {HEAD_KINDS}, got {kind!r}")
+        if not 0.0 < dropout < 1.0:
+            raise ValueError(f"dropout must be in (0, 1), got {dropout}")
+        self.kind, self.dropout = kind, dropout
+        if kind == "variational":
+            self.layer = variational_conv2d(cin, cout, 1, std_activation="softplus")
+            nn.init.zeros_(self.layer.std.weight)
+            nn.init.constant_(self.layer.std.bias, math.log(math.expm1(init_std)))
+            self.noise_dim = cout
+        else:
+            self.conv = nn.Conv2d(cin, cout, 1)
+            self.noise_dim = cin
+
+    @property
+    def mean_conv(self) -> nn.Conv2d:
+        """The conv of the mean (variational) or of every mask (dropout): where deterministic weights go."""
+        return self.layer.mean if self.kind == "variational" else self.conv
+
+    def draw(self, samples: int, generator: torch.Generator | None = None) -> Tensor:
+        return draw_head_noise(self.kind, self.noise_dim, samples, self.dropout, generator)
+
+    def forward(self, x: Tensor, noise: Tensor) -> Tensor:
+        z = noise[:, None, :, None, None].to(x)                         # (T, 1, D, 1, 1)
+        if self.kind == "variational":
+            mu, sigma = self.layer.moments(x)                           # (B, C, H, W)
+            return mu[None] + sigma[None] * z
+        return self.conv((x[None] * z).flatten(0, 1)).unflatten(0, (noise.shape[0], -1))
+
+
+def draw_head_noise(kind: str, dim: int, samples: int, dropout: float = 0.2,
+                    generator: torch.Generator | None = None) -> Tensor:
+    """(samples, dim) noise of a ``SampledConvHead``: standard normal, or dropout keep-masks scaled to mean 1."""
+    if kind == "variational":
+        return torch.randn(samples, dim, generator=generator)
+    keep = torch.rand(samples, dim, generator=generator) >= dropout
+    return keep.float() / (1.0 - dropout)
+
+
+def binary_entropy(p: Tensor, eps: float = 1e-6) -> Tensor:
+    """Elementwise entropy (nats) of Bernoulli(p)."""
+    p = p.clamp(eps, 1.0 - eps)
+    return -(p * p.log() + (1.0 - p) * (1.0 - p).log())
+
+
+def bernoulli_split(p_samples: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(T, ...)`` sample probabilities -> predictive mean, aleatoric part ``E_t H(p_t)`` and epistemic part
+    (mutual information ``H(E_t p_t) - E_t H(p_t)``, >= 0 by concavity), each of shape ``(...)``."""
+    mean = p_samples.mean(0)
+    aleatoric = binary_entropy(p_samples).mean(0)
+    return mean, aleatoric, (binary_entropy(mean) - aleatoric).clamp(min=0.0)
+
+
+def gaussian_split(means: Tensor, log_vars: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(T, ...)`` sample means and log-variances -> predictive mean, aleatoric variance ``E_t v_t`` and
+    epistemic variance ``Var_t m_t`` (biased, 1/T): the law of total variance of the Gaussian mixture."""
+    mean = means.mean(0)
+    return mean, log_vars.exp().mean(0), (means - mean).square().mean(0)
+
+
+def mixture_gaussian_nll(y: Tensor, means: Tensor, log_vars: Tensor) -> Tensor:
+    """Elementwise ``-log (1/T) sum_t N(y; m_t, exp(l_t))`` over the sample axis 0 of ``means``/``log_vars``."""
+    log_n = -0.5 * ((y - means).square() / log_vars.exp() + log_vars + math.log(2 * math.pi))
+    return -(torch.logsumexp(log_n, dim=0) - math.log(means.shape[0]))

@@ -91,10 +91,12 @@ class EntropyGraph(nn.Module):
 
 def _dynamic_axes(inputs: Mapping[str, Tensor], outputs: Mapping[str, Tensor], batch: bool, spatial: bool) -> dict:
     """Batch (axis 0) and, for 4-D tensors, height and width (axes 2, 3) as symbolic axes. The inputs share
-    ``height``/``width``; every output has its own (feature maps sit at different strides)."""
+    ``height``/``width``; every output has its own (feature maps sit at different strides). An input of another
+    rank (a sampled head's noise, (samples, D)) has its own first axis, not the batch."""
     dyn: dict[str, dict[int, str]] = {}
     for n, t in [*inputs.items(), *outputs.items()]:
-        axes = {0: "batch"} if batch and t.dim() >= 1 and n != ENTROPY_OUTPUTS[1] else {}
+        first = f"{n}_rows" if n in inputs and t.dim() != 4 else "batch"
+        axes = {0: first} if batch and t.dim() >= 1 and n != ENTROPY_OUTPUTS[1] else {}
         if spatial and t.dim() == 4:
             h, w = ("height", "width") if n in inputs else (f"{n}_height", f"{n}_width")
             axes.update({2: h, 3: w})

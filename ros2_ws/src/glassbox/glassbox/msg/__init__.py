@@ -13,7 +13,7 @@ from glassbox.msg.base import (REASONS, ArrayFactoryMixin, ConversionError, Mess
 from glassbox.msg.base import bind as _bind
 from glassbox.msg.camera_info import camera_info_topic, camera_model_from_info, make_camera_info
 from glassbox.msg.compressed import compressed_to_array, make_compressed_image
-from glassbox.msg.detections import (Detections2D, Detections3D, detection2d_array_to_numpy,
+from glassbox.msg.detections import (Detections2D, Detections3D, centre_covariance_2d, detection2d_array_to_numpy,
                                      detection3d_array_to_numpy, label_info_to_names, make_box_markers,
                                      make_detection2d_array, make_detection3d_array, make_label_info,
                                      pose_covariance_from_spreads, quaternion_to_yaw, yaw_to_quaternion)
@@ -41,7 +41,8 @@ def bind(factory: MessageFactory):
 
 __all__ = [
     "BUILDERS", "COLOR_ENCODINGS", "IMAGE_ENCODINGS", "POINTFIELD_DTYPES", "REASONS", "THERMAL_ENCODINGS",
-    "ArrayFactoryMixin", "ConversionError", "DetectionUncertainties", "Detections2D", "Detections3D",
+    "ArrayFactoryMixin", "ConversionError", "centre_covariance_2d", "DetectionUncertainties", "Detections2D",
+    "Detections3D",
     "EntropyProfileFields", "MessageFactory", "NumpyFactoryMixin", "RosbagsFactory", "array_to_rgb8", "bind",
     "camera_info_topic", "camera_model_from_info", "cloud_to_xyz", "color_order", "compressed_to_array",
     "copy_header", "decode_color", "decode_thermal", "detection2d_array_to_numpy", "detection3d_array_to_numpy",

@@ -4,7 +4,8 @@ Yaw to quaternion uses the real formula (z = sin(yaw/2), w = cos(yaw/2)); every 
 ``ObjectHypothesis.class_id`` is the class *name* ("car"); the detector's ``vision_msgs/LabelInfo`` maps the
 class indices of its model to those names. The pose covariance of a hypothesis (row-major 6x6 over x, y, z and
 rotations about x, y, z, in the header's frame) comes from the detection's spreads
-(:func:`pose_covariance_from_spreads`), zeros where the detector estimates none.
+(:func:`pose_covariance_from_spreads`; for 2D detections the centre's variances in px^2,
+:func:`centre_covariance_2d`), zeros where the detector estimates none.
 """
 from __future__ import annotations
 
@@ -129,9 +130,20 @@ class Detections2D:
     class_names: list[str]
     scores: np.ndarray
     ids: list[str] | None = None
+    covariance: np.ndarray | None = None     # (N, 36) pose covariances: x, y of the centre in px^2 (cov[0], cov[7])
 
     def __len__(self) -> int:
         return int(len(self.scores))
+
+
+def centre_covariance_2d(var_xy: np.ndarray) -> np.ndarray:
+    """(N, 36) row-major 6x6 pose covariances of 2D detections from (N, 2) variances of the box centre, px^2:
+    x at [0], y at [7], everything else 0 (the centre lies in the image plane; z and rotations are not
+    estimated)."""
+    v = np.nan_to_num(np.asarray(var_xy, np.float64).reshape(-1, 2), nan=0.0)
+    cov = np.zeros((len(v), 36))
+    cov[:, 0], cov[:, 7] = v[:, 0], v[:, 1]
+    return cov
 
 
 def make_detection2d_array(factory: MessageFactory, dets: Detections2D, header: Any) -> Any:
@@ -147,8 +159,9 @@ def make_detection2d_array(factory: MessageFactory, dets: Detections2D, header: 
         bbox = factory.make("vision_msgs/msg/BoundingBox2D", center=center, size_x=float(b[i, 2] - b[i, 0]),
                             size_y=float(b[i, 3] - b[i, 1]))
         pose = _pose(factory, (cx, cy, 0.0), identity)
+        cov = None if dets.covariance is None else dets.covariance[i]
         out.append(factory.make("vision_msgs/msg/Detection2D", header=header,
-                                results=_hypotheses(factory, [dets.class_names[i]], [dets.scores[i]], pose),
+                                results=_hypotheses(factory, [dets.class_names[i]], [dets.scores[i]], pose, cov),
                                 bbox=bbox, id=str(ids[i])))
     return factory.make("vision_msgs/msg/Detection2DArray", header=header, detections=out)
 
@@ -156,15 +169,17 @@ def make_detection2d_array(factory: MessageFactory, dets: Detections2D, header: 
 def detection2d_array_to_numpy(msg: Any) -> Detections2D:
     """Inverse of :func:`make_detection2d_array` (top hypothesis per detection)."""
     n = len(msg.detections)
-    boxes, scores, names, ids = np.zeros((n, 4)), np.zeros(n), [], []
+    boxes, scores, names, ids, cov = np.zeros((n, 4)), np.zeros(n), [], [], np.zeros((n, 36))
     for i, d in enumerate(msg.detections):
         cx, cy = d.bbox.center.position.x, d.bbox.center.position.y
         boxes[i] = (cx - d.bbox.size_x / 2, cy - d.bbox.size_y / 2, cx + d.bbox.size_x / 2, cy + d.bbox.size_y / 2)
         best = max(d.results, key=lambda r: r.hypothesis.score) if d.results else None
         names.append(best.hypothesis.class_id if best else "")
         scores[i] = best.hypothesis.score if best else 0.0
+        if best:
+            cov[i] = np.asarray(best.pose.covariance, np.float64)
         ids.append(d.id)
-    return Detections2D(boxes, names, scores, ids)
+    return Detections2D(boxes, names, scores, ids, cov)
 
 
 def make_label_info(factory: MessageFactory, class_names: Sequence[str], threshold: float, header: Any) -> Any:

@@ -78,18 +78,22 @@ class DetectionUncertainties:
     size_std: np.ndarray | None = None
     yaw_std_rad: np.ndarray | None = None
     ids: list[str] | None = None
+    score_aleatoric_nats: np.ndarray | None = None
+    score_epistemic_nats: np.ndarray | None = None
+    center_std_aleatoric: np.ndarray | None = None
+    center_std_epistemic: np.ndarray | None = None
 
 
 def make_detection_uncertainty_array(factory: MessageFactory, unc: DetectionUncertainties, header: Any) -> Any:
     n = len(unc.score_entropy_nats)
     nan = np.full(n, np.nan)
-    cs = nan if unc.center_std is None else unc.center_std
-    ss = nan if unc.size_std is None else unc.size_std
-    ys = nan if unc.yaw_std_rad is None else unc.yaw_std_rad
+    optional = ("center_std", "size_std", "yaw_std_rad", "score_aleatoric_nats", "score_epistemic_nats",
+                "center_std_aleatoric", "center_std_epistemic")
+    values = {k: nan if getattr(unc, k) is None else np.asarray(getattr(unc, k), np.float64) for k in optional}
     ids = unc.ids if unc.ids is not None else [str(i) for i in range(n)]
     items = [factory.make("glassbox_msgs/msg/DetectionUncertainty", detection_id=str(ids[i]),
                           score_entropy_nats=float(unc.score_entropy_nats[i]), top_score=float(unc.top_score[i]),
-                          center_std=float(cs[i]), size_std=float(ss[i]), yaw_std_rad=float(ys[i]))
+                          **{k: float(v[i]) for k, v in values.items()})
              for i in range(n)]
     return factory.make("glassbox_msgs/msg/DetectionUncertaintyArray", header=header, detections=items)
 

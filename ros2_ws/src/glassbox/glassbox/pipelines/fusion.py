@@ -13,6 +13,12 @@ its score; per frame, the reliability weights ``w_rgb``, ``w_thermal`` and the R
 in ``rgb_fallback_card`` (a path relative to the card's folder). With thermal absent (``thermal=None``) the
 pipeline then runs that model instead, with the same runtime, score threshold, detection limit and probe, and
 ``FusionResult.model`` names it.
+
+*Sampled heads* (``head: variational``, the shipped ``gem``): the graph takes the model's fixed noise index as
+its ``head_noise`` input, so both backends give the same detections; the scores are Platt-calibrated with the
+card's ``score_calibration`` and every detection carries the aleatoric / epistemic parts of its score entropy
+and of its centre variance (scaled by the card's ``centre_variance_scale``, fitted so that 95% of true centres of
+held-out frames fall inside the 2-sigma ellipse), and its size variance, in RGB pixels.
 """
 from __future__ import annotations
 
@@ -26,10 +32,10 @@ import numpy as np
 from glassbox.classes import DETECTION_CLASSES
 from glassbox.config import from_dict
 from glassbox.entropy import EntropyProfile
-from glassbox.heads import Detection2DHead
+from glassbox.heads import Detection2DHead, SampledDetection2DHead
 from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
 from glassbox.vision.centernet import decode, score_entropy
-from glassbox.vision.gem import Gem, GemConfig
+from glassbox.vision.gem import Gem, GemConfig, index_noise
 
 
 class FusionPipelineError(ValueError):
@@ -44,6 +50,8 @@ class FusionPipelineConfig(PipelineConfig):
     score_threshold: float = 0.3
     max_detections: int = 100
     rgb_fallback_card: str = ""                              # RGB-only card run when thermal is absent; "" = none
+    score_calibration: tuple[float, float] = (1.0, 0.0)      # Platt (a, b): sigmoid(a logit(s) + b)
+    centre_variance_scale: float = 1.0                       # factor of a sampled head's centre variance
     model: GemConfig = field(default_factory=GemConfig)
 
     def __post_init__(self) -> None:
@@ -66,6 +74,13 @@ class FusionResult:
     timings_ms: dict[str, float]
     class_names: tuple[str, ...] = DETECTION_CLASSES
     model: str = ""                     # the model that ran: the card's, or its RGB-only fallback
+    # A sampled head's parts (None otherwise): score entropy (N,) nats; centre and size (w, h) variances (N, 2)
+    # in RGB pixels^2, the centre's scaled by the card's centre_variance_scale.
+    score_aleatoric: np.ndarray | None = None
+    score_epistemic: np.ndarray | None = None
+    centre_var_aleatoric: np.ndarray | None = None
+    centre_var_epistemic: np.ndarray | None = None
+    size_var: np.ndarray | None = None
 
 
 def thermal_to_uint8(thermal: np.ndarray) -> np.ndarray:
@@ -90,7 +105,11 @@ class FusionPipeline(ModelPipeline):
         w, h = cfg.input_size
         example = {"rgb": np.zeros((1, cfg.model.rgb_channels, h, w), np.float32),
                    "thermal": np.zeros((1, cfg.model.thermal_channels, h, w), np.float32)}
-        self.runtime = self._open(cfg, self._build, ["rgb", "thermal"], Detection2DHead._fields, example)
+        self.sampled = cfg.model.head != "deterministic"
+        head = SampledDetection2DHead if self.sampled else Detection2DHead
+        if self.sampled:                                   # the model's fixed noise index, fed to either backend
+            example["head_noise"] = index_noise(cfg.model).numpy()
+        self.runtime = self._open(cfg, self._build, list(example), head._fields, example)
         self._frame = 0
         self.fallback = self._open_fallback(cfg, refiner) if cfg.rgb_fallback_card else None
 
@@ -146,21 +165,41 @@ class FusionPipeline(ModelPipeline):
             small = (x_rgb[0].transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
             x_rgb = (self.refiner(small).refined.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         t2 = time.perf_counter()
-        inference = self.infer({"rgb": x_rgb, "thermal": x_th})
+        inputs = {"rgb": x_rgb, "thermal": x_th}
+        if self.sampled:
+            inputs["head_noise"] = self.example["head_noise"]
+        inference = self.infer(inputs)
         out = inference.outputs
         t3 = time.perf_counter()
         profile = self.entropy(inference, self._frame)
         t4 = time.perf_counter()
         stride = x_rgb.shape[2] // out["heatmap"].shape[2]            # 4 or 8, as the card's model was built
-        boxes, scores, classes = decode(out["heatmap"][0], out["size"][0], out["offset"][0], stride,
-                                        self.cfg.max_detections, self.cfg.score_threshold)
+        boxes, scores, classes, cells = decode(out["heatmap"][0], out["size"][0], out["offset"][0], stride,
+                                               self.cfg.max_detections, self.cfg.score_threshold, cells=True)
         h, w = rgb.shape[:2]
         iw, ih = self.cfg.input_size
         boxes = boxes * np.array([w / iw, h / ih, w / iw, h / ih], np.float32)
+        a, b = self.cfg.score_calibration
+        if (a, b) != (1.0, 0.0):
+            z = np.log(np.clip(scores, 1e-6, 1 - 1e-6)) - np.log1p(-np.clip(scores, 1e-6, 1 - 1e-6))
+            scores = (1.0 / (1.0 + np.exp(-(a * z + b)))).astype(np.float32)
+        parts = self._sampled_parts(out, classes, cells, stride * np.array([w / iw, h / ih])) if self.sampled else {}
         w_r, w_t = float(out["w_rgb"][0]), float(out["w_thermal"][0])
         share = w_r / (w_r + w_t) if w_r + w_t > 1e-12 else 0.5
         t5 = time.perf_counter()
         self._frame += 1
         timings = milliseconds((t0, t1, t2, t3, t4, t5), ("pre", "refiner", "network", "entropy", "post"))
         return FusionResult(boxes, scores, classes, score_entropy(scores), w_r, w_t, share, profile, timings,
-                            model=self.cfg.model_name)
+                            model=self.cfg.model_name, **parts)
+
+    def _sampled_parts(self, out, classes: np.ndarray, cells: np.ndarray, px: np.ndarray) -> dict[str, np.ndarray]:
+        """A sampled head's per-detection parts at the peak cells; ``px``: (x, y) RGB pixels per output cell."""
+        ys, xs = cells[:, 0], cells[:, 1]
+        px2 = np.square(px)
+        var_a, var_e = out["box_var_aleatoric"][0][:, ys, xs].T, out["box_var_epistemic"][0][:, ys, xs].T  # (N, 4)
+        k = self.cfg.centre_variance_scale
+        return {"score_aleatoric": out["heatmap_aleatoric"][0][classes, ys, xs].astype(np.float32),
+                "score_epistemic": out["heatmap_epistemic"][0][classes, ys, xs].astype(np.float32),
+                "centre_var_aleatoric": (k * var_a[:, 2:] * px2).astype(np.float32),
+                "centre_var_epistemic": (k * var_e[:, 2:] * px2).astype(np.float32),
+                "size_var": ((var_a[:, :2] + var_e[:, :2]) * px2).astype(np.float32)}

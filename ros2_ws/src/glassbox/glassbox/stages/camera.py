@@ -139,6 +139,19 @@ _OTHER = {"rgb": "thermal", "thermal": "rgb"}
 _STREAM = {"rgb": 0, "thermal": 1}
 
 
+def fusion_uncertainty_parts(result: Any) -> dict[str, np.ndarray]:
+    """DetectionUncertainties fields and the detections' pose covariance (px^2) of a sampled head's result
+    (``glassbox.pipelines.fusion``); empty for a deterministic head. Stds are square roots of the variances
+    summed over x and y (over w and h for the size), so that center_std^2 = aleatoric^2 + epistemic^2."""
+    if result.score_epistemic is None:
+        return {}
+    var_a, var_e = result.centre_var_aleatoric.astype(np.float64), result.centre_var_epistemic.astype(np.float64)
+    return {"score_aleatoric_nats": result.score_aleatoric, "score_epistemic_nats": result.score_epistemic,
+            "center_std": np.sqrt((var_a + var_e).sum(axis=1)), "center_std_aleatoric": np.sqrt(var_a.sum(axis=1)),
+            "center_std_epistemic": np.sqrt(var_e.sum(axis=1)), "size_std": np.sqrt(result.size_var.sum(axis=1)),
+            "covariance": gm.centre_covariance_2d(var_a + var_e)}
+
+
 class FusionStage(CameraStage):
     """RGB + thermal -> GEM. The thermal -> RGB homography is the pipeline's (the model card's, or the node's
     explicit ``homography_thermal_to_rgb``; ``fixed_homography`` keeps it whatever else is known) until the stage
@@ -249,15 +262,17 @@ class FusionStage(CameraStage):
         header = gm.copy_header(f, header_in)
         names = [result.class_names[int(c)] for c in result.classes]
         ids = [str(i) for i in range(len(names))]
-        dets = gm.Detections2D(np.asarray(result.boxes, np.float64), names, np.asarray(result.scores, np.float64), ids)
+        parts = fusion_uncertainty_parts(result)
+        dets = gm.Detections2D(np.asarray(result.boxes, np.float64), names, np.asarray(result.scores, np.float64), ids,
+                               parts.pop("covariance", None))
         weights = np.array([[result.rgb_share, 1.0 - result.rgb_share]])
         out = {"detections": gm.make_detection2d_array(f, dets, header),
                "fusion_weights": gm.make_fusion_weights(f, ["rgb", "thermal"], weights, header, sensor_age_s,
                                                         degraded),
                "overlay": gm.make_image(f, draw_boxes_bgr(rgb, result.boxes, names, result.scores), "bgr8", header),
                "detection_uncertainty": gm.make_detection_uncertainty_array(f, gm.DetectionUncertainties(
-                   score_entropy_nats=np.asarray(result.uncertainty, np.float64), top_score=dets.scores, ids=ids),
-                   header)}
+                   score_entropy_nats=np.asarray(result.uncertainty, np.float64), top_score=dets.scores, ids=ids,
+                   **parts), header)}
         if result.entropy is not None:
             out["entropy"] = gm.make_entropy_profile(f, result.entropy, header)
         return StageOutput(out, result, gm.stamp_to_ns(header.stamp),

@@ -19,6 +19,12 @@ cell of 1/8): the fused map upsampled x2 plus a residual computed from the spati
 1/4 and upsampled x4. The residual's last batch norm starts at zero scale, so a stride-8 model's weights load
 into it (``DETAIL_MODULES`` are the only new ones) and start as that model, up to the order of the bilinear
 upsamplings.
+
+A *sampled classifier* (``head``: ``variational`` or ``mc_dropout``, ``glassbox.vnn.SampledConvHead``) evaluates
+the 1x1 classifier for ``head_samples`` network samples at the output stride, as one batch of the classifier
+only; the softmax of each sample is averaged there, and the log of that mean and the mutual information between
+label and sample (the epistemic part of the predictive entropy) are upsampled to the input
+(``SampledDenseLogits``). The noise is the input ``head_noise``; without it the fixed index of ``head_seed``.
 """
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from glassbox.heads import DenseLogits
+from glassbox.heads import DenseLogits, SampledDenseLogits
+from glassbox.vnn import HEAD_KINDS, SampledConvHead, draw_head_noise
 
 
 class BiSeNetError(ValueError):
@@ -45,8 +52,14 @@ class BiSeNetConfig:
     spatial_channels: tuple[int, ...] = (32, 64, 64)
     fuse_channels: int = 64
     output_stride: int = 8                                         # 8, or 4 with the detail step
+    head: str = "deterministic"                                    # or "variational" / "mc_dropout"
+    head_samples: int = 8
+    head_dropout: float = 0.2
+    head_seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.head not in ("deterministic", *HEAD_KINDS):
+            raise ValueError(f"head must be 'deterministic' or one of {HEAD_KINDS}, got {self.head!r}")
         if self.output_stride not in (4, 8):
             raise ValueError(f"output_stride must be 4 or 8, got {self.output_stride}")
         if self.context not in ("vgg", "resnet18"):
@@ -154,7 +167,12 @@ class BiSeNet(nn.Module):
         self.arm16 = AttentionRefinement(c16)
         self.arm32 = AttentionRefinement(c32)
         self.ffm = FeatureFusion(s3 + c16 + c32, cfg.fuse_channels)
-        self.classifier = nn.Conv2d(cfg.fuse_channels, cfg.num_classes, 1)
+        self.sampled = cfg.head != "deterministic"
+        if self.sampled:
+            self.classifier = SampledConvHead(cfg.fuse_channels, cfg.num_classes, cfg.head, cfg.head_dropout)
+            self.register_buffer("index_noise", bisenet_index_noise(cfg))
+        else:
+            self.classifier = nn.Conv2d(cfg.fuse_channels, cfg.num_classes, 1)
         self.aux16 = nn.Conv2d(c16, cfg.num_classes, 1)
         self.aux32 = nn.Conv2d(c32, cfg.num_classes, 1)
         if cfg.output_stride == 4:
@@ -165,12 +183,16 @@ class BiSeNet(nn.Module):
 
     DETAIL_MODULES = ("detail.",)
 
-    def forward_features(self, x: Tensor) -> dict[str, Tensor]:
+    def forward_features(self, x: Tensor, head_noise: Tensor | None = None) -> dict[str, Tensor]:
         if x.dim() != 4 or x.shape[1] != self.cfg.in_channels:
             raise BiSeNetError(f"expected (B, {self.cfg.in_channels}, H, W), got {tuple(x.shape)}")
         if not torch.jit.is_tracing() and (x.shape[2] % 32 or x.shape[3] % 32):
             raise BiSeNetError(f"H and W must be divisible by 32, got {tuple(x.shape[2:])}")
         feats: dict[str, Tensor] = {}
+        if self.sampled:
+            if head_noise is None:
+                head_noise = self.classifier.draw(self.cfg.head_samples) if self.training else self.index_noise
+            feats["head_noise"] = head_noise.to(x)
         sp4 = self.spatial[:2](x)                                                # (B, s2, H/4, W/4)
         sp = self.spatial[2](sp4)                                                # (B, s3, H/8, W/8)
         feats["spatial"] = sp
@@ -186,8 +208,22 @@ class BiSeNet(nn.Module):
             feats["fused4"] = up + self.detail(sp4)                               # (B, F, H/4, W/4)
         return feats
 
-    def forward_head(self, features: dict[str, Tensor]) -> DenseLogits:
+    def head_samples(self, features: dict[str, Tensor]) -> Tensor:
+        """A sampled classifier's logits at the output stride, (T, B, K, h, w)."""
+        top = features["fused4"] if self.cfg.output_stride == 4 else features["fused"]
+        return self.classifier(top, features["head_noise"])
+
+    def forward_head(self, features: dict[str, Tensor]) -> DenseLogits | SampledDenseLogits:
         s = self.cfg.output_stride
+        if self.sampled:
+            p = torch.softmax(self.head_samples(features), dim=2)                # (T, B, K, h, w)
+            mean = p.mean(0)
+            log_mean = torch.log(mean.clamp(min=1e-8))
+            aleatoric = -(p * torch.log(p.clamp(min=1e-8))).sum(2).mean(0)
+            epistemic = (-(mean * log_mean).sum(1) - aleatoric).clamp(min=0.0)[:, None]
+            up = [F.interpolate(t, scale_factor=float(s), mode="bilinear", align_corners=False)
+                  for t in (log_mean, epistemic)]
+            return SampledDenseLogits(*up)
         top = features["fused4"] if s == 4 else features["fused"]
         return DenseLogits(F.interpolate(self.classifier(top), scale_factor=float(s), mode="bilinear",
                                          align_corners=False))
@@ -196,5 +232,22 @@ class BiSeNet(nn.Module):
         return [F.interpolate(head(features[name]), scale_factor=8.0, mode="bilinear", align_corners=False)
                 for head, name in ((self.aux16, "arm16"), (self.aux32, "arm32"))]
 
-    def forward(self, x: Tensor) -> DenseLogits:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: Tensor, head_noise: Tensor | None = None) -> DenseLogits:
+        return self.forward_head(self.forward_features(x, head_noise))
+
+    def variational_state(self, deterministic: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A deterministic BiSeNet's state dict as this sampled model's (the classifier into its mean conv)."""
+        own = self.state_dict()
+        prefix = "classifier.layer.mean" if self.cfg.head == "variational" else "classifier.conv"
+        state = {k: v for k, v in deterministic.items() if not k.startswith("classifier.")}
+        state.update({f"{prefix}.{p}": deterministic[f"classifier.{p}"] for p in ("weight", "bias")})
+        for k, v in own.items():
+            state.setdefault(k, v)
+        return state
+
+
+def bisenet_index_noise(cfg: BiSeNetConfig) -> Tensor:
+    """The fixed noise index of a sampled classifier (its ``index_noise`` buffer), drawn from ``head_seed``."""
+    dim = cfg.num_classes if cfg.head == "variational" else cfg.fuse_channels
+    return draw_head_noise(cfg.head, dim, cfg.head_samples, cfg.head_dropout,
+                           torch.Generator().manual_seed(cfg.head_seed))

@@ -58,8 +58,13 @@ def encode_targets(boxes: np.ndarray, classes: np.ndarray, out_hw: tuple[int, in
 
 def focal_loss(logits: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0) -> Tensor:
     """CenterNet's penalty-reduced focal loss, summed and divided by max(1, number of peaks)."""
-    p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
-    pos = target.eq(1.0).to(logits.dtype)
+    return focal_loss_prob(torch.sigmoid(logits), target, alpha, beta)
+
+
+def focal_loss_prob(p: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0) -> Tensor:
+    """``focal_loss`` of probabilities (e.g. the predictive mean of a sampled head)."""
+    p = p.clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1.0).to(p.dtype)
     pos_loss = -torch.log(p) * (1 - p) ** alpha * pos
     neg_loss = -torch.log(1 - p) * p ** alpha * (1 - target) ** beta * (1 - pos)
     return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
@@ -78,8 +83,9 @@ def centernet_loss(heat_logits: Tensor, size: Tensor, offset: Tensor, targets: d
 
 
 def decode(heat_logits: np.ndarray, size: np.ndarray, offset: np.ndarray, stride: int, max_detections: int = 100,
-           score_threshold: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image: heat (K, h, w) logits, size (2, h, w), offset (2, h, w) -> boxes (N, 4), scores, classes."""
+           score_threshold: float = 0.1, cells: bool = False) -> tuple[np.ndarray, ...]:
+    """One image: heat (K, h, w) logits, size (2, h, w), offset (2, h, w) -> boxes (N, 4), scores, classes, and
+    with ``cells`` the peak cell of each, (N, 2) (row, column) of the output map."""
     heat = 1.0 / (1.0 + np.exp(-heat_logits.astype(np.float32)))
     peaks = (heat == maximum_filter(heat, size=(1, 3, 3), mode="constant", cval=0.0)) & (heat >= score_threshold)
     cls, ys, xs = np.nonzero(peaks)
@@ -90,6 +96,8 @@ def decode(heat_logits: np.ndarray, size: np.ndarray, offset: np.ndarray, stride
     cy = (ys + offset[1, ys, xs]) * stride
     bw, bh = size[0, ys, xs] * stride, size[1, ys, xs] * stride
     boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1).astype(np.float32)
+    if cells:
+        return boxes, scores.astype(np.float32), cls.astype(np.int64), np.stack([ys, xs], axis=1)
     return boxes, scores.astype(np.float32), cls.astype(np.int64)
 
 

@@ -26,6 +26,14 @@ Differences from the paper, and why:
   ``stride = 4`` the neck adds one feature-pyramid step: the fused stride-8 map is upsampled and added to the
   backbones' stride-4 maps (each scaled by its modality's fusion weight, averaged), so that a pedestrian 10 px
   wide at 320x256 still covers more than one output cell.
+
+*Sampled heads* (``head``: ``variational`` or ``mc_dropout``, ``glassbox.vnn.SampledConvHead``): the three 1x1
+output convs are evaluated for ``head_samples`` network samples as one batch of the head only; size and offset
+each also predict a log-variance (the aleatoric part). The output is the predictive (``SampledDetection2DHead``):
+mean probability and mean box, and per cell the aleatoric / epistemic split of the score entropy and of the box
+variance. The noise is the extra input ``head_noise`` (T, D); without it the model uses its fixed index
+(``index_noise``, drawn from ``head_seed``), so inference is deterministic, and training draws afresh.
+``variational_state`` turns a deterministic model's weights into a sampled model's (the mean convs).
 """
 from __future__ import annotations
 
@@ -35,7 +43,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from glassbox.heads import Detection2DHead
+from glassbox.heads import Detection2DHead, SampledDetection2DHead
+from glassbox.vnn import HEAD_KINDS, SampledConvHead, bernoulli_split, draw_head_noise, gaussian_split
 
 FUSIONS = ("scalar_avg", "scalar_concat", "mask_avg", "mask_concat", "gumbel", "rgb", "thermal")
 
@@ -56,8 +65,16 @@ class GemConfig:
     rgb_channels: int = 3
     thermal_channels: int = 1
     stride: int = 8                        # output stride of the head: 8, or 4 with a feature-pyramid step
+    head: str = "deterministic"            # or "variational" / "mc_dropout" (sampled heads, module docstring)
+    head_samples: int = 8                  # T of a sampled head
+    head_dropout: float = 0.2              # channel dropout rate of the mc_dropout head
+    head_seed: int = 0                     # seed of the fixed noise index of a sampled head
 
     def __post_init__(self) -> None:
+        if self.head not in ("deterministic", *HEAD_KINDS):
+            raise ValueError(f"head must be 'deterministic' or one of {HEAD_KINDS}, got {self.head!r}")
+        if self.head_samples < 1:
+            raise ValueError(f"head_samples must be >= 1, got {self.head_samples}")
         if self.stride not in (4, 8):
             raise ValueError(f"stride must be 4 or 8, got {self.stride}")
         if self.fusion not in FUSIONS:
@@ -205,11 +222,39 @@ class Gem(nn.Module):
             c4 = (self.backbone_rgb or self.backbone_thermal).stride4_channels
             self.lateral = nn.Conv2d(c4, hc, 1)
             self.refine = _cbr(hc, hc, 3)
-        self.heatmap = nn.Conv2d(hc, cfg.num_classes, 1)
-        self.size = nn.Conv2d(hc, 2, 1)
-        self.offset = nn.Conv2d(hc, 2, 1)
-        nn.init.constant_(self.heatmap.bias, -2.19)     # sigmoid = 0.1: the CenterNet prior
+        self.sampled = cfg.head != "deterministic"
+        if self.sampled:
+            self.heatmap = SampledConvHead(hc, cfg.num_classes, cfg.head, cfg.head_dropout)
+            self.size = SampledConvHead(hc, 4, cfg.head, cfg.head_dropout)        # (w, h, log var w, log var h)
+            self.offset = SampledConvHead(hc, 4, cfg.head, cfg.head_dropout)      # (dx, dy, log var dx, log var dy)
+            nn.init.constant_(self.heatmap.mean_conv.bias, -2.19)
+            self.register_buffer("index_noise", index_noise(cfg))
+        else:
+            self.heatmap = nn.Conv2d(hc, cfg.num_classes, 1)
+            self.size = nn.Conv2d(hc, 2, 1)
+            self.offset = nn.Conv2d(hc, 2, 1)
+            nn.init.constant_(self.heatmap.bias, -2.19)     # sigmoid = 0.1: the CenterNet prior
         self.gumbel_generator: torch.Generator | None = None
+
+    def draw_noise(self, samples: int, generator: torch.Generator | None = None) -> Tensor:
+        """Fresh noise of a sampled head: (samples, D), the heads' noise side by side."""
+        return draw_gem_noise(self.cfg, samples, generator)
+
+    def variational_state(self, deterministic: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A deterministic GEM's state dict as this sampled model's: trunk as it is, the output convs into the
+        mean convs (log-variance rows and std branches keep this model's initial values)."""
+        own = self.state_dict()
+        state = {k: v for k, v in deterministic.items() if k.split(".")[0] not in ("heatmap", "size", "offset")}
+        for name in ("heatmap", "size", "offset"):
+            prefix = f"{name}.layer.mean" if self.cfg.head == "variational" else f"{name}.conv"
+            for part in ("weight", "bias"):
+                value = own[f"{prefix}.{part}"].clone()
+                src = deterministic[f"{name}.{part}"]
+                value[: src.shape[0]] = src
+                state[f"{prefix}.{part}"] = value
+        for k, v in own.items():
+            state.setdefault(k, v)
+        return state
 
     def _check(self, rgb: Tensor, thermal: Tensor) -> None:
         if rgb.dim() != 4 or rgb.shape[1] != self.cfg.rgb_channels:
@@ -230,9 +275,13 @@ class Gem(nn.Module):
         """(stride-4 map or None when the head does not use it, stride-8 map) of one backbone."""
         return backbone.levels(x) if self.cfg.stride == 4 else (None, backbone(x))
 
-    def forward_features(self, rgb: Tensor, thermal: Tensor) -> dict[str, Tensor]:
+    def forward_features(self, rgb: Tensor, thermal: Tensor, head_noise: Tensor | None = None) -> dict[str, Tensor]:
         self._check(rgb, thermal)
         cfg, feats = self.cfg, {}
+        if self.sampled:
+            if head_noise is None:
+                head_noise = self.draw_noise(cfg.head_samples) if self.training else self.index_noise
+            feats["head_noise"] = head_noise.to(rgb)
         ones = rgb.new_ones(rgb.shape[0])
         r4, s_r = self._levels(self.backbone_rgb, rgb) if self.use_rgb else (None, None)  # s_r: (B, F, H/8, W/8)
         t4, s_t = self._levels(self.backbone_thermal, thermal) if self.use_thermal else (None, None)
@@ -278,13 +327,49 @@ class Gem(nn.Module):
         feats["w_rgb"], feats["w_thermal"] = w_r, w_t
         return feats
 
-    def forward_head(self, features: dict[str, Tensor]) -> Detection2DHead:
-        n = features["neck"]
-        return Detection2DHead(self.heatmap(n), F.relu(self.size(n)), torch.sigmoid(self.offset(n)),
-                               features["w_rgb"], features["w_thermal"])
+    def head_samples(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A sampled head's ``T`` samples: heat logits (T, B, K, h, w); box (w, h, dx, dy) and its log-variance,
+        each (T, B, 4, h, w)."""
+        n, z = features["neck"], features["head_noise"]
+        d = [h.noise_dim for h in (self.heatmap, self.size, self.offset)]
+        z_heat, z_size, z_off = torch.split(z, d, dim=1)
+        size, off = self.size(n, z_size), self.offset(n, z_off)
+        box = torch.cat([F.relu(size[:, :, :2]), torch.sigmoid(off[:, :, :2])], dim=2)
+        log_var = torch.cat([size[:, :, 2:], off[:, :, 2:]], dim=2).clamp(-12.0, 8.0)
+        return {"heat": self.heatmap(n, z_heat), "box": box, "box_log_var": log_var}
 
-    def forward(self, rgb: Tensor, thermal: Tensor) -> Detection2DHead:
-        return self.forward_head(self.forward_features(rgb, thermal))
+    def forward_head(self, features: dict[str, Tensor]) -> Detection2DHead | SampledDetection2DHead:
+        n = features["neck"]
+        if not self.sampled:
+            return Detection2DHead(self.heatmap(n), F.relu(self.size(n)), torch.sigmoid(self.offset(n)),
+                                   features["w_rgb"], features["w_thermal"])
+        s = self.head_samples(features)
+        p, p_ale, p_epi = bernoulli_split(torch.sigmoid(s["heat"]))
+        box, v_ale, v_epi = gaussian_split(s["box"], s["box_log_var"])
+        p = p.clamp(1e-6, 1.0 - 1e-6)
+        return SampledDetection2DHead(torch.log(p) - torch.log1p(-p), box[:, :2], box[:, 2:], features["w_rgb"],
+                                      features["w_thermal"], p_ale, p_epi, v_ale, v_epi)
+
+    def forward(self, rgb: Tensor, thermal: Tensor, head_noise: Tensor | None = None) -> Detection2DHead:
+        return self.forward_head(self.forward_features(rgb, thermal, head_noise))
+
+
+def head_noise_dims(cfg: GemConfig) -> tuple[int, int, int]:
+    """Noise widths of the heatmap, size and offset heads of a sampled head (``SampledConvHead.noise_dim``)."""
+    if cfg.head == "variational":
+        return cfg.num_classes, 4, 4
+    return (cfg.head_channels,) * 3
+
+
+def draw_gem_noise(cfg: GemConfig, samples: int, generator: torch.Generator | None = None) -> Tensor:
+    """(samples, D) noise of a sampled GEM head, as ``Gem.draw_noise``."""
+    return torch.cat([draw_head_noise(cfg.head, d, samples, cfg.head_dropout, generator)
+                      for d in head_noise_dims(cfg)], dim=1)
+
+
+def index_noise(cfg: GemConfig) -> Tensor:
+    """The fixed index of a sampled GEM head (its ``index_noise`` buffer): drawn from ``head_seed``."""
+    return draw_gem_noise(cfg, cfg.head_samples, torch.Generator().manual_seed(cfg.head_seed))
 
 
 def display_share(w_rgb: Tensor, w_thermal: Tensor, eps: float = 1e-12) -> Tensor:

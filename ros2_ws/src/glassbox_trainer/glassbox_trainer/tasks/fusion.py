@@ -22,6 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import math
+import os
+
 import cv2
 import numpy as np
 import torch
@@ -31,9 +34,11 @@ from torch.utils.data import DataLoader, Dataset
 from glassbox.classes import DETECTION_CLASSES
 from glassbox.config import from_dict, to_dict
 from glassbox.metrics.detection2d import Detections2D, GroundTruth2D, evaluate_detections_2d
-from glassbox.vision.centernet import centernet_loss, decode, encode_targets
+from glassbox.vision.centernet import centernet_loss, decode, encode_targets, focal_loss_prob
+from glassbox.vnn import mixture_gaussian_nll
 from glassbox.export import export_with_features
-from glassbox.vision.gem import Gem, GemConfig
+from glassbox.vision.gem import Gem, GemConfig, index_noise
+from glassbox_trainer.checkpoint import load_state_dict_file
 from glassbox_trainer.data import EpochDataset
 from glassbox_trainer.tasks.segmentation import CameraDataConfig, frame_indices, photometric_jitter, render_frame
 
@@ -56,6 +61,8 @@ class FusionTaskConfig:
     eval_min_box_px: float = 8.0     # smaller ground-truth boxes are "ignore" regions in evaluation
     photometric: float = 0.0         # probability of a random photometric corruption of a training RGB image
     rgb_fallback_card: str = ""      # the card's RGB-only fallback for an absent thermal stream (card-relative)
+    init_weights: str = ""           # weights (.pt) to start from; a deterministic GEM's load into a sampled head
+    freeze_trunk: bool = False       # train the output head only (the trunk in eval mode, without gradients)
     data: CameraDataConfig = CameraDataConfig()
     seed: int = 0
 
@@ -98,6 +105,32 @@ class FusionFrames(EpochDataset):
                 "lighting": str(f["lighting"]), "dropped": dropped}
 
 
+def sampled_head_loss(kind: str, samples: dict[str, Tensor], batch: dict, size_weight: float = 0.1,
+                      offset_weight: float = 1.0) -> tuple[Tensor, dict[str, float]]:
+    """Loss of a sampled GEM head over its ``T`` samples: the focal loss of the heatmap and the Gaussian
+    negative log-likelihood of (w, h) and (dx, dy) at centre cells, with the CenterNet weights.
+
+    ``variational``: of the predictive (the mean probability; the mixture of the samples' Gaussians), so the
+    spread of the samples is learnt where it explains the data. ``mc_dropout``: the mean over samples of each
+    sample's loss, which is dropout training with ``T`` masks per step.
+    """
+    p = torch.sigmoid(samples["heat"])                                          # (T, B, K, h, w)
+    m = batch["mask"][:, None]                                                  # (B, 1, h, w)
+    n = m.sum().clamp(min=1.0)
+    y = torch.cat([batch["size"], batch["offset"]], dim=1)                      # (B, 4, h, w)
+    box, log_var = samples["box"], samples["box_log_var"]
+    if kind == "variational":
+        focal = focal_loss_prob(p.mean(0), batch["heatmap"])
+        nll = mixture_gaussian_nll(y, box, log_var)                             # (B, 4, h, w)
+    else:
+        focal = torch.stack([focal_loss_prob(pt, batch["heatmap"]) for pt in p]).mean()
+        nll = 0.5 * ((y - box).square() / log_var.exp() + log_var + math.log(2 * math.pi)).mean(0)
+    l_size, l_off = (nll[:, :2] * m).sum() / n, (nll[:, 2:] * m).sum() / n
+    total = focal + size_weight * l_size + offset_weight * l_off
+    return total, {"focal": float(focal.detach()), "size_nll": float(l_size.detach()),
+                   "offset_nll": float(l_off.detach())}
+
+
 class FusionTask:
     name = "fusion"
     metric = "map50"
@@ -114,7 +147,16 @@ class FusionTask:
         cfg = self.model_config()
         if size == "teacher":
             cfg = GemConfig(**{**cfg.__dict__, "backbone": "resnet"})
-        return Gem(cfg)
+        model = Gem(cfg)
+        if self.cfg.init_weights and size in ("default", "student"):
+            state = load_state_dict_file(os.path.expanduser(self.cfg.init_weights))
+            if model.sampled and not any(k.startswith("heatmap.") and k.count(".") > 1 for k in state):
+                state = model.variational_state(state)
+            model.load_state_dict(state)
+        if self.cfg.freeze_trunk:
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.split(".")[0] in ("heatmap", "size", "offset"))
+        return model
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         d = self.cfg.data
@@ -140,7 +182,16 @@ class FusionTask:
         return np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) < self.cfg.eval_min_box_px
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, float], dict[str, Any]]:
-        feats = model.forward_features(batch["rgb"], batch["thermal"])
+        if self.cfg.freeze_trunk:
+            model.eval()                         # batch norm statistics of the trunk stay those it was trained with
+            with torch.no_grad():
+                feats = model.forward_features(batch["rgb"], batch["thermal"], model.draw_noise(
+                    model.cfg.head_samples) if model.sampled else None)
+        else:
+            feats = model.forward_features(batch["rgb"], batch["thermal"])
+        if model.sampled:
+            total, terms = sampled_head_loss(model.cfg.head, model.head_samples(feats), batch)
+            return total, terms, {"features": feats}
         heat, size, offset, w_r, w_t = model.forward_head(feats)
         total, terms = centernet_loss(heat, size, offset, batch)
         if self.cfg.dead_sensor_weight > 0 and "dropped" in batch:
@@ -153,7 +204,7 @@ class FusionTask:
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
         dets, gts, lights, weights = [], [], [], []
         for batch in loader:
-            heat, size, offset, w_r, w_t = model(batch["rgb"], batch["thermal"])
+            heat, size, offset, w_r, w_t = model(batch["rgb"], batch["thermal"])[:5]
             for b in range(heat.shape[0]):
                 boxes, scores, classes = decode(heat[b].numpy(), size[b].numpy(), offset[b].numpy(), model.stride,
                                                 score_threshold=0.05)
@@ -184,7 +235,69 @@ class FusionTask:
                 self.collate(items), a))
             res = self.evaluate(model, loader)
             out[key] = {k: v for k, v in res.items() if k.startswith("map50") or k.startswith("ap50")}
+        if model.sampled:
+            out["calibration"] = self.calibration(model)
         return out
+
+    def calibration(self, model: nn.Module) -> dict:
+        """``measure_calibration`` of ``model``, computed once per model (the card's extra and report share it)."""
+        key = (id(model), tuple(float(p.detach().sum()) for p in model.parameters()))
+        if getattr(self, "_calibration", (None,))[0] != key:
+            self._calibration = (key, self.measure_calibration(model))
+        return self._calibration[1]
+
+    def measure_calibration(self, model: nn.Module, score_threshold: float = 0.3) -> dict:
+        """Calibration of a sampled head's uncertainty on the validation frames (``glassbox.metrics.
+        calibration``): recalibration fitted on the streets of even index, measured on the odd ones.
+
+        Detections above ``score_threshold`` (the card's), right at IoU 0.5. Reported: score ECE before and after
+        Platt scaling; the share of right detections whose true centre is inside the predicted 2-sigma ellipse
+        (aleatoric + epistemic variance of the centre), as predicted and after the fitted scale; and the AUROC
+        of each uncertainty for wrong vs right: the calibrated score's entropy, its epistemic part (mutual
+        information), the centre std, and 1 - calibrated score.
+        """
+        from glassbox.metrics import calibration as cal
+
+        _, val = self.datasets()
+        loader = DataLoader(val, batch_size=8, shuffle=False, collate_fn=self.collate)
+        rows, frame = [], 0
+        for batch in loader:
+            with torch.no_grad():
+                out = model(batch["rgb"], batch["thermal"])
+            s = model.stride
+            for b, gt in enumerate(batch["gt"]):
+                boxes, scores, classes, cell = decode(out.heatmap[b].numpy(), out.size[b].numpy(),
+                                                      out.offset[b].numpy(), s, score_threshold=score_threshold,
+                                                      cells=True)
+                matched, kept = cal.match_detections(boxes, scores, classes, gt.boxes, gt.classes, gt.ignored())
+                ys, xs = cell[:, 0], cell[:, 1]
+                var = (out.box_var_aleatoric[b] + out.box_var_epistemic[b]).numpy()[2:, ys, xs].T * s * s
+                centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])
+                g = gt.boxes[np.maximum(matched, 0)] if len(gt.boxes) else np.zeros((len(boxes), 4))
+                error = centre - 0.5 * (g[:, :2] + g[:, 2:])
+                street = val.indices[frame] // self.cfg.data.frames_per_scene
+                for i in np.flatnonzero(kept):
+                    rows.append((street % 2, scores[i], matched[i] >= 0,
+                                 float(out.heatmap_epistemic[b, classes[i], ys[i], xs[i]]), *error[i], *var[i]))
+                frame += 1
+        r = np.array(rows, np.float64).reshape(-1, 8)
+        fit, test = r[r[:, 0] == 0], r[r[:, 0] == 1]
+        a, b = cal.platt_fit(fit[:, 1], fit[:, 2])
+        score = cal.platt_apply(test[:, 1], a, b)
+        right = test[:, 2] > 0
+        fit_right = fit[:, 2] > 0
+        scale = cal.covariance_scale(fit[fit_right, 4:6], fit[fit_right, 6:8])
+        centre_std = np.sqrt(test[:, 6:8].sum(axis=1))
+        entropy = -(score * np.log(score) + (1 - score) * np.log(1 - score))
+        return {"detections": int(len(test)), "right": int(right.sum()), "fit_detections": int(len(fit)),
+                "platt": [a, b], "ece_raw": cal.expected_calibration_error(test[:, 1], right),
+                "ece": cal.expected_calibration_error(score, right),
+                "centre_coverage_2sigma_raw": cal.ellipse_coverage(test[right, 4:6], test[right, 6:8]),
+                "centre_variance_scale": scale,
+                "centre_coverage_2sigma": cal.ellipse_coverage(test[right, 4:6], scale * test[right, 6:8]),
+                "auroc_score_entropy": cal.auroc(entropy, ~right), "auroc_epistemic": cal.auroc(test[:, 3], ~right),
+                "auroc_centre_std": cal.auroc(centre_std, ~right),
+                "auroc_one_minus_score": cal.auroc(1 - score, ~right)}
 
     @staticmethod
     def _blank(batch: dict, absent: str) -> dict:
@@ -194,6 +307,9 @@ class FusionTask:
     card_task = "rgbt_detection"
 
     def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
+        cfg = self.model_config()
+        if cfg.head != "deterministic":
+            return batch["rgb"], batch["thermal"], index_noise(cfg)
         return batch["rgb"], batch["thermal"]
 
     def card_extra(self, model: nn.Module) -> dict:
@@ -201,13 +317,21 @@ class FusionTask:
         return {"model_config": to_dict(model.cfg), "input_size": list(self.cfg.input_size), "score_threshold": 0.3,
                 "homography_thermal_to_rgb": np.asarray(frame["homography"], np.float64).tolist(),
                 "camera_size": [int(frame["rgb"].shape[1]), int(frame["rgb"].shape[0])],
-                **({"rgb_fallback_card": self.cfg.rgb_fallback_card} if self.cfg.rgb_fallback_card else {})}
+                **({"rgb_fallback_card": self.cfg.rgb_fallback_card} if self.cfg.rgb_fallback_card else {}),
+                **(self._recalibration(model) if model.sampled else {})}
+
+    def _recalibration(self, model: nn.Module) -> dict:
+        c = self.calibration(model.eval())
+        return {"score_calibration": list(c["platt"]), "centre_variance_scale": c["centre_variance_scale"]}
 
     def export(self, model: nn.Module, path: str) -> dict:
         w, h = self.cfg.input_size
         example = (torch.rand(1, 3, h, w), torch.rand(1, 1, h, w))
+        names = ("rgb", "thermal")
+        if model.sampled:                          # the noise index is an input: the runtime fixes it
+            example, names = (*example, model.index_noise.clone()), (*names, "head_noise")
         feats = [n for n in ("feat_rgb", "feat_thermal", "fused", "neck") if n in model.forward_features(*example)]
-        spec = export_with_features(model.eval(), dict(zip(("rgb", "thermal"), example)), path,
+        spec = export_with_features(model.eval(), dict(zip(names, example)), path,
                                     feature_names=feats, dynamic_spatial=True)
         spec["stride"] = model.stride
         spec["classes"] = list(DETECTION_CLASSES)

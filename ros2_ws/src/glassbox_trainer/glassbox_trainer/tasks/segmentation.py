@@ -29,12 +29,13 @@ import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from glassbox.classes import BINARY_CLASSES, SEMANTIC_CLASSES, TRAVERSABLE_SEMANTIC_IDS
 from glassbox.config import from_dict, to_dict
 from glassbox.metrics.segmentation import SegmentationMeter
-from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
+from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig, bisenet_index_noise
 from glassbox.vision.corruptions import random_corruption
 from glassbox.export import export_with_features
 from glassbox.vision.hinge import SegmentationLoss
@@ -128,6 +129,7 @@ class SegmentationTaskConfig:
     val_frames: int = 90
     photometric: float = 0.0                 # probability of a random photometric corruption of a training image
     init_weights: str = ""                   # state dict (.pt) the model starts from (a second, fine-tuning stage)
+    freeze_trunk: bool = False               # train the classifier only (a sampled head on a trained trunk)
     data: CameraDataConfig = CameraDataConfig()
     seed: int = 0
 
@@ -183,11 +185,16 @@ class SegmentationTask:
         model = BiSeNet(cfg)
         if self.cfg.init_weights and size in ("default", "student"):
             state = load_state_dict_file(os.path.expanduser(self.cfg.init_weights))
+            if model.sampled and "classifier.weight" in state:
+                state = model.variational_state(state)
             missing, unexpected = model.load_state_dict(state, strict=False)
             new = [k for k in missing if not k.startswith(BiSeNet.DETAIL_MODULES)]
             if new or unexpected:
                 raise ValueError(f"init_weights {self.cfg.init_weights}: missing {new[:3]}, unexpected "
                                  f"{unexpected[:3]} (only the detail step may be new)")
+        if self.cfg.freeze_trunk:
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.startswith("classifier."))
         return model
 
     def datasets(self) -> tuple[Dataset, Dataset]:
@@ -201,9 +208,24 @@ class SegmentationTask:
                 "lighting": [it.get("lighting", "") for it in items]}
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, float], dict[str, Any]]:
-        feats = model.forward_features(batch["image"])
+        if self.cfg.freeze_trunk:
+            model.eval()                         # batch norm statistics of the trunk stay those it was trained with
+            with torch.no_grad():
+                feats = model.forward_features(batch["image"], model.classifier.draw(model.cfg.head_samples)
+                                               if model.sampled else None)
+            aux = []
+        else:
+            feats = model.forward_features(batch["image"])
+            aux = model.forward_aux(feats)
+        if model.sampled and model.cfg.head == "mc_dropout":
+            # dropout training: each sample's loss, averaged (the variational head is trained on its predictive)
+            s = float(model.cfg.output_stride)
+            parts = [self.criterion(F.interpolate(z, scale_factor=s, mode="bilinear", align_corners=False), aux,
+                                    batch["labels"]) for z in model.head_samples(feats)]
+            total = torch.stack([p[0] for p in parts]).mean()
+            return total, parts[0][1], {"features": feats, "labels": batch["labels"]}
         logits = model.forward_head(feats).logits
-        total, terms = self.criterion(logits, model.forward_aux(feats), batch["labels"])
+        total, terms = self.criterion(logits, aux, batch["labels"])
         return total, terms, {"features": feats, "logits": logits, "labels": batch["labels"]}
 
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
@@ -230,12 +252,44 @@ class SegmentationTask:
             res = meter.result()
             out[light] = {"miou": float(res["miou"]),
                           **{f"iou_{name}": float(v) for name, v in zip(self.classes, res["iou"])}}
-        return {"by_lighting": out}
+        report = {"by_lighting": out}
+        if model.sampled:
+            report["calibration"] = self.pixel_calibration(model, val)
+        return report
+
+    def pixel_calibration(self, model: nn.Module, val: Dataset, pixels_per_frame: int = 2000) -> dict:
+        """Per-pixel calibration of a sampled classifier on the validation frames (a fixed random subset of
+        ``pixels_per_frame`` labelled pixels each): ECE of the top predictive probability, and the AUROC of the
+        predictive entropy and of its epistemic part (mutual information) for wrong vs right pixels."""
+        from glassbox.metrics import calibration as cal
+
+        rng = np.random.default_rng(0)
+        conf, right, ent, epi = [], [], [], []
+        for batch in DataLoader(val, batch_size=8, shuffle=False, collate_fn=self.collate):
+            with torch.no_grad():
+                out = model(batch["image"])
+            p = torch.softmax(out.logits, dim=1)
+            top, pred = p.max(dim=1)
+            h = -(p * torch.log(p.clamp(min=1e-8))).sum(1)
+            for b in range(p.shape[0]):
+                labels = batch["labels"][b].numpy().ravel()
+                idx = np.flatnonzero(labels != 255)
+                idx = rng.choice(idx, min(pixels_per_frame, len(idx)), replace=False)
+                conf.append(top[b].numpy().ravel()[idx])
+                right.append(pred[b].numpy().ravel()[idx] == labels[idx])
+                ent.append(h[b].numpy().ravel()[idx])
+                epi.append(out.epistemic[b, 0].numpy().ravel()[idx])
+        conf, right, ent, epi = map(np.concatenate, (conf, right, ent, epi))
+        return {"pixels": int(len(conf)), "accuracy": float(right.mean()),
+                "ece": cal.expected_calibration_error(conf, right),
+                "auroc_entropy": cal.auroc(ent, ~right), "auroc_epistemic": cal.auroc(epi, ~right),
+                "mean_epistemic_right": float(epi[right].mean()), "mean_epistemic_wrong": float(epi[~right].mean())}
 
     card_task = "semantic_segmentation"
 
     def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
-        return (batch["image"],)
+        cfg = self.model_config()
+        return (batch["image"], bisenet_index_noise(cfg)) if cfg.head != "deterministic" else (batch["image"],)
 
     def card_extra(self, model: nn.Module) -> dict:
         return {"model_config": to_dict(model.cfg), "input_size": list(self.cfg.input_size), "mode": self.cfg.mode,
@@ -243,8 +297,10 @@ class SegmentationTask:
 
     def export(self, model: nn.Module, path: str) -> dict:
         w, h = self.cfg.input_size
-        example = torch.rand(1, 3, h, w)
-        spec = export_with_features(model.eval(), {"image": example}, path, dynamic_spatial=True,
+        inputs = {"image": torch.rand(1, 3, h, w)}
+        if model.sampled:                          # the noise index is an input: the runtime fixes it
+            inputs["head_noise"] = model.index_noise.clone()
+        spec = export_with_features(model.eval(), inputs, path, dynamic_spatial=True,
                                     feature_names=["spatial", "context3", "context4", "context5", "fused"])
         spec["inputs"]["image"]["range"] = [0.0, 1.0]
         spec["classes"] = list(self.classes)

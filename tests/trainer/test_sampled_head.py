@@ -1,0 +1,81 @@
+"""A sampled (variational / MC dropout) GEM head fitted on a frozen trunk through the trainer, exported with its
+noise as a graph input, and run by the fusion pipeline and stage: what the shipped ``gem`` card goes through,
+at a tiny size."""
+import numpy as np
+import pytest
+import torch
+
+from glassbox.models import load_card
+from glassbox_trainer.cli import export_run
+from glassbox_trainer.config import train_config_from_dict
+from glassbox_trainer.train import train
+from test_resume_tasks import camera_data
+
+
+def config(cache, steps: int, **task) -> dict:
+    return {"task": "fusion", "steps": steps, "batch_size": 2, "eval_batch_size": 2, "ckpt_every": steps,
+            "eval_every": 0, "log_every": 2, "seed": 3, "device": "cpu",
+            "optim": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.0}, "schedule": {"name": "constant"},
+            "task_cfg": {"input_size": [64, 64], "train_frames": 4, "val_frames": 4, "dropout": 0.0,
+                         "data": camera_data(cache), **task}}
+
+
+@pytest.fixture(scope="module")
+def trunk(tmp_path_factory):
+    """A deterministic stride-4 GEM trained a few steps: the trunk the heads are fitted on."""
+    root = tmp_path_factory.mktemp("sampled")
+    train(train_config_from_dict(config(root / "cache", 6, model={"stride": 4})), root / "det")
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["variational", "mc_dropout"])
+def test_head_fit_freezes_the_trunk_and_the_exported_card_runs_on_both_backends(trunk, kind, tmp_path):
+    from glassbox import msg as gm
+    from glassbox.bag.typestore import make_typestore
+    from glassbox.pipelines import FusionPipeline
+    from glassbox.stages import FusionStage
+
+    raw = config(trunk / "cache", 6, model={"stride": 4, "head": kind, "head_samples": 4},
+                 init_weights=str(trunk / "det" / "model.pt"), freeze_trunk=True)
+    cfg = train_config_from_dict(raw)
+    result = train(cfg, tmp_path / "run")
+    before = torch.load(trunk / "det" / "model.pt", weights_only=True)
+    after = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    trunk_keys = [k for k in before if k.split(".")[0] not in ("heatmap", "size", "offset")]
+    assert trunk_keys and all(torch.equal(before[k], after[k]) for k in trunk_keys)   # BN statistics included
+    mean = "heatmap.layer.mean.weight" if kind == "variational" else "heatmap.conv.weight"
+    assert not torch.equal(before["heatmap.weight"], after[mean])                    # the head did train
+    card_path = export_run(cfg, tmp_path / "run", result, tmp_path / "models", "cmd", default_name="gem_tiny")
+    card = load_card(card_path)
+    assert card.inputs["head_noise"]["shape"] == [4, 3 + 4 + 4 if kind == "variational" else 3 * 64]
+    a, b = card.extra["score_calibration"]
+    assert np.isfinite([a, b, card.extra["centre_variance_scale"]]).all()
+    report = card.extra["report"]["calibration"]
+    assert {"ece", "ece_raw", "centre_coverage_2sigma", "auroc_epistemic", "auroc_score_entropy"} <= set(report)
+
+    torch_pipe = FusionPipeline.from_card(card_path, backend="torch", score_threshold=0.0, max_detections=20)
+    ort_pipe = FusionPipeline.from_card(card_path, score_threshold=0.0, max_detections=20)
+    rng = np.random.default_rng(0)
+    rgb, thermal = rng.integers(0, 255, (64, 64, 3), np.uint8), rng.integers(0, 255, (64, 64), np.uint8)
+    r_t, r_o = torch_pipe(rgb, thermal), ort_pipe(rgb, thermal)
+    assert len(r_o.scores) == 20
+    np.testing.assert_allclose(r_o.scores, r_t.scores, atol=1e-4)
+    np.testing.assert_allclose(r_o.centre_var_epistemic, r_t.centre_var_epistemic, rtol=1e-3, atol=1e-6)
+    # Platt scaling keeps the order of the raw scores; the parts are finite and non-negative
+    assert (np.diff(r_o.scores) <= 1e-6).all()
+    for part in (r_o.score_aleatoric, r_o.score_epistemic, r_o.centre_var_aleatoric, r_o.centre_var_epistemic):
+        assert np.isfinite(part).all() and (part >= 0).all()
+    assert (r_o.score_epistemic > 0).any() and (r_o.centre_var_epistemic > 0).any()
+
+    f = gm.RosbagsFactory(make_typestore())
+    stage = FusionStage(ort_pipe, f)
+    out = stage.run(rgb, thermal, gm.make_header(f, 0, "cam"))
+    unc = out.messages["detection_uncertainty"].detections
+    dets = gm.detection2d_array_to_numpy(out.messages["detections"])
+    var = r_o.centre_var_aleatoric + r_o.centre_var_epistemic
+    for i, u in enumerate(unc):
+        assert u.center_std ** 2 == pytest.approx(u.center_std_aleatoric ** 2 + u.center_std_epistemic ** 2)
+        assert u.center_std ** 2 == pytest.approx(float(var[i].sum()), rel=1e-5)
+        assert u.score_epistemic_nats == pytest.approx(float(r_o.score_epistemic[i]))
+        assert (dets.covariance[i, 0], dets.covariance[i, 7]) == pytest.approx(tuple(var[i]), rel=1e-5)
