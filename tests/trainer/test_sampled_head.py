@@ -79,3 +79,56 @@ def test_head_fit_freezes_the_trunk_and_the_exported_card_runs_on_both_backends(
         assert u.center_std ** 2 == pytest.approx(float(var[i].sum()), rel=1e-5)
         assert u.score_epistemic_nats == pytest.approx(float(r_o.score_epistemic[i]))
         assert (dets.covariance[i, 0], dets.covariance[i, 7]) == pytest.approx(tuple(var[i]), rel=1e-5)
+
+
+def seg_config(cache, steps: int, **task) -> dict:
+    return {"task": "segmentation", "steps": steps, "batch_size": 2, "eval_batch_size": 2, "ckpt_every": steps,
+            "eval_every": 0, "log_every": 2, "seed": 3, "device": "cpu",
+            "optim": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.0}, "schedule": {"name": "constant"},
+            "task_cfg": {"mode": "multiclass", "loss": "ce", "input_size": [64, 64], "train_frames": 4,
+                         "val_frames": 2, "data": camera_data(cache), **task}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["variational", "mc_dropout"])
+def test_bisenet_sampled_classifier_on_a_frozen_trunk_publishes_an_epistemic_map(trunk, kind, tmp_path):
+    from glassbox import msg as gm
+    from glassbox.bag.typestore import make_typestore
+    from glassbox.pipelines import SegmentationPipeline
+    from glassbox.stages import SegmentationStage
+
+    det = tmp_path / "det"
+    det_cfg = train_config_from_dict(seg_config(trunk / "cache", 4))
+    det_result = train(det_cfg, det)
+    raw = seg_config(trunk / "cache", 6, model={"head": kind, "head_samples": 4},
+                     init_weights=str(det / "model.pt"), freeze_trunk=True)
+    cfg = train_config_from_dict(raw)
+    result = train(cfg, tmp_path / "run")
+    before = torch.load(det / "model.pt", weights_only=True)
+    after = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    trunk_keys = [k for k in before if not k.startswith("classifier.")]
+    assert trunk_keys and all(torch.equal(before[k], after[k]) for k in trunk_keys)
+    mean = "classifier.layer.mean.weight" if kind == "variational" else "classifier.conv.weight"
+    assert not torch.equal(before["classifier.weight"], after[mean])
+    card_path = export_run(cfg, tmp_path / "run", result, tmp_path / "models", "cmd", default_name="seg_tiny")
+    card = load_card(card_path)
+    assert "head_noise" in card.inputs
+    report = card.extra["report"]["calibration"]
+    assert 0.0 <= report["ece"] <= 1.0 and report["pixels"] > 0
+
+    torch_pipe = SegmentationPipeline.from_card(card_path, backend="torch")
+    ort_pipe = SegmentationPipeline.from_card(card_path)
+    rgb = np.random.default_rng(0).integers(0, 255, (48, 80, 3), np.uint8)
+    r_t, r_o = torch_pipe(rgb), ort_pipe(rgb)
+    assert r_o.epistemic.shape == rgb.shape[:2] and (r_o.epistemic >= 0).all()
+    np.testing.assert_allclose(r_o.epistemic, r_t.epistemic, atol=1e-4)
+    assert (r_o.epistemic <= r_o.uncertainty + 1e-5).all()        # mutual information <= predictive entropy
+    assert r_o.epistemic.max() > 0
+
+    f = gm.RosbagsFactory(make_typestore())
+    out = SegmentationStage(ort_pipe, f).step("rgb", rgb, gm.make_header(f, 0, "cam"), 0)
+    assert gm.image_to_array(out.messages["epistemic_map"]).shape == rgb.shape[:2]
+    plain = export_run(det_cfg, det, det_result, tmp_path / "models", "cmd", default_name="seg_det")
+    plain_out = SegmentationStage(SegmentationPipeline.from_card(plain), f).step("rgb", rgb,
+                                                                               gm.make_header(f, 0, "cam"), 0)
+    assert "epistemic_map" not in plain_out.messages and "uncertainty_map" in plain_out.messages

@@ -141,8 +141,8 @@ _BUILTIN = (
     Capability(
         name="segmentation", task="segmentation",
         inputs=(Stream("rgb/image", IMAGE, "rgb"),),
-        outputs={"labels": IMAGE, "overlay": IMAGE, "uncertainty_map": IMAGE, "camera_info": CAMERA_INFO,
-                 "entropy": ENTROPY},
+        outputs={"labels": IMAGE, "overlay": IMAGE, "uncertainty_map": IMAGE, "epistemic_map": IMAGE,
+                 "camera_info": CAMERA_INFO, "entropy": ENTROPY},
         latched={"label_info": LABEL_INFO},
         stage="glassbox.stages.camera:SegmentationStage",
         pipeline="glassbox.pipelines.segmentation:SegmentationPipeline",

@@ -1,5 +1,6 @@
 """segmentation_node: camera image -> BiSeNet -> ``labels`` (mono8 class ids), ``overlay`` (bgr8),
-``uncertainty_map`` (32FC1 per-pixel predictive entropy, nats), ``camera_info`` of those images (when the
+``uncertainty_map`` (32FC1 per-pixel predictive entropy, nats), ``epistemic_map`` (32FC1, its epistemic part,
+only from a card with a sampled classifier), ``camera_info`` of those images (when the
 input's camera_info arrives), ``entropy`` (per-layer profile), and ``label_info`` (vision_msgs/LabelInfo: label
 value -> class name; transient local, once at start).
 

@@ -6,6 +6,11 @@ full frame) -> BiSeNet (eager PyTorch or ONNX Runtime) -> softmax over classes -
 and per-pixel entropy of the softmax (nats; for a hinge-trained model the softmax of its raw scores) ->
 resized back to the image (nearest for ids, bilinear for entropy). The entropy profile comes from the named
 feature maps (hooks-free: ``forward_features`` under torch, extra graph outputs under ONNX Runtime).
+
+A card with a sampled classifier (``model.head``: ``variational`` / ``mc_dropout``) is fed its fixed noise index
+(``head_noise``); its ``logits`` are the log of the mean softmax over the samples, so the per-pixel entropy is the
+predictive entropy, and ``epistemic`` is its epistemic part (mutual information between label and network
+sample, nats), resized like the entropy.
 """
 from __future__ import annotations
 
@@ -18,9 +23,9 @@ import numpy as np
 from glassbox.classes import BINARY_CLASSES, SEMANTIC_CLASSES
 from glassbox.config import from_dict
 from glassbox.entropy import EntropyProfile
-from glassbox.heads import DenseLogits
+from glassbox.heads import DenseLogits, SampledDenseLogits
 from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
-from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig
+from glassbox.vision.bisenet import BiSeNet, BiSeNetConfig, bisenet_index_noise
 
 
 class SegmentationPipelineError(ValueError):
@@ -48,6 +53,7 @@ class SegmentationResult:
     timings_ms: dict[str, float]
     class_names: tuple[str, ...] = ()
     refined: np.ndarray | None = None   # the refiner's output (at the network's input size) when one runs
+    epistemic: np.ndarray | None = None  # (H, W) float32 epistemic part of the entropy (a sampled classifier)
 
 
 def softmax_entropy(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +76,11 @@ class SegmentationPipeline(ModelPipeline):
         self.model_cfg = cfg.model
         w, h = cfg.input_size
         example = {"image": np.zeros((1, cfg.model.in_channels, h, w), np.float32)}
-        self.runtime = self._open(cfg, self._build, ["image"], DenseLogits._fields, example)
+        self.sampled = cfg.model.head != "deterministic"
+        if self.sampled:                                   # the model's fixed noise index, fed to either backend
+            example["head_noise"] = bisenet_index_noise(cfg.model).numpy()
+        head = SampledDenseLogits if self.sampled else DenseLogits
+        self.runtime = self._open(cfg, self._build, list(example), head._fields, example)
         k = self.model_cfg.num_classes
         self.class_names = cfg.class_names or (BINARY_CLASSES if k == 2 else SEMANTIC_CLASSES[:k])
         self._frame = 0
@@ -92,7 +102,8 @@ class SegmentationPipeline(ModelPipeline):
             small = refined = self.refiner(small).refined
         t2 = time.perf_counter()
         x = (small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        inference = self.infer({"image": x})
+        inputs = {"image": x, "head_noise": self.example["head_noise"]} if self.sampled else {"image": x}
+        inference = self.infer(inputs)
         out = inference.outputs
         t3 = time.perf_counter()
         profile = self.entropy(inference, self._frame)
@@ -100,7 +111,9 @@ class SegmentationPipeline(ModelPipeline):
         ids, ent = softmax_entropy(out["logits"][0])
         labels = cv2.resize(ids.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
         uncertainty = cv2.resize(ent, (w, h), interpolation=cv2.INTER_LINEAR)
+        epistemic = cv2.resize(np.ascontiguousarray(out["epistemic"][0, 0], np.float32), (w, h),
+                               interpolation=cv2.INTER_LINEAR) if self.sampled else None
         t5 = time.perf_counter()
         self._frame += 1
         timings = milliseconds((t0, t1, t2, t3, t4, t5), ("pre", "refiner", "network", "entropy", "post"))
-        return SegmentationResult(labels, uncertainty, profile, timings, self.class_names, refined)
+        return SegmentationResult(labels, uncertainty, profile, timings, self.class_names, refined, epistemic)

@@ -123,6 +123,9 @@ class SegmentationStage(CameraStage):
                "uncertainty_map": gm.make_image(f, np.ascontiguousarray(result.uncertainty, np.float32), "32FC1",
                                                 header),
                **self.output_camera_info(result.labels.shape, header)}
+        if result.epistemic is not None:
+            out["epistemic_map"] = gm.make_image(f, np.ascontiguousarray(result.epistemic, np.float32), "32FC1",
+                                                 header)
         if result.entropy is not None:
             out["entropy"] = gm.make_entropy_profile(f, result.entropy, header)
         return StageOutput(out, result, gm.stamp_to_ns(header.stamp),
