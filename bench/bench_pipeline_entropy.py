@@ -58,7 +58,8 @@ def bench_card(name: str, repeat: int, threads: int, tmp: Path) -> dict:
     model = cls.from_card(path, backend="torch", probe=ProbeConfig(enabled=False)).runtime.model
     example = {n: torch.zeros(s["shape"]) for n, s in card.inputs.items()}
     export_with_features(model, example, tmp / f"{name}_bare.onnx", list(card.outputs), [],
-                         dynamic_spatial=all("dynamic" in s for s in card.inputs.values()))
+                         dynamic_spatial=all("dynamic" in s for s in card.inputs.values()
+                                                        if len(s["shape"]) == 4))
     bare = OrtBackend(tmp / f"{name}_bare.onnx", RuntimeConfig(backend="onnxruntime", threads=threads),
                       list(card.outputs))
     args, kwargs = frame_args(card)

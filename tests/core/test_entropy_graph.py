@@ -64,6 +64,8 @@ def _card_features(name: str):
     for i in range(3):                      # smooth structured inputs: low-frequency noise, upsampled
         x = {}
         for n, s in card.inputs.items():
+            if len(s["shape"]) != 4:        # a sampled head's noise: the forward takes its fixed index
+                continue
             small = torch.from_numpy(rng.random((1, s["shape"][1], 8, 8), dtype=np.float32))
             x[n] = torch.nn.functional.interpolate(small, size=tuple(s["shape"][2:]), mode="bilinear")
         with torch.no_grad():

@@ -147,6 +147,6 @@ def export_with_features(model: nn.Module, example_inputs: Mapping[str, Tensor],
     export_onnx(graph.eval(), tuple(inputs.values()), path, list(inputs), list(outputs), opset=opset, metadata=metadata,
                 dynamic_axes=_dynamic_axes(inputs, outputs, dynamic_batch, dynamic_spatial))
     spatial = {"dynamic": ["height", "width"]} if dynamic_spatial else {}
-    return {"inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""), **spatial}
-                       for k, v in inputs.items()},
+    return {"inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""),
+                           **(spatial if v.dim() == 4 else {})} for k, v in inputs.items()},
             "outputs": list(output_names), "features": names}

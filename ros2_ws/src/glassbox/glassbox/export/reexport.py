@@ -56,7 +56,7 @@ def reexport(card_path: str | Path) -> ModelCard:
     cls = pipeline_classes()[card.task]
     pipe = cls.from_card(card_path, backend="torch", threads=1, probe=ProbeConfig(enabled=False))
     example = {n: torch.zeros(s["shape"]) for n, s in card.inputs.items()}
-    dynamic = all("dynamic" in s for s in card.inputs.values())
+    dynamic = all("dynamic" in s for s in card.inputs.values() if len(s["shape"]) == 4)
     out = card_path.parent / card.file
     export_with_features(pipe.runtime.model, example, out, list(card.outputs), list(card.features),
                          dynamic_spatial=dynamic, probe=card_probe(card))
