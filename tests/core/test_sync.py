@@ -107,11 +107,12 @@ class _FakeFusion:
         self.calls = []
 
     def __call__(self, rgb, thermal):
-        from types import SimpleNamespace
+        from glassbox.pipelines import FusionResult
         self.calls.append((rgb, thermal))
-        return SimpleNamespace(class_names=("car",), classes=np.array([0]), boxes=np.array([[1.0, 2.0, 5.0, 6.0]]),
-                               scores=np.array([0.9]), rgb_share=0.5 if thermal is not None else 1.0,
-                               uncertainty=np.array([0.1]), entropy=None)
+        share = 0.5 if thermal is not None else 1.0
+        return FusionResult(boxes=np.array([[1.0, 2.0, 5.0, 6.0]]), scores=np.array([0.9]), classes=np.array([0]),
+                            uncertainty=np.array([0.1]), w_rgb=share, w_thermal=1.0 - share, rgb_share=share,
+                            entropy=None, timings_ms={}, class_names=("car",))
 
 
 def test_fusion_stage_pairs_then_falls_back_on_the_callers_clock():
