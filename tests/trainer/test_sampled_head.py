@@ -53,6 +53,7 @@ def test_head_fit_freezes_the_trunk_and_the_exported_card_runs_on_both_backends(
     assert np.isfinite([a, b, card.extra["centre_variance_scale"]]).all()
     report = card.extra["report"]["calibration"]
     assert {"ece", "ece_raw", "centre_coverage_2sigma", "auroc_epistemic", "auroc_score_entropy"} <= set(report)
+    assert card.extra.get("entropy_in_graph") is True and "dynamic" not in card.inputs["head_noise"]
 
     torch_pipe = FusionPipeline.from_card(card_path, backend="torch", score_threshold=0.0, max_detections=20)
     ort_pipe = FusionPipeline.from_card(card_path, score_threshold=0.0, max_detections=20)
