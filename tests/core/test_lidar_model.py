@@ -1,5 +1,6 @@
 """SPI network, targets, decoding and NMS on hand-made scans (a small ray caster against boxes and a ground plane)."""
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from glassbox.lidar import (MODELS, DecodeConfig, ProjectionConfig, SpiConfig, TargetConfig, build_model,
                             build_targets, decode, project_points, rotated_nms, spi_config, spi_loss)
 from glassbox.heads import Detection3DHead
-from glassbox.lidar.decode import binary_entropy
+from glassbox.lidar.decode import DecodeError, binary_entropy
 from glassbox.lidar.iou import bev_iou
 
 
@@ -233,3 +234,53 @@ def test_box_vote_changes_only_the_classes_it_names():
     same = plain.classes == 1
     np.testing.assert_array_equal(voted.centers[same], plain.centers[same])
     assert np.abs(voted.centers[~same] - plain.centers[~same]).max() > 1e-3
+
+
+def test_box_vote_gate_keeps_out_background_pixels_that_score_for_the_class():
+    """The ground and walls around a pedestrian may score for its class (a blurred heatmap); their offsets point
+    elsewhere. With the gate the vote is the exact box of the object's own pixels; without it (a gate wider than
+    the window) those pixels drag the box off."""
+    one = SCENE[2:3]                                                         # the pedestrian
+    img = project_points(cast(one), CFG)
+    t = build_targets(img, one[:, :3], one[:, 3:6], one[:, 6], CLASSES[2:3])
+    out = _perfect_outputs(t)
+    obj = t["reg_weight"] > 0
+    r0, c0 = t["centre_pixel"][0]
+    window = np.zeros_like(obj)
+    window[max(0, r0 - 8):r0 + 9, c0 - 16:c0 + 17] = True
+    background = window & img.mask & ~obj
+    assert background.sum() > obj.sum() > 10
+    out["heatmap"][1][background] = 0.0                                      # score 0.5, over the vote ratio
+    out["offset"][:, background] = np.array([0.0, 3.0, 0.0], np.float32)[:, None]   # 3 m sideways
+    cfg = DecodeConfig(score_threshold=0.9, box_vote_classes=(1,), vote_min_ratio=0.05)
+    gated = decode(out, img.xyz, img.mask, cfg)
+    assert len(gated) == 1
+    np.testing.assert_allclose(gated.centers[0], one[0, :3], atol=1e-5)
+    np.testing.assert_allclose(gated.sizes[0], one[0, 3:6], rtol=1e-5)
+    open_gate = decode(out, img.xyz, img.mask, replace(cfg, vote_gate_m=(100.0,)))
+    assert np.linalg.norm(open_gate.centers[0, :2] - one[0, :2]) > 0.5
+
+
+def test_box_vote_yaw_only_for_the_classes_named():
+    img = project_points(cast(SCENE), CFG)
+    t = build_targets(img, SCENE[:, :3], SCENE[:, 3:6], SCENE[:, 6], CLASSES)
+    out = _perfect_outputs(t)
+    out["yaw"][:2] = out["yaw"][:2] + np.random.default_rng(3).normal(0, 0.3, out["yaw"][:2].shape).astype(np.float32)
+    peak = decode(out, img.xyz, img.mask, DecodeConfig(score_threshold=0.5, box_vote_classes=(0,)))
+    turned = decode(out, img.xyz, img.mask, DecodeConfig(score_threshold=0.5, box_vote_classes=(0,),
+                                                         vote_yaw_classes=(0,)))
+    car = peak.classes == 0
+    np.testing.assert_array_equal(peak.yaw[~car], turned.yaw[~car])
+    true_yaw = {round(float(c), 3): y for c, y in zip(SCENE[:, 0], SCENE[:, 6])}
+    err = {}
+    for name, det in (("peak", peak), ("turned", turned)):
+        want = np.array([true_yaw[min(true_yaw, key=lambda x: abs(x - c))] for c in det.centers[car, 0]])
+        err[name] = np.abs(np.sin(det.yaw[car] - want)).mean()                # axis error
+    assert err["turned"] < 0.6 * err["peak"]
+
+
+def test_decode_config_rejects_bad_vote_settings():
+    with pytest.raises(DecodeError):
+        DecodeConfig(vote_window=(4,))
+    with pytest.raises(DecodeError):
+        DecodeConfig(vote_gate_m=(1.0, 0.0))

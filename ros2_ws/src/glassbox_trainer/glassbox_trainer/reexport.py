@@ -1,12 +1,18 @@
 """Re-export shipped cards with the entropy computed in the graph, and optionally recompute their reference.
 
     python -m glassbox_trainer.reexport models/<name>.card.yaml [...] [--reference]
+    python -m glassbox_trainer.reexport models/<name>.card.yaml --rescore config/train/<recipe>.yaml
 
 The re-export itself is ``glassbox.export.reexport`` (core). ``--reference`` also recomputes the card's
 reference entropy profile with the deployed (in-graph) estimator, the way the trainer records it (one profile
 per input, mean and std per layer), on the trainer task's reference inputs (``reference_set()``, else the first
 validation items), rebuilt from the card's recorded training config: for cards whose layers spread over inputs
 less than the systematic offset of the stratified sampling (the refiner's, the LiDAR detector's).
+
+``--rescore CONFIG`` evaluates the card's weights again under a training config that builds the same network but
+changes what lies around it (the decoder settings, a larger validation set): the card's metrics, the settings its
+export records in ``extra`` (e.g. ``decode``) and ``training.config`` are replaced, and ``training.rescored``
+records the command; the graph and the weights are kept as they are.
 """
 from __future__ import annotations
 
@@ -67,11 +73,63 @@ def recompute_reference(card_path: str | Path) -> ModelCard:
     return card
 
 
+def rescore(card_path: str | Path, config_path: str | Path, section: str | None = None,
+            command: str = "") -> ModelCard:
+    """The card with the metrics of its weights evaluated under the training config ``config_path`` (see the
+    module docstring). Raises ``ValueError`` when the config builds a network with other inputs, outputs or
+    probed layers than the card's."""
+    import tempfile
+
+    import torch
+
+    from glassbox.config import to_dict
+    from glassbox.runtime import load_state
+    from glassbox_trainer.config import load_train_config
+    from glassbox_trainer.data import eval_loader
+    from glassbox_trainer.export import card_extra
+
+    card_path = Path(card_path)
+    card = load_card(card_path)
+    if not card.weights_file:
+        raise ValueError(f"{card_path}: the card ships no weights file to evaluate")
+    cfg = load_train_config(config_path, section)
+    task = build_task(cfg.task, cfg.task_cfg)
+    model = task.build_model(cfg.model_size)
+    model.load_state_dict(load_state(card_path.parent / card.weights_file)[1])
+    model.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = dict(task.export(model, str(Path(tmp) / "rescore.onnx")))
+    if tuple(spec["outputs"]) != tuple(card.outputs) or tuple(spec["features"]) != tuple(card.features) or \
+            sorted(spec["inputs"]) != sorted(card.inputs):
+        raise ValueError(f"{config_path} builds another network than {card_path} (inputs, outputs or probed "
+                         "layers differ): retrain instead of rescoring")
+    with torch.no_grad():
+        metrics = {k: float(v) for k, v in task.evaluate(model, eval_loader(task, task.datasets()[1], cfg)).items()}
+    training = dict(card.training, config=to_dict(cfg),
+                    rescored={"command": command or f"python -m glassbox_trainer.reexport {card_path} "
+                                                    f"--rescore {config_path}", "config": str(config_path)})
+    card = replace(card, metrics=metrics, extra={**card.extra, **card_extra(task, model, spec)}, training=training)
+    save_card(card, card_path)
+    return card
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cards", nargs="+", help="model card YAML files")
     parser.add_argument("--reference", action="store_true", help="recompute the reference entropy profile")
+    parser.add_argument("--rescore", metavar="CONFIG", help="evaluate the weights again under this training config "
+                        "(same network; e.g. a changed decoder) and replace the card's metrics; no re-export")
+    parser.add_argument("--section", help="section of a multi-section --rescore config")
     args = parser.parse_args(argv)
+    if args.rescore:
+        import shlex
+        import sys
+        for path in args.cards:
+            card = rescore(path, args.rescore, args.section,
+                           "python -m glassbox_trainer.reexport " + shlex.join(sys.argv[1:] if argv is None else argv))
+            print(f"{path}: rescored under {args.rescore}: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in list(card.metrics.items())[:8]))
+        return
     for path in args.cards:
         card = reexport(path)
         if args.reference:

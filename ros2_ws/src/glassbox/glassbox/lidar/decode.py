@@ -14,12 +14,16 @@ Works on numpy arrays of one scan (the outputs of either backend, torch or ONNX 
    peak whose score is at least ``spread_min_ratio`` times the peak's (pixels of the same object, not the wall
    behind it): the score-weighted RMS distance of their centres to their mean (metres) and the circular standard
    deviation of their yaws (radians);
-5. for the classes in ``box_vote_classes`` (the box averaging of LaserNet, Meyer et al. 2019: every point of an object predicts its box,
-   and their mean is a better estimate than any one of them) the box of each detection becomes the score-weighted
-   mean over those same pixels: centre and log size averaged, the yaw axis averaged on the doubled angle and its
-   direction kept from the peak. The score stays the peak's. It pays for objects much larger than an output
-   pixel (cars: BEV AP@0.7 +0.08 on the HDL-64 validation set) and costs small ones, whose window reaches the
-   background behind them (pedestrians, cyclists: -0.04 to -0.14), so the shipped card votes for cars only.
+5. for the classes in ``box_vote_classes`` the box of each detection becomes the mean of the boxes that the
+   object's own pixels predict (the box voting of LaserNet, Meyer et al. 2019: every point of an object predicts
+   its box, and their mean errs far less than any one of them). Voters are the pixels in a (2 r + 1) x (2 c + 1)
+   window (``vote_window`` = (r, c)) around the peak whose class score is at least ``vote_min_ratio`` times the
+   peak's *and* whose own decoded centre lies within ``vote_gate_m`` (bird's-eye metres, per class) of the peak's
+   centre: the ground or the wall behind a pedestrian may score for its class, but its offsets point elsewhere, so
+   the gate keeps it out. Centres are averaged, sizes averaged in log space, each voter counting once; the yaw
+   axis is averaged on the doubled angle for the classes in ``vote_yaw_classes`` (direction kept from the peak).
+   The score stays the peak's. On the HDL-64 validation streets of the shipped card this took pedestrian BEV
+   AP@0.5 from 0.20 to 0.52, cyclist from 0.30 to 0.41 and car AP@0.7 from 0.67 to 0.73 (``docs/lidar.md``).
 """
 from __future__ import annotations
 
@@ -47,13 +51,21 @@ class DecodeConfig:
     spread_radius: int = 2
     spread_topk: int = 8
     spread_min_ratio: float = 0.5
-    box_vote_classes: tuple[int, ...] = ()
+    box_vote_classes: tuple[int, ...] = ()          # classes whose box is voted by the object's pixels
+    vote_window: tuple[int, int] = (8, 16)          # half height (rows) and half width (columns) of the window
+    vote_min_ratio: float = 0.05                    # a voter's class score >= this x the peak's
+    vote_gate_m: tuple[float, ...] = (1.0, 0.4, 0.4)  # per class (the last one for the rest): BEV centre gate
+    vote_yaw_classes: tuple[int, ...] = ()          # classes whose yaw axis is voted too
 
     def __post_init__(self) -> None:
         if self.peak_kernel < 1 or self.peak_kernel % 2 == 0:
             raise DecodeError(f"peak_kernel must be odd and positive, got {self.peak_kernel}")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise DecodeError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
+        if len(self.vote_window) != 2 or min(self.vote_window) < 0:
+            raise DecodeError(f"vote_window must be two half sizes >= 0 (rows, columns), got {self.vote_window}")
+        if not self.vote_gate_m or min(self.vote_gate_m) <= 0:
+            raise DecodeError(f"vote_gate_m must hold one positive gate per class, got {self.vote_gate_m}")
 
 
 @dataclass
@@ -158,12 +170,9 @@ def decode(outputs: dict[str, np.ndarray], xyz: np.ndarray, mask: np.ndarray,
     keep = rotated_nms(boxes, sc, cfg.nms_iou, cls, cfg.max_detections)
     cls, rows, cols, sc = cls[keep], rows[keep], cols[keep], sc[keep]
     centers, sizes, yaw = centers[keep], sizes[keep], yaw[keep]
-    spread_c, spread_y, voted = _spread(scores, cls, rows, cols, outputs, xyz, mask, cfg)
+    spread_c, spread_y = _spread(scores, cls, rows, cols, outputs, xyz, mask, cfg)
     if cfg.box_vote_classes:
-        vote = np.isin(cls, cfg.box_vote_classes)
-        centers = np.where(vote[:, None], voted[0], centers)
-        sizes = np.where(vote[:, None], voted[1], sizes)
-        yaw = np.where(vote, voted[2], yaw)
+        centers, sizes, yaw = _vote(scores, cls, rows, cols, (centers, sizes, yaw), outputs, xyz, mask, cfg)
     return Detections3D(
         centers=centers.astype(np.float32), sizes=sizes.astype(np.float32), yaw=yaw.astype(np.float32),
         classes=cls.astype(np.int64), scores=sc.astype(np.float32),
@@ -173,9 +182,8 @@ def decode(outputs: dict[str, np.ndarray], xyz: np.ndarray, mask: np.ndarray,
 
 def _spread(scores: np.ndarray, cls: np.ndarray, rows: np.ndarray, cols: np.ndarray,
             outputs: dict[str, np.ndarray], xyz: np.ndarray, mask: np.ndarray,
-            cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Centre spread (m) and yaw spread (rad) over the top-k pixels around every detection's peak, and the
-    score-weighted mean box of those pixels (centres, sizes, yaw)."""
+            cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Centre spread (m) and yaw spread (rad) over the top-k pixels around every detection's peak."""
     _, h, w = scores.shape
     r = cfg.spread_radius
     dr, dc = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
@@ -190,22 +198,53 @@ def _spread(scores: np.ndarray, cls: np.ndarray, rows: np.ndarray, cols: np.ndar
     top = np.argsort(-ws, axis=1)[:, :kk]                                  # (D, k)
     tr, tc = np.take_along_axis(wr, top, 1), np.take_along_axis(wc, top, 1)
     tw = np.clip(np.take_along_axis(ws, top, 1), 0.0, None)                # invalid slots weigh 0
-    centers, sizes, yaw = boxes_at(tr.ravel(), tc.ravel(), outputs, xyz)
+    centers, _, yaw = boxes_at(tr.ravel(), tc.ravel(), outputs, xyz)
     d = len(rows)
-    centers, sizes, yaw = centers.reshape(d, kk, 3), sizes.reshape(d, kk, 3), yaw.reshape(d, kk)
+    centers, yaw = centers.reshape(d, kk, 3), yaw.reshape(d, kk)
     wsum = tw.sum(1, keepdims=True)
     wn = np.divide(tw, wsum, out=np.zeros_like(tw), where=wsum > 0)
     mean = (centers * wn[..., None]).sum(1, keepdims=True)
     spread_c = np.sqrt((((centers - mean) ** 2).sum(-1) * wn).sum(1))
     res = np.hypot((np.cos(yaw) * wn).sum(1), (np.sin(yaw) * wn).sum(1))
     spread_y = np.sqrt(-2.0 * np.log(np.clip(res, 1e-12, 1.0)))
-    mean_size = np.exp((np.log(sizes) * wn[..., None]).sum(1))
-    axis = 0.5 * np.arctan2((np.sin(2 * yaw) * wn).sum(1), (np.cos(2 * yaw) * wn).sum(1))
-    peak_c, peak_s, peak_yaw = boxes_at(rows, cols, outputs, xyz)
-    axis = np.where(np.cos(axis - peak_yaw) >= 0, axis, axis + np.pi)       # the peak's direction
-    axis = (axis + np.pi) % (2 * np.pi) - np.pi
-    empty = wsum[:, 0] <= 0                                                # no pixel passed: keep the peak's box
-    mean_c = np.where(empty[:, None], peak_c, mean[:, 0])
-    mean_size = np.where(empty[:, None], peak_s, mean_size)
-    axis = np.where(empty, peak_yaw, axis)
-    return spread_c, spread_y, (mean_c, mean_size, axis)
+    return spread_c, spread_y
+
+
+def _vote(scores: np.ndarray, cls: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+          boxes: tuple[np.ndarray, np.ndarray, np.ndarray], outputs: dict[str, np.ndarray], xyz: np.ndarray,
+          mask: np.ndarray, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The detections' boxes (centres, sizes, yaw) with those of the ``box_vote_classes`` replaced by the mean box
+    of their gated voters (item 5 of the module docstring). The peak itself always votes."""
+    centers, sizes, yaw = (b.copy() for b in boxes)
+    sel = np.nonzero(np.isin(cls, cfg.box_vote_classes))[0]
+    if sel.size == 0:
+        return centers, sizes, yaw
+    _, h, w = scores.shape
+    rr, rc = cfg.vote_window
+    dr, dc = np.meshgrid(np.arange(-rr, rr + 1), np.arange(-rc, rc + 1), indexing="ij")
+    c = cls[sel]
+    wr = rows[sel, None] + dr.ravel()[None]                                # (D, S)
+    wc = (cols[sel, None] + dc.ravel()[None]) % w
+    inside = (wr >= 0) & (wr < h)
+    wr = np.clip(wr, 0, h - 1)
+    peak = scores[c, rows[sel], cols[sel]]
+    ok = inside & mask[wr, wc] & (scores[c[:, None], wr, wc] >= cfg.vote_min_ratio * peak[:, None])
+    det, slot = np.nonzero(ok)
+    vc, vs, vy = boxes_at(wr[det, slot], wc[det, slot], outputs, xyz)
+    gate = np.asarray(cfg.vote_gate_m, np.float64)[np.minimum(c, len(cfg.vote_gate_m) - 1)]
+    near = np.hypot(*(vc[:, :2] - centers[sel][det, :2]).T) <= gate[det]
+    det, vc, vs, vy = det[near], vc[near], vs[near], vy[near]
+    n = np.bincount(det, minlength=sel.size).astype(np.float64)            # >= 1: the peak is its own voter
+
+    def mean(v: np.ndarray) -> np.ndarray:
+        return np.bincount(det, weights=v, minlength=sel.size) / n
+
+    centers[sel] = np.stack([mean(vc[:, i]) for i in range(3)], 1)
+    sizes[sel] = np.exp(np.stack([mean(np.log(vs[:, i])) for i in range(3)], 1))
+    turn = np.isin(c, cfg.vote_yaw_classes)
+    if turn.any():
+        axis = 0.5 * np.arctan2(mean(np.sin(2 * vy)), mean(np.cos(2 * vy)))
+        own = yaw[sel]
+        axis = np.where(np.cos(axis - own) >= 0, axis, axis + np.pi)       # the peak's direction
+        yaw[sel] = np.where(turn, (axis + np.pi) % (2 * np.pi) - np.pi, own)
+    return centers, sizes, yaw
