@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from glassbox.lidar import (MODELS, DecodeConfig, ProjectionConfig, SpiConfig, TargetConfig, build_model,
-                            build_targets, decode, project_points, rotated_nms, spi_config, spi_loss)
+                            build_targets, decode, normalise, project_points, rotated_nms, spi_config, spi_loss)
 from glassbox.heads import Detection3DHead
 from glassbox.lidar.decode import DecodeError, binary_entropy
 from glassbox.lidar.iou import bev_iou
@@ -284,3 +284,39 @@ def test_decode_config_rejects_bad_vote_settings():
         DecodeConfig(vote_window=(4,))
     with pytest.raises(DecodeError):
         DecodeConfig(vote_gate_m=(1.0, 0.0))
+
+
+@pytest.mark.parametrize("kind", ["variational", "mc_dropout"])
+def test_sampled_head_reduces_to_the_deterministic_head_and_is_fixed_by_its_index(kind):
+    """The deterministic weights in the mean convs with a null noise (eps = 0, or every dropout mask kept) give
+    the deterministic model's outputs exactly and zero epistemic parts; the fixed index makes eval deterministic;
+    training reaches both branches of the variational convs."""
+    from glassbox.lidar.spi import Spi, sampled_spi_loss, spi_noise_dims
+    torch.manual_seed(0)
+    det = Spi(SpiConfig()).eval()
+    model = Spi(SpiConfig(head=kind, head_samples=4)).eval()
+    model.load_state_dict(model.variational_state(det.state_dict()))
+    x = torch.randn(2, 5, 16, 64)
+    d = sum(spi_noise_dims(model.cfg))
+    null = torch.zeros(4, d) if kind == "variational" else torch.ones(4, d)
+    with torch.no_grad():
+        a, b = det(x), model(x, null)
+        for k in ("heatmap", "offset", "size", "yaw"):
+            torch.testing.assert_close(getattr(b, k), getattr(a, k), atol=1e-5, rtol=1e-5)
+        assert float(b.heatmap_epistemic.abs().max()) < 1e-6 and float(b.offset_var_epistemic.max()) < 1e-10
+        assert (b.offset_var_aleatoric > 0).all()                        # exp of the log-variance rows
+        torch.testing.assert_close(model(x).heatmap, model(x).heatmap, atol=0, rtol=0)   # the index
+        noisy = model(x, model.draw_noise(4, torch.Generator().manual_seed(1)))
+        assert float(noisy.heatmap_epistemic.max()) > 0
+    model.train()
+    img = project_points(cast(SCENE), CFG)
+    t = build_targets(img, SCENE[:, :3], SCENE[:, 3:6], SCENE[:, 6], CLASSES)
+    targets = {k: torch.from_numpy(np.ascontiguousarray(t[k]))[None] for k in ("heatmap", "offset", "size", "yaw",
+                                                                                "reg_weight")}
+    feats = model.forward_features(torch.from_numpy(normalise(img))[None])
+    s = model.head_samples(feats)
+    loss, terms = sampled_spi_loss(kind, s, model.size(s["shared"]), model.yaw(s["shared"]), targets)
+    loss.backward()
+    assert np.isfinite(list(terms.values())).all()
+    grads = {n: p.grad for n, p in model.named_parameters() if n.startswith(("heatmap.", "offset."))}
+    assert grads and all(g is not None and float(g.abs().sum()) > 0 for g in grads.values())

@@ -133,3 +133,78 @@ def test_bisenet_sampled_classifier_on_a_frozen_trunk_publishes_an_epistemic_map
     plain_out = SegmentationStage(SegmentationPipeline.from_card(plain), f).step("rgb", rgb,
                                                                                gm.make_header(f, 0, "cam"), 0)
     assert "epistemic_map" not in plain_out.messages and "uncertainty_map" in plain_out.messages
+
+
+def lidar_config(cache, steps: int, **task) -> dict:
+    return {"task": "lidar", "steps": steps, "batch_size": 2, "eval_batch_size": 2, "ckpt_every": steps,
+            "eval_every": 0, "log_every": 2, "seed": 3, "device": "cpu",
+            "optim": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.0}, "schedule": {"name": "constant"},
+            "task_cfg": {"train_frames": 3, "val_frames": 4, "crop_width": 64, "cache_dir": str(cache),
+                         "decode": {"score_threshold": 0.05, "box_vote_classes": [0, 1, 2]}, **task}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["variational", "mc_dropout"])
+def test_lidar_sampled_head_on_a_frozen_trunk_publishes_calibrated_parts(trunk, kind, tmp_path):
+    from glassbox import msg as gm
+    from glassbox.bag.typestore import make_typestore
+    from glassbox.datasets.synthetic import SyntheticLidarDataset
+    from glassbox.pipelines import LidarDetectionPipeline
+    from glassbox.stages import LidarStage
+
+    cache = trunk / "lidar_cache"
+    det = tmp_path / "det"
+    train(train_config_from_dict(lidar_config(cache, 6)), det)
+    raw = lidar_config(cache, 6, model={"head": kind, "head_samples": 4}, init_weights=str(det / "model.pt"),
+                       freeze_trunk=True)
+    cfg = train_config_from_dict(raw)
+    result = train(cfg, tmp_path / "run")
+    before = torch.load(det / "model.pt", weights_only=True)
+    after = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    trunk_keys = [k for k in before if k.split(".")[0] not in ("heatmap", "offset")]
+    assert trunk_keys and all(torch.equal(before[k], after[k]) for k in trunk_keys)   # size, yaw, BN stats too
+    mean = "heatmap.layer.mean.weight" if kind == "variational" else "heatmap.conv.weight"
+    assert not torch.equal(before["heatmap.weight"], after[mean])
+    card_path = export_run(cfg, tmp_path / "run", result, tmp_path / "models", "cmd", default_name="spi_tiny")
+    card = load_card(card_path)
+    assert card.inputs["head_noise"]["shape"] == [4, 3 + 6 if kind == "variational" else 2 * 24]
+    assert "dynamic" not in card.inputs["head_noise"] and card.extra.get("entropy_in_graph") is True
+    assert np.isfinite([*card.extra["score_calibration"], card.extra["centre_variance_scale"]]).all()
+    assert {"ece", "ece_raw", "centre_coverage_2sigma", "auroc_epistemic"} <= set(card.extra["report"]["calibration"])
+
+    scan = SyntheticLidarDataset("val", size=1, lidar="hdl64", seed=0, cache_dir=cache).arrays(0)
+    from dataclasses import replace
+
+    from glassbox.config import from_dict
+    from glassbox.lidar import DecodeConfig
+    dec = replace(from_dict(DecodeConfig, card.extra["decode"]), score_threshold=0.0, max_detections=20)
+    pipes = {b: LidarDetectionPipeline.from_card(card_path, backend=b, decode=dec) for b in ("torch", "onnxruntime")}
+    r_t, r_o = (pipes[b](scan["points"], scan["ring"]) for b in ("torch", "onnxruntime"))
+    assert len(r_o.detections) == 20
+    np.testing.assert_allclose(r_o.detections.scores, r_t.detections.scores, atol=1e-4)
+    u = r_o.uncertainty
+    np.testing.assert_allclose(u.centre_cov_epistemic, r_t.uncertainty.centre_cov_epistemic, rtol=1e-3, atol=1e-7)
+    for cov in (u.centre_cov_aleatoric, u.centre_cov_epistemic):      # symmetric positive semi-definite
+        np.testing.assert_allclose(cov, cov.transpose(0, 2, 1), atol=1e-12)
+        assert (np.linalg.eigvalsh(cov) >= -1e-12).all()
+    # the covariance is the viewing-frame variance turned by the azimuth: its trace does not depend on the turn
+    d = r_o.detections
+    heads, _ = pipes["onnxruntime"].network(pipes["onnxruntime"].project(scan["points"], scan["ring"])[1])
+    k = card.extra["centre_variance_scale"]
+    r, c = d.pixels[:, 0], d.pixels[:, 1]
+    np.testing.assert_allclose(np.trace(u.centre_cov_aleatoric, axis1=1, axis2=2),
+                               k * heads["offset_var_aleatoric"][:, r, c].sum(0), rtol=1e-4)
+    assert (u.score_epistemic >= 0).all() and (u.score_epistemic > 0).any()
+    np.testing.assert_allclose(d.score_entropy, -(d.scores * np.log(d.scores) + (1 - d.scores) * np.log1p(-d.scores)),
+                               atol=1e-4)                           # the entropy of the calibrated score
+
+    f = gm.RosbagsFactory(make_typestore())
+    stage = LidarStage(pipes["onnxruntime"], f)
+    out = stage.step("points", (scan["points"], scan["ring"]), gm.make_header(f, 0, "lidar"), 0)
+    unc = out.messages["detection_uncertainty"].detections
+    arr = gm.detection3d_array_to_numpy(out.messages["detections"])
+    total = u.centre_cov_aleatoric + u.centre_cov_epistemic
+    for i, m in enumerate(unc):
+        assert m.center_std ** 2 == pytest.approx(m.center_std_aleatoric ** 2 + m.center_std_epistemic ** 2, rel=1e-5)
+        assert m.score_epistemic_nats == pytest.approx(float(u.score_epistemic[i]), rel=1e-5)
+        np.testing.assert_allclose(arr.covariance[i].reshape(6, 6)[:3, :3], total[i], rtol=1e-5, atol=1e-12)

@@ -19,6 +19,24 @@ class Detection3DHead(NamedTuple):
     yaw: Any            # (B, 3, H, W) sin 2a, cos 2a, direction logit
 
 
+class SampledDetection3DHead(NamedTuple):
+    """A sampled SPI head (``head: variational`` or ``mc_dropout``): the predictive of ``T`` samples.
+
+    The first four fields are those of ``Detection3DHead`` (the heatmap as the logit of the mean probability, the
+    offset as the sample mean), so the decoder is the same; then, per pixel, the score's aleatoric and epistemic
+    entropy (nats) and the aleatoric and epistemic variance of the offset (viewing frame: radial, tangential, z;
+    m^2)."""
+
+    heatmap: Any                # (B, K, H, W) logit of the predictive probability
+    offset: Any                 # (B, 3, H, W)
+    size: Any                   # (B, 3, H, W)
+    yaw: Any                    # (B, 3, H, W)
+    heatmap_aleatoric: Any      # (B, K, H, W) E_t H(p_t)
+    heatmap_epistemic: Any      # (B, K, H, W) mutual information
+    offset_var_aleatoric: Any   # (B, 3, H, W) E_t v_t
+    offset_var_epistemic: Any   # (B, 3, H, W) Var_t m_t
+
+
 class Detection2DHead(NamedTuple):
     """CenterNet-style 2D detection at the model's output stride (``glassbox.vision.gem``)."""
 

@@ -31,6 +31,16 @@ Where the seed is silent (or differs) and what this module does:
   object pixel that makes every object count alike in the regression (``TargetConfig.balance_power``).
 - Padding is zero padding in both directions (no wrap-around across the 0/360 degree seam), which keeps the
   exported ONNX graph to plain Conv ops.
+
+*Sampled head* (``head``: ``variational`` or ``mc_dropout``, ``glassbox.vnn.SampledConvHead``): the heatmap conv
+and the offset conv, which then also gives a log-variance per offset axis, are evaluated for ``head_samples``
+network samples as one batch of the head only (the trunk and the shared conv run once). The output
+(``SampledDetection3DHead``) is the predictive: the heatmap as the logit of the mean probability and the offset as
+the sample mean, so the decoder is unchanged, plus per pixel the aleatoric and epistemic parts of the score's
+entropy and of the offset's variance (viewing frame, m^2: the law of total variance over the samples' Gaussians).
+Size and yaw stay deterministic convs. The noise is the extra input ``head_noise`` (T, D); without it the model
+uses its fixed index (``spi_index_noise``, drawn from ``head_seed``), so inference is deterministic, and training
+draws afresh. ``variational_state`` turns a deterministic model's weights into a sampled model's.
 """
 from __future__ import annotations
 
@@ -43,7 +53,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.classes import DETECTION_CLASSES
-from glassbox.heads import Detection3DHead
+from glassbox.heads import Detection3DHead, SampledDetection3DHead
+from glassbox.vnn import HEAD_KINDS, SampledConvHead, bernoulli_split, draw_head_noise, gaussian_split
 
 
 class SpiError(ValueError):
@@ -63,6 +74,10 @@ class SpiConfig:
     neck_channels: int = 12
     head_channels: int = 24
     heatmap_prior: float = 0.1
+    head: str = "deterministic"            # or "variational" / "mc_dropout" (sampled head, module docstring)
+    head_samples: int = 8                  # T of a sampled head
+    head_dropout: float = 0.2              # input channel dropout of an mc_dropout head
+    head_seed: int = 0                     # seed of the fixed noise index of a sampled head
 
     def __post_init__(self) -> None:
         n = len(self.stage_channels)
@@ -72,6 +87,10 @@ class SpiConfig:
             raise SpiError(f"every stage needs at least one block, got {self.stage_blocks}")
         if not 0.0 < self.heatmap_prior < 1.0:
             raise SpiError(f"heatmap_prior must be in (0, 1), got {self.heatmap_prior}")
+        if self.head != "deterministic" and self.head not in HEAD_KINDS:
+            raise SpiError(f"head must be 'deterministic' or one of {HEAD_KINDS}, got {self.head!r}")
+        if self.head_samples < 2:
+            raise SpiError(f"head_samples must be >= 2, got {self.head_samples}")
 
     @property
     def total_stride(self) -> tuple[int, int]:
@@ -123,11 +142,19 @@ class Spi(nn.Module):
             self.ups.append(nn.Sequential(up, nn.BatchNorm2d(cfg.neck_channels), nn.ReLU(inplace=True)))
         self.stage_last = [f"s{i + 1}_b{n - 1}" for i, n in enumerate(cfg.stage_blocks)]
         self.shared = ConvBlock(cfg.neck_channels * len(cfg.stage_channels), cfg.head_channels)
-        self.heatmap = nn.Conv2d(cfg.head_channels, cfg.num_classes, 1)
-        self.offset = nn.Conv2d(cfg.head_channels, 3, 1)
-        self.size = nn.Conv2d(cfg.head_channels, 3, 1)
-        self.yaw = nn.Conv2d(cfg.head_channels, 3, 1)
-        nn.init.constant_(self.heatmap.bias, -math.log((1 - cfg.heatmap_prior) / cfg.heatmap_prior))
+        hc, prior = cfg.head_channels, -math.log((1 - cfg.heatmap_prior) / cfg.heatmap_prior)
+        self.sampled = cfg.head != "deterministic"
+        if self.sampled:
+            self.heatmap = SampledConvHead(hc, cfg.num_classes, cfg.head, cfg.head_dropout)
+            self.offset = SampledConvHead(hc, 6, cfg.head, cfg.head_dropout)     # (dx, dy, dz, their log var)
+            nn.init.constant_(self.heatmap.mean_conv.bias, prior)
+            self.register_buffer("index_noise", spi_index_noise(cfg))
+        else:
+            self.heatmap = nn.Conv2d(hc, cfg.num_classes, 1)
+            self.offset = nn.Conv2d(hc, 3, 1)
+            nn.init.constant_(self.heatmap.bias, prior)
+        self.size = nn.Conv2d(hc, 3, 1)
+        self.yaw = nn.Conv2d(hc, 3, 1)
 
     @property
     def block_names(self) -> list[str]:
@@ -141,8 +168,9 @@ class Spi(nn.Module):
                 groups.append([f"s{i + 1}_b{j}" for j in range(n)])
         return groups
 
-    def forward_features(self, x: Tensor) -> dict[str, Tensor]:
-        """Named post-ReLU maps: ``stem``, every ``s<i>_b<j>`` block and the concatenated ``neck``."""
+    def forward_features(self, x: Tensor, head_noise: Tensor | None = None) -> dict[str, Tensor]:
+        """Named post-ReLU maps: ``stem``, every ``s<i>_b<j>`` block and the concatenated ``neck``; a sampled
+        head's noise as ``head_noise`` (the given one, else fresh noise in training and the fixed index in eval)."""
         sr, sc = self.cfg.total_stride
         tracing = torch.jit.is_tracing()  # shapes are checked on eager calls only (the graph keeps H, W dynamic)
         if not tracing and (x.dim() != 4 or x.shape[1] != self.cfg.in_channels):
@@ -157,14 +185,74 @@ class Spi(nn.Module):
             feats[name] = h
         ups = [up(feats[name]) for up, name in zip(self.ups, self.stage_last)]  # each (B, Cn, H, W)
         feats["neck"] = torch.cat(ups, dim=1)              # (B, S * Cn, H, W)
+        if self.sampled:
+            if head_noise is None:
+                head_noise = self.draw_noise(self.cfg.head_samples) if self.training else self.index_noise
+            feats["head_noise"] = head_noise.to(x)
         return feats
 
-    def forward_head(self, features: dict[str, Tensor]) -> Detection3DHead:
-        h = self.shared(features["neck"])                  # (B, Ch, H, W)
-        return Detection3DHead(self.heatmap(h), self.offset(h), self.size(h), self.yaw(h))
+    def draw_noise(self, samples: int, generator: torch.Generator | None = None) -> Tensor:
+        """Fresh noise of a sampled head: (samples, D), the heatmap's and the offset's side by side."""
+        return draw_spi_noise(self.cfg, samples, generator)
 
-    def forward(self, x: Tensor) -> Detection3DHead:
-        return self.forward_head(self.forward_features(x))
+    def variational_state(self, deterministic: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A deterministic SPI's state dict as this sampled model's: everything as it is, the heatmap and offset
+        convs into the mean convs (the log-variance rows and the std branches keep this model's initial values)."""
+        own = self.state_dict()
+        state = {k: v for k, v in deterministic.items() if k.split(".")[0] not in ("heatmap", "offset")}
+        for name in ("heatmap", "offset"):
+            prefix = f"{name}.layer.mean" if self.cfg.head == "variational" else f"{name}.conv"
+            for part in ("weight", "bias"):
+                value = own[f"{prefix}.{part}"].clone()
+                src = deterministic[f"{name}.{part}"]
+                value[: src.shape[0]] = src
+                state[f"{prefix}.{part}"] = value
+        for k, v in own.items():
+            state.setdefault(k, v)
+        return state
+
+    def head_samples(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A sampled head's ``T`` samples: heat logits (T, B, K, H, W), offset and its log-variance (T, B, 3, H, W),
+        and the shared conv's output ``shared`` (B, Ch, H, W) that size and yaw read."""
+        h = self.shared(features["neck"])
+        z_heat, z_off = torch.split(features["head_noise"].to(h), [self.heatmap.noise_dim, self.offset.noise_dim],
+                                    dim=1)
+        off = self.offset(h, z_off)
+        return {"heat": self.heatmap(h, z_heat), "offset": off[:, :, :3],
+                "offset_log_var": off[:, :, 3:].clamp(-12.0, 6.0), "shared": h}
+
+    def forward_head(self, features: dict[str, Tensor]) -> Detection3DHead | SampledDetection3DHead:
+        if not self.sampled:
+            h = self.shared(features["neck"])              # (B, Ch, H, W)
+            return Detection3DHead(self.heatmap(h), self.offset(h), self.size(h), self.yaw(h))
+        s = self.head_samples(features)
+        p, p_ale, p_epi = bernoulli_split(torch.sigmoid(s["heat"]))
+        off, v_ale, v_epi = gaussian_split(s["offset"], s["offset_log_var"])
+        p = p.clamp(1e-6, 1.0 - 1e-6)
+        h = s["shared"]
+        return SampledDetection3DHead(torch.log(p) - torch.log1p(-p), off, self.size(h), self.yaw(h), p_ale, p_epi,
+                                      v_ale, v_epi)
+
+    def forward(self, x: Tensor, head_noise: Tensor | None = None) -> Detection3DHead | SampledDetection3DHead:
+        return self.forward_head(self.forward_features(x, head_noise))
+
+
+def spi_noise_dims(cfg: SpiConfig) -> tuple[int, int]:
+    """Noise widths of the heatmap and offset convs of a sampled head (``SampledConvHead.noise_dim``)."""
+    if cfg.head == "variational":
+        return cfg.num_classes, 6
+    return cfg.head_channels, cfg.head_channels
+
+
+def draw_spi_noise(cfg: SpiConfig, samples: int, generator: torch.Generator | None = None) -> Tensor:
+    """(samples, D) noise of a sampled SPI head, as ``Spi.draw_noise``."""
+    return torch.cat([draw_head_noise(cfg.head, d, samples, cfg.head_dropout, generator)
+                      for d in spi_noise_dims(cfg)], dim=1)
+
+
+def spi_index_noise(cfg: SpiConfig) -> Tensor:
+    """The fixed index of a sampled SPI head (its ``index_noise`` buffer): drawn from ``head_seed``."""
+    return draw_spi_noise(cfg, cfg.head_samples, torch.Generator().manual_seed(cfg.head_seed))
 
 
 MODELS: dict[str, type[nn.Module]] = {"spi": Spi}
@@ -238,4 +326,39 @@ def spi_loss(outputs: Detection3DHead, targets: dict[str, Tensor],
                       * w).sum() / w.sum().clamp(min=1.0),
     }
     total = sum(getattr(cfg, k) * v for k, v in terms.items())
+    return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def sampled_spi_loss(kind: str, samples: dict[str, Tensor], size: Tensor, yaw: Tensor, targets: dict[str, Tensor],
+                     cfg: SpiLossConfig = SpiLossConfig()) -> tuple[Tensor, dict[str, float]]:
+    """Loss of a sampled SPI head over its ``T`` samples (``Spi.head_samples``; ``size`` and ``yaw`` of the
+    deterministic convs). ``variational``: the focal loss of the predictive heatmap (the mean probability) and
+    the negative log-likelihood of the offset under the mixture of the samples' Gaussians, so the samples spread
+    where that explains the data; ``mc_dropout``: the mean over samples of each sample's losses (dropout training
+    with ``T`` masks per step). The offset term is averaged over object pixels with ``reg_weight`` as the
+    deterministic loss; size, yaw and direction are the deterministic terms."""
+    from glassbox.vnn import mixture_gaussian_nll
+
+    w = targets["reg_weight"]
+    weights = torch.tensor(cfg.class_weights) if cfg.class_weights else None
+    p = torch.sigmoid(samples["heat"]).clamp(1e-6, 1.0 - 1e-6)                   # (T, B, K, H, W)
+    y, mean, log_var = targets["offset"], samples["offset"], samples["offset_log_var"]
+    if kind == "variational":
+        q = p.mean(0)
+        heat = focal_heatmap_loss(torch.log(q) - torch.log1p(-q), targets["heatmap"], class_weights=weights)
+        nll = mixture_gaussian_nll(y, mean, log_var)                                 # (B, 3, H, W)
+    else:
+        heat = torch.stack([focal_heatmap_loss(torch.log(pt) - torch.log1p(-pt), targets["heatmap"],
+                                               class_weights=weights) for pt in p]).mean()
+        nll = 0.5 * ((y - mean).square() / log_var.exp() + log_var + math.log(2 * math.pi)).mean(0)
+    terms = {
+        "heatmap": heat,
+        "offset_nll": (nll.sum(1) * w).sum() / w.sum().clamp(min=1.0),
+        "size": masked_smooth_l1(size, targets["size"], w),
+        "yaw": masked_smooth_l1(yaw[:, :2], targets["yaw"][:, :2], w),
+        "direction": (F.binary_cross_entropy_with_logits(yaw[:, 2], targets["yaw"][:, 2], reduction="none")
+                      * w).sum() / w.sum().clamp(min=1.0),
+    }
+    total = (cfg.heatmap * terms["heatmap"] + cfg.offset * terms["offset_nll"] + cfg.size * terms["size"]
+             + cfg.yaw * terms["yaw"] + cfg.direction * terms["direction"])
     return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -16,7 +16,8 @@ from glassbox.msg.compressed import compressed_to_array, make_compressed_image
 from glassbox.msg.detections import (Detections2D, Detections3D, centre_covariance_2d, detection2d_array_to_numpy,
                                      detection3d_array_to_numpy, label_info_to_names, make_box_markers,
                                      make_detection2d_array, make_detection3d_array, make_label_info,
-                                     pose_covariance_from_spreads, quaternion_to_yaw, yaw_to_quaternion)
+                                     pose_covariance_3d, pose_covariance_from_spreads, quaternion_to_yaw,
+                                     yaw_to_quaternion)
 from glassbox.msg.diagnostics import make_diagnostic_array, make_diagnostic_status, status_values
 from glassbox.msg.entropy import (DetectionUncertainties, EntropyProfileFields, entropy_profile_from_msg,
                                   make_detection_uncertainty_array, make_entropy_profile, make_fusion_weights)
@@ -51,6 +52,6 @@ __all__ = [
     "make_detection3d_array", "make_detection_uncertainty_array", "make_diagnostic_array", "make_diagnostic_status",
     "make_entropy_profile", "make_fusion_weights", "make_header", "make_image", "make_label_info",
     "make_pointcloud2", "make_time", "pointcloud2_dtype", "pointcloud2_fields_from_dtype", "pointcloud2_to_array",
-    "pointcloud2_to_xyz", "pointcloud2_to_xyzi", "pose_covariance_from_spreads", "quaternion_to_yaw", "stamp_to_ns",
+    "pointcloud2_to_xyz", "pointcloud2_to_xyzi", "pose_covariance_3d", "pose_covariance_from_spreads", "quaternion_to_yaw", "stamp_to_ns",
     "status_values", "xyz_to_structured", "yaw_to_quaternion",
 ]

@@ -69,6 +69,17 @@ def pose_covariance_from_spreads(center_std_m: np.ndarray, yaw_std_rad: np.ndarr
     return cov.reshape(-1, 36)
 
 
+def pose_covariance_3d(position_cov: np.ndarray, yaw_var: np.ndarray) -> np.ndarray:
+    """(N, 36) row-major 6x6 pose covariances from (N, 3, 3) position covariances (m^2, in the detections' frame)
+    and (N,) yaw variances (rad^2, rotation about z); roll and pitch are fixed by the box model (variance 0).
+    NaNs (not computed) give zeros."""
+    pos = np.nan_to_num(np.asarray(position_cov, np.float64).reshape(-1, 3, 3), nan=0.0)
+    cov = np.zeros((len(pos), 6, 6))
+    cov[:, :3, :3] = pos
+    cov[:, 5, 5] = np.nan_to_num(np.asarray(yaw_var, np.float64).reshape(-1), nan=0.0)
+    return cov.reshape(-1, 36)
+
+
 @dataclass
 class Detections3D:
     """3D boxes in one frame: centres (N,3) m, sizes (N,3) length/width/height m, yaw (N,) rad, labels, scores."""

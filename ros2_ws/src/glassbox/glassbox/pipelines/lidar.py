@@ -11,6 +11,13 @@ A shipped model is opened from its card (``models/spi_lidar.card.yaml``): the ca
 sensor profile, projection, network and decoding configs the model was trained with, and the file's sha256 is
 checked. A card without a sensor profile (written before cards recorded one) gets the profile of its projection's
 beam table (``profile_from_projection``: the shipped card's is the HDL-64E table).
+
+*Sampled heads* (``model.head: variational`` / ``mc_dropout``, ``glassbox.lidar.spi``): the graph takes the model's
+fixed noise index as its ``head_noise`` input, so both backends give the same detections; the scores are
+Platt-calibrated with the card's ``score_calibration`` and every detection carries the aleatoric and epistemic
+parts of its score entropy and of its centre covariance (``LidarDetectionResult.uncertainty``: the variances of
+the peak pixel's offset, rotated from its viewing frame into the LiDAR frame and scaled by the card's
+``centre_variance_scale``).
 """
 from __future__ import annotations
 
@@ -21,11 +28,11 @@ import numpy as np
 
 from glassbox.config import to_dict
 from glassbox.entropy import EntropyProfile
-from glassbox.heads import Detection3DHead
-from glassbox.lidar.decode import DecodeConfig, Detections3D, decode
+from glassbox.heads import Detection3DHead, SampledDetection3DHead
+from glassbox.lidar.decode import DecodeConfig, Detections3D, binary_entropy, decode
 from glassbox.lidar.projection import ProjectionConfig, RangeImage, normalise, project_points
 from glassbox.lidar.sensors import CloudFit, SensorError, SensorProfile, profile_from_projection
-from glassbox.lidar.spi import SpiConfig, build_model
+from glassbox.lidar.spi import SpiConfig, build_model, spi_index_noise
 from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
 from glassbox.runtime import Inference
 
@@ -49,6 +56,19 @@ class LidarDetectionConfig(PipelineConfig):
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     model: SpiConfig = field(default_factory=SpiConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    score_calibration: tuple[float, float] = (1.0, 0.0)      # Platt (a, b) of a sampled head's scores
+    centre_variance_scale: float = 1.0                       # factor of a sampled head's centre variance
+
+
+@dataclass
+class SampledUncertainty:
+    """A sampled head's parts of each detection (index-aligned with the detections): score entropy parts (N,)
+    nats and centre covariances (N, 3, 3) m^2 in the LiDAR frame, scaled by the card's ``centre_variance_scale``."""
+
+    score_aleatoric: np.ndarray
+    score_epistemic: np.ndarray
+    centre_cov_aleatoric: np.ndarray
+    centre_cov_epistemic: np.ndarray
 
 
 @dataclass
@@ -60,6 +80,7 @@ class LidarDetectionResult:
     range_image: RangeImage
     entropy: EntropyProfile | None
     timings_ms: dict[str, float]
+    uncertainty: SampledUncertainty | None = None       # a sampled head's parts (None for a deterministic one)
 
 
 class LidarDetectionPipeline(ModelPipeline):
@@ -83,9 +104,14 @@ class LidarDetectionPipeline(ModelPipeline):
             raise LidarPipelineError(str(exc)) from None
         self.cfg = cfg
         self._frame = 0
-        example = np.zeros((1, cfg.model.in_channels, cfg.projection.height, cfg.projection.width), np.float32)
-        self.runtime = self._open(cfg, lambda saved: build_model(cfg.architecture, cfg.model), [INPUT_NAME],
-                                  Detection3DHead._fields, {INPUT_NAME: example})
+        self.sampled = cfg.model.head != "deterministic"
+        example = {INPUT_NAME: np.zeros((1, cfg.model.in_channels, cfg.projection.height, cfg.projection.width),
+                                        np.float32)}
+        if self.sampled:                                   # the model's fixed noise index, fed to either backend
+            example["head_noise"] = spi_index_noise(cfg.model).numpy()
+        head = SampledDetection3DHead if self.sampled else Detection3DHead
+        self.runtime = self._open(cfg, lambda saved: build_model(cfg.architecture, cfg.model), list(example),
+                                  head._fields, example)
 
     # ------------------------------------------------------------------------------------------ stages
     def project(self, points: np.ndarray, ring: np.ndarray | None = None) -> tuple[RangeImage, np.ndarray]:
@@ -97,7 +123,8 @@ class LidarDetectionPipeline(ModelPipeline):
     def network(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], Inference]:
         """Head outputs of one scan (batch index 0) as numpy, and the whole inference (feature maps or in-graph
         entropy)."""
-        inference = self.infer({INPUT_NAME: x})
+        inputs = {INPUT_NAME: x, "head_noise": self.example["head_noise"]} if self.sampled else {INPUT_NAME: x}
+        inference = self.infer(inputs)
         return {k: v[0] for k, v in inference.outputs.items()}, inference
 
     def __call__(self, points: np.ndarray, ring: np.ndarray | None = None) -> LidarDetectionResult:
@@ -109,10 +136,41 @@ class LidarDetectionPipeline(ModelPipeline):
         profile = self.entropy(inference, self._frame)
         t3 = time.perf_counter()
         dets = decode(heads, image.xyz, image.mask, self.cfg.decode)
+        parts = None
+        if self.sampled:
+            dets, parts = self._calibrated(dets, heads, image.xyz)
         t4 = time.perf_counter()
         self._frame += 1
         return LidarDetectionResult(detections=dets, range_image=image, entropy=profile, timings_ms=milliseconds(
-            (t0, t1, t2, t3, t4), ("project", "network", "entropy", "decode")))
+            (t0, t1, t2, t3, t4), ("project", "network", "entropy", "decode")), uncertainty=parts)
+
+    def _calibrated(self, dets: Detections3D, heads: dict[str, np.ndarray],
+                    xyz: np.ndarray) -> tuple[Detections3D, SampledUncertainty]:
+        """A sampled head's detections with Platt-calibrated scores (and their entropy), and their parts at the
+        peak pixels: the offset variances (radial, tangential, z) turned by the point's azimuth into the LiDAR
+        frame."""
+        a, b = self.cfg.score_calibration
+        if (a, b) != (1.0, 0.0):
+            p = np.clip(dets.scores.astype(np.float64), 1e-6, 1 - 1e-6)
+            scores = 1.0 / (1.0 + np.exp(-(a * (np.log(p) - np.log1p(-p)) + b)))
+            dets.scores = scores.astype(np.float32)
+            dets.score_entropy = binary_entropy(scores).astype(np.float32)
+        r, c, k = dets.pixels[:, 0], dets.pixels[:, 1], dets.classes
+        p = xyz[r, c].astype(np.float64)
+        phi = np.arctan2(p[:, 1], p[:, 0])
+        rot = np.zeros((len(r), 3, 3))
+        rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = np.cos(phi), -np.sin(phi), np.sin(phi), np.cos(phi)
+        rot[:, 2, 2] = 1.0
+
+        def cov(var: np.ndarray) -> np.ndarray:                  # (3, N) viewing-frame variances -> (N, 3, 3)
+            v = self.cfg.centre_variance_scale * var[:, r, c].T.astype(np.float64)
+            return np.einsum("nij,nj,nkj->nik", rot, v, rot)
+
+        return dets, SampledUncertainty(
+            score_aleatoric=heads["heatmap_aleatoric"][k, r, c].astype(np.float32),
+            score_epistemic=heads["heatmap_epistemic"][k, r, c].astype(np.float32),
+            centre_cov_aleatoric=cov(heads["offset_var_aleatoric"]),
+            centre_cov_epistemic=cov(heads["offset_var_epistemic"]))
 
 
 def card_extra(projection: ProjectionConfig, model: SpiConfig, decode_cfg: DecodeConfig,

@@ -11,7 +11,10 @@ before the fit and counted (``info()["dropped_points/nonfinite"]``, ``["dropped_
 since the start); a cloud with no point left is rejected as ``empty``. ``info()`` gives the model's sensor and
 what the last cloud looked like (``sensor/...``).
 Each detection's pose covariance is built from the spreads of its DetectionUncertainty
-(``glassbox.msg.pose_covariance_from_spreads``: m^2 for position, rad^2 for yaw, in the cloud's frame).
+(``glassbox.msg.pose_covariance_from_spreads``: m^2 for position, rad^2 for yaw, in the cloud's frame). A model
+with a sampled head gives the position block from its predicted centre covariance instead (aleatoric +
+epistemic, calibrated; ``glassbox.msg.pose_covariance_3d``) and fills the DetectionUncertainty's aleatoric and
+epistemic fields; ``center_std`` is then the square root of the covariance's trace.
 """
 from __future__ import annotations
 
@@ -79,15 +82,26 @@ class LidarStage(Stage):
         ids = [str(i) for i in range(len(d))]
         center_std = np.asarray(d.centre_spread_m, np.float64)
         yaw_std = np.asarray(d.yaw_spread_rad, np.float64)
+        parts: dict[str, np.ndarray] = {}
+        u = result.uncertainty
+        if u is None:
+            covariance = gm.pose_covariance_from_spreads(center_std, yaw_std)
+        else:
+            cov_a, cov_e = u.centre_cov_aleatoric, u.centre_cov_epistemic
+            center_std = np.sqrt(np.trace(cov_a + cov_e, axis1=1, axis2=2))
+            covariance = gm.pose_covariance_3d(cov_a + cov_e, yaw_std ** 2)
+            parts = {"score_aleatoric_nats": u.score_aleatoric, "score_epistemic_nats": u.score_epistemic,
+                     "center_std_aleatoric": np.sqrt(np.trace(cov_a, axis1=1, axis2=2)),
+                     "center_std_epistemic": np.sqrt(np.trace(cov_e, axis1=1, axis2=2))}
         dets = gm.Detections3D(np.asarray(d.centers, np.float64), np.asarray(d.sizes, np.float64),
                                np.asarray(d.yaw, np.float64), names, np.asarray(d.scores, np.float64), ids,
-                               gm.pose_covariance_from_spreads(center_std, yaw_std))
+                               covariance)
         out = {"detections": gm.make_detection3d_array(f, dets, header),
                "markers": gm.make_box_markers(f, dets, header, lifetime_s=self.marker_lifetime_s,
                                               colors_rgba=CLASS_COLORS),
                "detection_uncertainty": gm.make_detection_uncertainty_array(f, gm.DetectionUncertainties(
                    score_entropy_nats=np.asarray(d.score_entropy, np.float64), top_score=dets.scores,
-                   center_std=center_std, size_std=None, yaw_std_rad=yaw_std, ids=ids), header)}
+                   center_std=center_std, size_std=None, yaw_std_rad=yaw_std, ids=ids, **parts), header)}
         if result.entropy is not None:
             out["entropy"] = gm.make_entropy_profile(f, result.entropy, header)
         return out

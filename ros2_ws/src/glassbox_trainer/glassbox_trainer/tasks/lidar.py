@@ -16,6 +16,11 @@ with fewer than ``eval_min_points`` LiDAR points are ignored (KITTI-style "don't
 from them). BEV APs are also given per distance bin (0-20, 20-40, 40+ m). The headline metric is car BEV AP
 at IoU 0.5, ``car/bev@0.5``.
 
+A sampled head (``model: {head: variational}`` or ``mc_dropout``, ``glassbox.lidar.spi``) is fitted on the frozen
+trunk of a deterministic card (``init_weights`` + ``freeze_trunk``): the loss is ``sampled_spi_loss``, and the
+card gets the score's Platt calibration and the centre variance scale, fitted on the validation streets of even
+index and measured on the odd ones (``measure_calibration``, in the card's ``report.calibration``).
+
 Train the shipped model (two stages, CPU; see ``config/train/lidar_finetune.yaml``):
 ``glassbox-train --config config/train/lidar.yaml --out runs/lidar`` then
 ``glassbox-train --config config/train/lidar_finetune.yaml --out runs/lidar_ft --export models/``
@@ -39,6 +44,7 @@ from glassbox.lidar import (DecodeConfig, ProjectionConfig, SpiLossConfig, Targe
 from glassbox.lidar.decode import Detections3D
 from glassbox.lidar.gt_sampling import GtSamplingConfig, ObjectBank
 from glassbox.lidar.sensors import SENSORS, SensorProfile, sensor_profile
+from glassbox.lidar.spi import sampled_spi_loss
 from glassbox.metrics.detection3d import evaluate_detections
 from glassbox.export import export_with_features
 from glassbox.pipelines.lidar import INPUT_NAME, card_extra
@@ -75,6 +81,7 @@ class LidarTaskConfig:
     eval_score_threshold: float = 0.05
     eval_min_points: int = 10
     init_weights: str = ""     # state dict (.pt) the default-size model starts from (a second, fine-tuning stage)
+    freeze_trunk: bool = False  # train the sampled head's heatmap and offset convs only (trunk in eval mode)
     gt_sampling: GtSamplingConfig | None = None   # paste objects of other training scans (null: off)
 
 
@@ -182,7 +189,15 @@ class LidarTask:
         model = build_model("spi", self._model_cfg(size))
         if self.cfg.init_weights and size in ("default", "student"):
             from glassbox.runtime import load_state
-            model.load_state_dict(load_state(os.path.expanduser(self.cfg.init_weights))[1])
+            state = load_state(os.path.expanduser(self.cfg.init_weights))[1]
+            if model.sampled and "index_noise" not in state:      # a deterministic card under a sampled head
+                state = model.variational_state(state)
+            model.load_state_dict(state)
+        if self.cfg.freeze_trunk:
+            if not model.sampled:
+                raise ConfigError("task lidar: freeze_trunk fits a sampled head (model: {head: variational})")
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.split(".")[0] in ("heatmap", "offset"))
         return model
 
     def datasets(self) -> tuple[Dataset, Dataset]:
@@ -208,6 +223,18 @@ class LidarTask:
         return batch
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, float], dict[str, Any]]:
+        if model.sampled:
+            if self.cfg.freeze_trunk:
+                model.eval()                     # batch norm statistics of the trunk stay those it was trained with
+                with torch.no_grad():
+                    feats = model.forward_features(batch["input"], model.draw_noise(model.cfg.head_samples))
+            else:
+                feats = model.forward_features(batch["input"])
+            s = model.head_samples(feats)
+            total, terms = sampled_spi_loss(model.cfg.head, s, model.size(s["shared"]), model.yaw(s["shared"]),
+                                            {k: batch[k] for k in TARGET_KEYS}, self.cfg.loss)
+            return total, terms, {"features": {k: v for k, v in feats.items() if k != "head_noise"},
+                                  "valid": batch["mask"]}
         feats = model.forward_features(batch["input"])
         out = model.forward_head(feats)
         total, terms = spi_loss(out, {k: batch[k] for k in TARGET_KEYS}, self.cfg.loss)
@@ -215,6 +242,10 @@ class LidarTask:
                               "outputs": out}
 
     def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
+        cfg = self._model_cfg("default")
+        if cfg.head != "deterministic":
+            from glassbox.lidar.spi import spi_index_noise
+            return batch["input"], spi_index_noise(cfg)
         return (batch["input"],)
 
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
@@ -241,9 +272,99 @@ class LidarTask:
             res.update({f"{k}/{tag}": v for k, v in binned.items()})
         return {k: (0.0 if math.isnan(v) else float(v)) for k, v in res.items()}
 
+    def card_extra(self, model: nn.Module) -> dict:
+        """A sampled head's recalibration (``score_calibration``, ``centre_variance_scale``), read by the pipeline."""
+        if not model.sampled:
+            return {}
+        c = self.calibration(model.eval())
+        return {"score_calibration": list(c["platt"]), "centre_variance_scale": c["centre_variance_scale"]}
+
+    def report(self, model: nn.Module) -> dict:
+        return {"calibration": self.calibration(model.eval())} if model.sampled else {}
+
+    def calibration(self, model: nn.Module) -> dict:
+        """``measure_calibration`` of ``model``, computed once per model (the card's extra and report share it)."""
+        key = (id(model), tuple(float(p.detach().sum()) for p in model.parameters()))
+        if getattr(self, "_calibration", (None,))[0] != key:
+            self._calibration = (key, self.measure_calibration(model))
+        return self._calibration[1]
+
+    def measure_calibration(self, model: nn.Module) -> dict:
+        """Calibration of a sampled head on the validation streets (``glassbox.metrics.calibration``): fitted on
+        the streets of even index, measured on the odd ones. Detections at the card's decoder settings; a
+        detection is right when it matches a ground-truth box of its class at the class's BEV IoU (car 0.7,
+        pedestrian and cyclist 0.5; boxes of fewer than ``eval_min_points`` points neither count nor make a
+        detection wrong). Reported: score ECE before and after Platt scaling; the share of right detections whose
+        true BEV centre lies inside the predicted 2-sigma ellipse (the decoded box's centre; the aleatoric +
+        epistemic variance of the peak pixel's offset, radial and tangential), as predicted and after the fitted
+        scale; the AUROC of each uncertainty for wrong vs right (the calibrated score's entropy, its epistemic part,
+        the centre std, 1 - calibrated score)."""
+        from glassbox.lidar.iou import bev_iou
+        from glassbox.metrics import calibration as cal
+
+        _, val = self.datasets()
+        loader = DataLoader(val, batch_size=4, shuffle=False, collate_fn=self.collate)
+        iou_min = np.array([0.7, 0.5, 0.5])
+        rows, frame = [], 0
+        for batch in loader:
+            with torch.no_grad():
+                out = model(batch["input"])
+            out = {k: v.float().numpy() for k, v in out._asdict().items()}
+            for i in range(batch["input"].shape[0]):
+                o = {k: v[i] for k, v in out.items()}
+                xyz = batch["xyz"][i].numpy()
+                d = decode(o, xyz, batch["mask"][i].numpy(), self.cfg.decode)
+                gt = batch["boxes"][i].numpy().reshape(-1, 7).astype(np.float64)
+                gc = batch["box_classes"][i].numpy()
+                ignored = batch["box_points"][i].numpy() < self.cfg.eval_min_points
+                iou = bev_iou(d.boxes7(), gt) if len(d) and len(gt) else np.zeros((len(d), len(gt)))
+                iou = np.where(d.classes[:, None] == gc[None, :], iou, 0.0)
+                taken = np.zeros(len(gt), bool)
+                r, c = d.pixels[:, 0], d.pixels[:, 1]
+                p = xyz[r, c].astype(np.float64)
+                phi = np.arctan2(p[:, 1], p[:, 0])
+                var = (o["offset_var_aleatoric"] + o["offset_var_epistemic"])[:2, r, c].T   # (N, 2) radial, tangential
+                for j in np.argsort(-d.scores):                      # greedy, best score first
+                    cand = np.where(taken, 0.0, iou[j])
+                    g = int(np.argmax(cand)) if len(gt) else -1
+                    hit = g >= 0 and cand[g] >= iou_min[d.classes[j]]
+                    if hit and ignored[g]:
+                        taken[g] = True
+                        continue                                      # a "don't care" box: neither right nor wrong
+                    err = np.zeros(2)
+                    if hit:
+                        taken[g] = True
+                        e = d.centers[j, :2] - gt[g, :2]
+                        cp, sp = np.cos(phi[j]), np.sin(phi[j])
+                        err = np.array([cp * e[0] + sp * e[1], -sp * e[0] + cp * e[1]])   # into the viewing frame
+                    rows.append((frame % 2, d.scores[j], hit, o["heatmap_epistemic"][d.classes[j], r[j], c[j]],
+                                 *err, *var[j]))
+                frame += 1
+        r = np.array(rows, np.float64).reshape(-1, 8)
+        fit, test = r[r[:, 0] == 0], r[r[:, 0] == 1]
+        a, b = cal.platt_fit(fit[:, 1], fit[:, 2])
+        score = cal.platt_apply(test[:, 1], a, b)
+        right, fit_right = test[:, 2] > 0, fit[:, 2] > 0
+        scale = cal.covariance_scale(fit[fit_right, 4:6], fit[fit_right, 6:8])
+        centre_std = np.sqrt(test[:, 6:8].sum(axis=1))
+        sc = np.clip(score, 1e-12, 1 - 1e-12)
+        entropy = -(sc * np.log(sc) + (1 - sc) * np.log(1 - sc))
+        return {"detections": int(len(test)), "right": int(right.sum()), "fit_detections": int(len(fit)),
+                "platt": [a, b], "ece_raw": cal.expected_calibration_error(test[:, 1], right),
+                "ece": cal.expected_calibration_error(score, right),
+                "centre_coverage_2sigma_raw": cal.ellipse_coverage(test[right, 4:6], test[right, 6:8]),
+                "centre_variance_scale": scale,
+                "centre_coverage_2sigma": cal.ellipse_coverage(test[right, 4:6], scale * test[right, 6:8]),
+                "auroc_score_entropy": cal.auroc(entropy, ~right), "auroc_epistemic": cal.auroc(test[:, 3], ~right),
+                "auroc_centre_std": cal.auroc(centre_std, ~right),
+                "auroc_one_minus_score": cal.auroc(1 - score, ~right)}
+
     def export(self, model: nn.Module, path: str) -> dict:
         x = torch.zeros(1, model.cfg.in_channels, self.projection.height, self.projection.width)
-        spec = export_with_features(model, {INPUT_NAME: x}, path, dynamic_spatial=True)
+        inputs = {INPUT_NAME: x}
+        if model.sampled:                          # the noise index is an input: the runtime fixes it
+            inputs["head_noise"] = model.index_noise.clone()
+        spec = export_with_features(model, inputs, path, dynamic_spatial=True)
         spec["classes"] = list(DETECTION_CLASSES)
         spec.update(card_extra(self.projection, model.cfg, self.cfg.decode, self.sensor))
         return spec
