@@ -103,3 +103,21 @@ def test_ignored_ground_truth_is_neither_hit_nor_miss():
     assert evaluate_detections_2d(both, gt, 1)["map50"] == pytest.approx(1.0)       # hit on it is not an FP
     not_ignored = [GroundTruth2D(boxes, np.array([0, 0]))]
     assert evaluate_detections_2d(only_big, not_ignored, 1)["map50"] == pytest.approx(51 / 101)
+
+
+def test_fit_decision_bias_recovers_the_offset_that_makes_every_label_right():
+    """Two classes; the model's margin (class 1 - class 0) is -0.75 on class-0 pixels and -0.3, 0.2 or 0.8 on
+    class-1 pixels: the plain argmax loses the -0.3 pixels, any offset of class 1 over class 0 inside (0.3, 0.75)
+    labels every pixel right, and no other does."""
+    from glassbox.metrics.segmentation import fit_decision_bias, mean_iou
+    margin = np.array([-0.75, -0.3, 0.2, 0.8] * 50, np.float32).reshape(1, 10, 20)
+    labels = (margin > -0.5).astype(np.int64)
+    logits = np.stack([np.zeros_like(margin), margin], axis=1)              # (1, 2, 10, 20)
+    assert mean_iou(logits.argmax(1), labels, 2) < 0.75
+    bias, miou = fit_decision_bias(logits, labels)
+    assert miou == pytest.approx(1.0)
+    assert 0.3 < bias[1] - bias[0] < 0.75
+    assert mean_iou((logits + bias[None, :, None, None]).argmax(1), labels, 2) == pytest.approx(1.0)
+    ignored = labels.copy()
+    ignored[:, :5] = 255                                                     # ignored pixels are not scored
+    assert fit_decision_bias(logits, ignored)[1] == pytest.approx(1.0)

@@ -64,3 +64,30 @@ def test_rescore_replaces_metrics_and_decoder_but_not_the_graph(tmp_path):
     with pytest.raises((ValueError, RuntimeError)):
         rescore(card_path, tmp_path / "other.yaml")
     assert load_card(card_path).metrics == after.metrics                        # a refused rescore writes nothing
+
+
+@pytest.mark.slow
+def test_rescore_fits_the_segmentation_decision_bias_that_the_pipeline_then_applies(tmp_path):
+    from glassbox.pipelines import SegmentationPipeline
+    from test_resume_tasks import camera_data
+
+    raw = {"task": "segmentation", "steps": 4, "batch_size": 2, "eval_batch_size": 2, "seed": 3, "device": "cpu",
+           "log_every": 2, "ckpt_every": 4, "optim": {"name": "adamw", "lr": 3e-3},
+           "task_cfg": {"mode": "multiclass", "loss": "ce", "input_size": [64, 64], "train_frames": 4,
+                        "val_frames": 16, "data": {**camera_data(tmp_path / "cache"), "frames_per_scene": 4}},
+           "entropy_log": {"every": 0, "max_samples": 32, "max_dim": 64}}
+    cfg = train_config_from_dict(raw)
+    card_path = export_run(cfg, tmp_path / "run", train(cfg, tmp_path / "run"), tmp_path / "models", "cmd")
+    assert "decision_bias" not in load_card(card_path).extra
+    fitted = copy.deepcopy(raw)
+    fitted["task_cfg"]["fit_decision_bias"] = True
+    (tmp_path / "fitted.yaml").write_text(yaml.safe_dump(fitted))
+    card = rescore(card_path, tmp_path / "fitted.yaml")
+    bias = card.extra["decision_bias"]
+    report = card.extra["report"]["decision_bias"]
+    assert len(bias) == 9 and report["bias"] == bias
+    # fitted on the even streets, so there at least as good as the plain argmax; measured on the odd ones
+    assert {"miou", "iou_pedestrian"} <= set(report["odd_plain"]) and "miou" in report["odd_biased"]
+    from glassbox.export.reexport import card_probe
+    pipe = SegmentationPipeline.from_card(card_path, probe=card_probe(card))
+    assert pipe.cfg.decision_bias == pytest.approx(tuple(bias))

@@ -94,6 +94,8 @@ def rescore(card_path: str | Path, config_path: str | Path, section: str | None 
         raise ValueError(f"{card_path}: the card ships no weights file to evaluate")
     cfg = load_train_config(config_path, section)
     task = build_task(cfg.task, cfg.task_cfg)
+    if getattr(task.cfg, "init_weights", ""):       # the card's weights replace what the recipe starts from
+        task.cfg = replace(task.cfg, init_weights="")
     model = task.build_model(cfg.model_size)
     model.load_state_dict(load_state(card_path.parent / card.weights_file)[1])
     model.eval()

@@ -39,6 +39,7 @@ class SegmentationPipelineConfig(PipelineConfig):
     model: BiSeNetConfig = field(default_factory=BiSeNetConfig)
     class_names: tuple[str, ...] = ()                  # empty: binary or semantic table by class count
     probe_layers: tuple[str, ...] = ("spatial", "context3", "context4", "context5", "fused")
+    decision_bias: tuple[float, ...] = ()              # per-class offsets of the label decision (the card's)
 
     def __post_init__(self) -> None:
         if self.input_size[0] % 32 or self.input_size[1] % 32:
@@ -109,6 +110,9 @@ class SegmentationPipeline(ModelPipeline):
         profile = self.entropy(inference, self._frame)
         t4 = time.perf_counter()
         ids, ent = softmax_entropy(out["logits"][0])
+        if self.cfg.decision_bias:                          # the IoU decision rule; the entropy is the model's
+            bias = np.asarray(self.cfg.decision_bias, np.float32)[:, None, None]
+            ids = (out["logits"][0] + bias).argmax(axis=0)
         labels = cv2.resize(ids.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
         uncertainty = cv2.resize(ent, (w, h), interpolation=cv2.INTER_LINEAR)
         epistemic = cv2.resize(np.ascontiguousarray(out["epistemic"][0, 0], np.float32), (w, h),

@@ -130,6 +130,7 @@ class SegmentationTaskConfig:
     photometric: float = 0.0                 # probability of a random photometric corruption of a training image
     init_weights: str = ""                   # state dict (.pt) the model starts from (a second, fine-tuning stage)
     freeze_trunk: bool = False               # train the classifier only (a sampled head on a trained trunk)
+    fit_decision_bias: bool = False          # labels = argmax(logits + b), b fitted for mIoU (``decision_bias``)
     data: CameraDataConfig = CameraDataConfig()
     seed: int = 0
 
@@ -228,10 +229,47 @@ class SegmentationTask:
         total, terms = self.criterion(logits, aux, batch["labels"])
         return total, terms, {"features": feats, "logits": logits, "labels": batch["labels"]}
 
+    def decision_bias(self, model: nn.Module) -> dict:
+        """With ``fit_decision_bias``: the per-class offsets of the label decision (``glassbox.metrics.
+        segmentation.fit_decision_bias``), fitted on the validation streets of even index (every second pixel in
+        both directions) and measured on the odd ones, before and after; computed once per model."""
+        key = (id(model), tuple(float(p.detach().sum()) for p in model.parameters()))
+        if getattr(self, "_decision_bias", (None,))[0] == key:
+            return self._decision_bias[1]
+        from glassbox.metrics.segmentation import fit_decision_bias
+        _, val = self.datasets()
+        logits, labels = [], []
+        for batch in DataLoader(val, batch_size=8, shuffle=False, collate_fn=self.collate):
+            with torch.no_grad():
+                logits.append(model(batch["image"]).logits[:, :, ::2, ::2].numpy().astype(np.float16))
+            labels.append(batch["labels"][:, ::2, ::2].numpy())
+        logits, labels = np.concatenate(logits), np.concatenate(labels)
+        odd = (np.asarray(val.indices) // self.cfg.data.frames_per_scene) % 2 == 1
+        bias, fit_miou = fit_decision_bias(logits[~odd], labels[~odd])
+        k = len(self.classes)
+
+        def scores(b: np.ndarray) -> dict:
+            meter = SegmentationMeter(k)
+            meter.update((logits[odd] + b.astype(np.float16)[None, :, None, None]).argmax(1), labels[odd])
+            res = meter.result()
+            return {"miou": float(res["miou"]), **{f"iou_{n}": float(v) for n, v in zip(self.classes, res["iou"])}}
+
+        out = {"bias": [float(b) for b in bias], "fit_miou_even": fit_miou, "odd_plain": scores(np.zeros(k)),
+               "odd_biased": scores(bias)}
+        self._decision_bias = (key, out)
+        return out
+
+    def _bias(self, model: nn.Module) -> torch.Tensor | None:
+        if not self.cfg.fit_decision_bias:
+            return None
+        return torch.tensor(self.decision_bias(model.eval())["bias"], dtype=torch.float32)[None, :, None, None]
+
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
         meter = SegmentationMeter(len(self.classes))
+        bias = self._bias(model)
         for batch in loader:
-            meter.update(model(batch["image"]).logits.argmax(dim=1).numpy(), batch["labels"].numpy())
+            logits = model(batch["image"]).logits
+            meter.update((logits if bias is None else logits + bias).argmax(dim=1).numpy(), batch["labels"].numpy())
         res = meter.result()
         out = {"miou": float(res["miou"]), "pixel_accuracy": float(res["pixel_accuracy"])}
         out.update({f"iou_{name}": float(v) for name, v in zip(self.classes, res["iou"])})
@@ -242,8 +280,10 @@ class SegmentationTask:
         _, val = self.datasets()
         meters: dict[str, SegmentationMeter] = {}
         loader = DataLoader(val, batch_size=8, shuffle=False, collate_fn=self.collate)
+        bias = self._bias(model)
         for batch in loader:
-            pred = model(batch["image"]).logits.argmax(dim=1).numpy()
+            logits = model(batch["image"]).logits
+            pred = (logits if bias is None else logits + bias).argmax(dim=1).numpy()
             for b, light in enumerate(batch["lighting"]):
                 meters.setdefault(light, SegmentationMeter(len(self.classes))).update(pred[b:b + 1],
                                                                                      batch["labels"][b:b + 1].numpy())
@@ -253,6 +293,8 @@ class SegmentationTask:
             out[light] = {"miou": float(res["miou"]),
                           **{f"iou_{name}": float(v) for name, v in zip(self.classes, res["iou"])}}
         report = {"by_lighting": out}
+        if self.cfg.fit_decision_bias:
+            report["decision_bias"] = self.decision_bias(model)
         if model.sampled:
             report["calibration"] = self.pixel_calibration(model, val)
         return report
@@ -292,8 +334,11 @@ class SegmentationTask:
         return (batch["image"], bisenet_index_noise(cfg)) if cfg.head != "deterministic" else (batch["image"],)
 
     def card_extra(self, model: nn.Module) -> dict:
-        return {"model_config": to_dict(model.cfg), "input_size": list(self.cfg.input_size), "mode": self.cfg.mode,
-                "loss": self.cfg.loss}
+        extra = {"model_config": to_dict(model.cfg), "input_size": list(self.cfg.input_size), "mode": self.cfg.mode,
+                 "loss": self.cfg.loss}
+        if self.cfg.fit_decision_bias:
+            extra["decision_bias"] = self.decision_bias(model.eval())["bias"]
+        return extra
 
     def export(self, model: nn.Module, path: str) -> dict:
         w, h = self.cfg.input_size
