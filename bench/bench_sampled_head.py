@@ -6,7 +6,8 @@ trunk, through the pipeline a node runs (ONNX Runtime, entropy probe on, in the 
 
 The baseline is the deterministic card the sampled head was fitted on (e.g. from an earlier commit:
 ``git worktree add /tmp/old <rev>``). The two pipelines are called alternately on the same seeded camera frame
-(640x512 RGB, and thermal for a fusion card), after warm-up; per variant the median and minimum of the total
+(640x512 RGB, and thermal for a fusion card) or, for a LiDAR card, the same simulated scan of the card's sensor
+(written to ``bench/results/sampled_head_lidar.json``), after warm-up; per variant the median and minimum of the total
 and of each stage (``timings_ms``), the process CPU time per call, and the sampled / deterministic ratios.
 Without ``--baseline`` it says so and measures nothing. Writes ``bench/results/sampled_head.json``.
 """
@@ -24,9 +25,11 @@ from _common import print_table, write_results
 
 def open_pipeline(card: Path, threads: int):
     from glassbox.models import load_card
-    from glassbox.pipelines import FusionPipeline, SegmentationPipeline
+    from glassbox.pipelines import FusionPipeline, LidarDetectionPipeline, SegmentationPipeline
 
     task = load_card(card).task
+    if task == "lidar":
+        return LidarDetectionPipeline.from_card(card, threads=threads)
     if task == "rgbt_detection":
         return FusionPipeline.from_card(card, threads=threads, rgb_fallback_card="")
     if task == "semantic_segmentation":
@@ -49,7 +52,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rgb, thermal = rng.integers(0, 255, (512, 640, 3), np.uint8), rng.integers(0, 255, (512, 640), np.uint8)
     fusion = hasattr(pipes["sampled"], "fallback")
-    call = {k: (lambda p=p: p(rgb, thermal)) if fusion else (lambda p=p: p(rgb)) for k, p in pipes.items()}
+    lidar = hasattr(pipes["sampled"], "fit")
+    if lidar:
+        from glassbox.datasets.synthetic import SyntheticLidarDataset
+        scan = SyntheticLidarDataset("val", size=1, lidar=pipes["sampled"].fit.profile.name, seed=0).arrays(0)
+        call = {k: (lambda p=p: p(scan["points"], scan["ring"])) for k, p in pipes.items()}
+    else:
+        call = {k: (lambda p=p: p(rgb, thermal)) if fusion else (lambda p=p: p(rgb)) for k, p in pipes.items()}
     for fn in call.values():
         for _ in range(5):
             fn()
@@ -72,10 +81,12 @@ def main() -> None:
     s, d = rows
     ratios = {"total": s["total_ms"] / d["total_ms"], "total_min": s["total_min_ms"] / d["total_min_ms"],
               "network": s["network_ms"] / d["network_ms"], "cpu": s["cpu_ms"] / d["cpu_ms"]}
-    print_table(rows, ["variant", "total_ms", "total_min_ms", "network_ms", "entropy_ms", "post_ms", "cpu_ms"])
+    last = "decode_ms" if lidar else "post_ms"
+    print_table(rows, ["variant", "total_ms", "total_min_ms", "network_ms", "entropy_ms", last, "cpu_ms"])
     print("sampled / deterministic: " + ", ".join(f"{k} x{v:.3f}" for k, v in ratios.items()))
-    write_results("sampled_head", rows, ratios=ratios, reps=args.reps, threads=args.threads,
-                  frame=[640, 512], backend="onnxruntime")
+    frame = {"points": int(len(scan["points"]))} if lidar else {"frame": [640, 512]}
+    write_results("sampled_head_lidar" if lidar else "sampled_head", rows, ratios=ratios, reps=args.reps,
+                  threads=args.threads, backend="onnxruntime", **frame)
 
 
 if __name__ == "__main__":
