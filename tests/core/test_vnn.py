@@ -1,6 +1,7 @@
 """Variational layers against their closed-form moments, exact reductions and the index rules."""
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from glassbox.vnn import (NoiseIndex, Predictive, VariationalLayer, VariationalSequential, predictive,
@@ -223,3 +224,19 @@ def test_uncertainty_splits_are_the_closed_forms():
     two = mixture_gaussian_nll(y, torch.tensor([[0.2], [1.2]]), torch.zeros(2, 1))
     direct = -math.log(0.5 * sum(math.exp(-0.5 * d * d) / math.sqrt(2 * math.pi) for d in (0.5, -0.5)))
     assert float(two) == pytest.approx(direct, abs=1e-6)
+
+
+def test_predictive_logit_is_the_logit_of_the_mean_probability_far_into_the_tails():
+    from glassbox.vnn import predictive_logit
+    z = torch.linspace(-28, 28, 561).repeat(8, 1) + torch.rand(8, 561, generator=torch.Generator().manual_seed(0))
+    p, q = torch.sigmoid(z.double()).mean(0), torch.sigmoid(-z.double()).mean(0)    # q = 1 - p, no cancellation
+    want = torch.log(p) - torch.log(q)                                       # float64 reference
+    got = predictive_logit(z)                                                # float32
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, atol=1e-4, rtol=0)
+
+
+def test_softplus_matches_torch():
+    from glassbox.vnn import Softplus
+    x = torch.linspace(-40, 40, 8001)
+    torch.testing.assert_close(Softplus()(x), F.softplus(x), atol=1e-6, rtol=1e-6)

@@ -54,7 +54,8 @@ from torch import Tensor, nn
 
 from glassbox.classes import DETECTION_CLASSES
 from glassbox.heads import Detection3DHead, SampledDetection3DHead
-from glassbox.vnn import HEAD_KINDS, SampledConvHead, bernoulli_split, draw_head_noise, gaussian_split
+from glassbox.vnn import (HEAD_KINDS, SampledConvHead, bernoulli_split, draw_head_noise, gaussian_split,
+                          predictive_logit)
 
 
 class SpiError(ValueError):
@@ -226,11 +227,10 @@ class Spi(nn.Module):
             h = self.shared(features["neck"])              # (B, Ch, H, W)
             return Detection3DHead(self.heatmap(h), self.offset(h), self.size(h), self.yaw(h))
         s = self.head_samples(features)
-        p, p_ale, p_epi = bernoulli_split(torch.sigmoid(s["heat"]))
+        _, p_ale, p_epi = bernoulli_split(torch.sigmoid(s["heat"]))
         off, v_ale, v_epi = gaussian_split(s["offset"], s["offset_log_var"])
-        p = p.clamp(1e-6, 1.0 - 1e-6)
         h = s["shared"]
-        return SampledDetection3DHead(torch.log(p) - torch.log1p(-p), off, self.size(h), self.yaw(h), p_ale, p_epi,
+        return SampledDetection3DHead(predictive_logit(s["heat"]), off, self.size(h), self.yaw(h), p_ale, p_epi,
                                       v_ale, v_epi)
 
     def forward(self, x: Tensor, head_noise: Tensor | None = None) -> Detection3DHead | SampledDetection3DHead:
