@@ -235,6 +235,25 @@ class SampledConvHead(nn.Module):
         return self.conv((x[None] * z).flatten(0, 1)).unflatten(0, (noise.shape[0], -1))
 
 
+def sampled_head_state(own: dict[str, Tensor], deterministic: dict[str, Tensor], heads: Sequence[str],
+                       kind: str) -> dict[str, Tensor]:
+    """A deterministic model's state dict as that of the same model whose 1x1 convs ``heads`` are
+    ``SampledConvHead`` s of ``kind`` (``own``: the sampled model's state dict): everything else as it is, each
+    conv's weights into the first rows of the head's mean conv (``<head>.layer.mean`` / ``<head>.conv``); the
+    rows it lacks (log-variances) and the std branches keep ``own``'s values."""
+    state = {k: v for k, v in deterministic.items() if k.split(".")[0] not in heads}
+    for name in heads:
+        prefix = f"{name}.layer.mean" if kind == "variational" else f"{name}.conv"
+        for part in ("weight", "bias"):
+            value = own[f"{prefix}.{part}"].clone()
+            src = deterministic[f"{name}.{part}"]
+            value[: src.shape[0]] = src
+            state[f"{prefix}.{part}"] = value
+    for k, v in own.items():
+        state.setdefault(k, v)
+    return state
+
+
 def draw_head_noise(kind: str, dim: int, samples: int, dropout: float = 0.2,
                     generator: torch.Generator | None = None) -> Tensor:
     """(samples, dim) noise of a ``SampledConvHead``: standard normal, or dropout keep-masks scaled to mean 1."""

@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from glassbox.classes import DETECTION_CLASSES
 from glassbox.heads import Detection3DHead, SampledDetection3DHead
 from glassbox.vnn import (HEAD_KINDS, SampledConvHead, bernoulli_split, draw_head_noise, gaussian_split,
-                          predictive_logit)
+                          mixture_gaussian_nll, predictive_logit, sampled_head_state)
 
 
 class SpiError(ValueError):
@@ -197,20 +197,9 @@ class Spi(nn.Module):
         return draw_spi_noise(self.cfg, samples, generator)
 
     def variational_state(self, deterministic: dict[str, Tensor]) -> dict[str, Tensor]:
-        """A deterministic SPI's state dict as this sampled model's: everything as it is, the heatmap and offset
-        convs into the mean convs (the log-variance rows and the std branches keep this model's initial values)."""
-        own = self.state_dict()
-        state = {k: v for k, v in deterministic.items() if k.split(".")[0] not in ("heatmap", "offset")}
-        for name in ("heatmap", "offset"):
-            prefix = f"{name}.layer.mean" if self.cfg.head == "variational" else f"{name}.conv"
-            for part in ("weight", "bias"):
-                value = own[f"{prefix}.{part}"].clone()
-                src = deterministic[f"{name}.{part}"]
-                value[: src.shape[0]] = src
-                state[f"{prefix}.{part}"] = value
-        for k, v in own.items():
-            state.setdefault(k, v)
-        return state
+        """A deterministic SPI's state dict as this sampled model's (``glassbox.vnn.sampled_head_state``: the
+        heatmap and offset convs into the mean convs)."""
+        return sampled_head_state(self.state_dict(), deterministic, ("heatmap", "offset"), self.cfg.head)
 
     def head_samples(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         """A sampled head's ``T`` samples: heat logits (T, B, K, H, W), offset and its log-variance (T, B, 3, H, W),
@@ -337,8 +326,6 @@ def sampled_spi_loss(kind: str, samples: dict[str, Tensor], size: Tensor, yaw: T
     where that explains the data; ``mc_dropout``: the mean over samples of each sample's losses (dropout training
     with ``T`` masks per step). The offset term is averaged over object pixels with ``reg_weight`` as the
     deterministic loss; size, yaw and direction are the deterministic terms."""
-    from glassbox.vnn import mixture_gaussian_nll
-
     w = targets["reg_weight"]
     weights = torch.tensor(cfg.class_weights) if cfg.class_weights else None
     p = torch.sigmoid(samples["heat"]).clamp(1e-6, 1.0 - 1e-6)                   # (T, B, K, H, W)

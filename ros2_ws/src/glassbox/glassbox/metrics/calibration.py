@@ -104,3 +104,29 @@ def covariance_scale(error: np.ndarray, variance: np.ndarray, share: float = 0.9
 def gaussian_share(k: float = 2.0, dims: int = 2) -> float:
     """The share of a true ``dims``-D Gaussian inside its k-sigma ellipse."""
     return float(chi2.cdf(k * k, dims))
+
+
+def summarise_detection_calibration(rows: np.ndarray) -> dict:
+    """The calibration report of a sampled detection head from one row per detection: (split, raw score, right,
+    epistemic part of the score entropy, centre error (2), centre variance (2)); split 0 rows fit the Platt
+    scaling and the centre variance scale, split 1 rows measure them. Returns score ECE before and after Platt
+    scaling, the share of right detections inside the predicted 2-sigma centre ellipse as predicted and after
+    the fitted scale, and the AUROC (wrong vs right) of the calibrated score's entropy, its epistemic part, the
+    centre std and 1 - calibrated score."""
+    r = np.asarray(rows, np.float64).reshape(-1, 8)
+    fit, test = r[r[:, 0] == 0], r[r[:, 0] == 1]
+    a, b = platt_fit(fit[:, 1], fit[:, 2])
+    score = platt_apply(test[:, 1], a, b)
+    right, fit_right = test[:, 2] > 0, fit[:, 2] > 0
+    scale = covariance_scale(fit[fit_right, 4:6], fit[fit_right, 6:8])
+    centre_std = np.sqrt(test[:, 6:8].sum(axis=1))
+    sc = np.clip(score, 1e-12, 1 - 1e-12)
+    entropy = -(sc * np.log(sc) + (1 - sc) * np.log(1 - sc))
+    return {"detections": int(len(test)), "right": int(right.sum()), "fit_detections": int(len(fit)),
+            "platt": [a, b], "ece_raw": expected_calibration_error(test[:, 1], right),
+            "ece": expected_calibration_error(score, right),
+            "centre_coverage_2sigma_raw": ellipse_coverage(test[right, 4:6], test[right, 6:8]),
+            "centre_variance_scale": scale,
+            "centre_coverage_2sigma": ellipse_coverage(test[right, 4:6], scale * test[right, 6:8]),
+            "auroc_score_entropy": auroc(entropy, ~right), "auroc_epistemic": auroc(test[:, 3], ~right),
+            "auroc_centre_std": auroc(centre_std, ~right), "auroc_one_minus_score": auroc(1 - score, ~right)}

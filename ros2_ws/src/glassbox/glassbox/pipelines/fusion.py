@@ -33,6 +33,7 @@ from glassbox.classes import DETECTION_CLASSES
 from glassbox.config import from_dict
 from glassbox.entropy import EntropyProfile
 from glassbox.heads import Detection2DHead, SampledDetection2DHead
+from glassbox.metrics.calibration import platt_apply
 from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
 from glassbox.vision.centernet import decode, score_entropy
 from glassbox.vision.gem import Gem, GemConfig, index_noise
@@ -181,8 +182,7 @@ class FusionPipeline(ModelPipeline):
         boxes = boxes * np.array([w / iw, h / ih, w / iw, h / ih], np.float32)
         a, b = self.cfg.score_calibration
         if (a, b) != (1.0, 0.0):
-            z = np.log(np.clip(scores, 1e-6, 1 - 1e-6)) - np.log1p(-np.clip(scores, 1e-6, 1 - 1e-6))
-            scores = (1.0 / (1.0 + np.exp(-(a * z + b)))).astype(np.float32)
+            scores = platt_apply(scores, a, b).astype(np.float32)
         parts = self._sampled_parts(out, classes, cells, stride * np.array([w / iw, h / ih])) if self.sampled else {}
         w_r, w_t = float(out["w_rgb"][0]), float(out["w_thermal"][0])
         share = w_r / (w_r + w_t) if w_r + w_t > 1e-12 else 0.5

@@ -33,6 +33,7 @@ from glassbox.lidar.decode import DecodeConfig, Detections3D, binary_entropy, de
 from glassbox.lidar.projection import ProjectionConfig, RangeImage, normalise, project_points
 from glassbox.lidar.sensors import CloudFit, SensorError, SensorProfile, profile_from_projection
 from glassbox.lidar.spi import SpiConfig, build_model, spi_index_noise
+from glassbox.metrics.calibration import platt_apply
 from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
 from glassbox.runtime import Inference
 
@@ -151,8 +152,7 @@ class LidarDetectionPipeline(ModelPipeline):
         frame."""
         a, b = self.cfg.score_calibration
         if (a, b) != (1.0, 0.0):
-            p = np.clip(dets.scores.astype(np.float64), 1e-6, 1 - 1e-6)
-            scores = 1.0 / (1.0 + np.exp(-(a * (np.log(p) - np.log1p(-p)) + b)))
+            scores = platt_apply(dets.scores, a, b)
             dets.scores = scores.astype(np.float32)
             dets.score_entropy = binary_entropy(scores).astype(np.float32)
         r, c, k = dets.pixels[:, 0], dets.pixels[:, 1], dets.classes

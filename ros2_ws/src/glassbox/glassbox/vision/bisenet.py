@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from glassbox.heads import DenseLogits, SampledDenseLogits
-from glassbox.vnn import HEAD_KINDS, SampledConvHead, draw_head_noise
+from glassbox.vnn import HEAD_KINDS, SampledConvHead, draw_head_noise, sampled_head_state
 
 
 class BiSeNetError(ValueError):
@@ -237,13 +237,7 @@ class BiSeNet(nn.Module):
 
     def variational_state(self, deterministic: dict[str, Tensor]) -> dict[str, Tensor]:
         """A deterministic BiSeNet's state dict as this sampled model's (the classifier into its mean conv)."""
-        own = self.state_dict()
-        prefix = "classifier.layer.mean" if self.cfg.head == "variational" else "classifier.conv"
-        state = {k: v for k, v in deterministic.items() if not k.startswith("classifier.")}
-        state.update({f"{prefix}.{p}": deterministic[f"classifier.{p}"] for p in ("weight", "bias")})
-        for k, v in own.items():
-            state.setdefault(k, v)
-        return state
+        return sampled_head_state(self.state_dict(), deterministic, ("classifier",), self.cfg.head)
 
 
 def bisenet_index_noise(cfg: BiSeNetConfig) -> Tensor:

@@ -44,7 +44,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from glassbox.heads import Detection2DHead, SampledDetection2DHead
-from glassbox.vnn import HEAD_KINDS, SampledConvHead, bernoulli_split, draw_head_noise, gaussian_split
+from glassbox.vnn import (HEAD_KINDS, SampledConvHead, bernoulli_split, draw_head_noise, gaussian_split,
+                          sampled_head_state)
 
 FUSIONS = ("scalar_avg", "scalar_concat", "mask_avg", "mask_concat", "gumbel", "rgb", "thermal")
 
@@ -241,20 +242,9 @@ class Gem(nn.Module):
         return draw_gem_noise(self.cfg, samples, generator)
 
     def variational_state(self, deterministic: dict[str, Tensor]) -> dict[str, Tensor]:
-        """A deterministic GEM's state dict as this sampled model's: trunk as it is, the output convs into the
-        mean convs (log-variance rows and std branches keep this model's initial values)."""
-        own = self.state_dict()
-        state = {k: v for k, v in deterministic.items() if k.split(".")[0] not in ("heatmap", "size", "offset")}
-        for name in ("heatmap", "size", "offset"):
-            prefix = f"{name}.layer.mean" if self.cfg.head == "variational" else f"{name}.conv"
-            for part in ("weight", "bias"):
-                value = own[f"{prefix}.{part}"].clone()
-                src = deterministic[f"{name}.{part}"]
-                value[: src.shape[0]] = src
-                state[f"{prefix}.{part}"] = value
-        for k, v in own.items():
-            state.setdefault(k, v)
-        return state
+        """A deterministic GEM's state dict as this sampled model's (``glassbox.vnn.sampled_head_state``: the
+        output convs into the mean convs)."""
+        return sampled_head_state(self.state_dict(), deterministic, ("heatmap", "size", "offset"), self.cfg.head)
 
     def _check(self, rgb: Tensor, thermal: Tensor) -> None:
         if rgb.dim() != 4 or rgb.shape[1] != self.cfg.rgb_channels:

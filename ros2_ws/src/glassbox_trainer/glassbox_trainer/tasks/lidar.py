@@ -340,24 +340,7 @@ class LidarTask:
                     rows.append((frame % 2, d.scores[j], hit, o["heatmap_epistemic"][d.classes[j], r[j], c[j]],
                                  *err, *var[j]))
                 frame += 1
-        r = np.array(rows, np.float64).reshape(-1, 8)
-        fit, test = r[r[:, 0] == 0], r[r[:, 0] == 1]
-        a, b = cal.platt_fit(fit[:, 1], fit[:, 2])
-        score = cal.platt_apply(test[:, 1], a, b)
-        right, fit_right = test[:, 2] > 0, fit[:, 2] > 0
-        scale = cal.covariance_scale(fit[fit_right, 4:6], fit[fit_right, 6:8])
-        centre_std = np.sqrt(test[:, 6:8].sum(axis=1))
-        sc = np.clip(score, 1e-12, 1 - 1e-12)
-        entropy = -(sc * np.log(sc) + (1 - sc) * np.log(1 - sc))
-        return {"detections": int(len(test)), "right": int(right.sum()), "fit_detections": int(len(fit)),
-                "platt": [a, b], "ece_raw": cal.expected_calibration_error(test[:, 1], right),
-                "ece": cal.expected_calibration_error(score, right),
-                "centre_coverage_2sigma_raw": cal.ellipse_coverage(test[right, 4:6], test[right, 6:8]),
-                "centre_variance_scale": scale,
-                "centre_coverage_2sigma": cal.ellipse_coverage(test[right, 4:6], scale * test[right, 6:8]),
-                "auroc_score_entropy": cal.auroc(entropy, ~right), "auroc_epistemic": cal.auroc(test[:, 3], ~right),
-                "auroc_centre_std": cal.auroc(centre_std, ~right),
-                "auroc_one_minus_score": cal.auroc(1 - score, ~right)}
+        return cal.summarise_detection_calibration(np.array(rows, np.float64))
 
     def export(self, model: nn.Module, path: str) -> dict:
         x = torch.zeros(1, model.cfg.in_channels, self.projection.height, self.projection.width)
