@@ -175,3 +175,42 @@ def test_focal_loss_prefers_correct_peaks_and_centernet_terms():
 def test_score_entropy():
     e = score_entropy(np.array([0.5, 0.999999, 1e-7]))
     assert e[0] == pytest.approx(np.log(2)) and e[1] < 1e-4 and e[2] < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["variational", "mc_dropout"])
+def test_sampled_head_parts_at_the_peaks_equal_the_split_of_every_sample(kind):
+    """The deterministic weights in the mean convs give the deterministic maps (the variational heat map shrunk
+    towards 0 by its std, the Gaussian predictive); the parts that ``peak_parts`` forms at a few cells equal the
+    split of the head's samples evaluated in every cell with the same noise; a null noise has no epistemic part."""
+    from glassbox.vision.gem import head_noise_dims, peak_parts
+    from glassbox.vnn import bernoulli_split, gaussian_split, probit_logit
+    torch.manual_seed(0)
+    det = Gem(GemConfig(width_mult=0.25)).eval()
+    model = Gem(GemConfig(width_mult=0.25, head=kind, head_samples=4)).eval()
+    model.load_state_dict(model.variational_state(det.state_dict()))
+    feats = det.forward_features(*_inputs())
+    # an untrained GEM's neck is ~0: a random one makes the samples differ
+    feats["neck"] = torch.randn(feats["neck"].shape, generator=torch.Generator().manual_seed(2))
+    noise = model.draw_noise(4, torch.Generator().manual_seed(1))
+    d = sum(head_noise_dims(model.cfg))
+    null = torch.zeros(4, d) if kind == "variational" else torch.ones(4, d)
+    k, ys, xs = np.array([0, 1, 2, 1]), np.array([0, 3, 7, 5]), np.array([0, 5, 11, 2])
+    with torch.no_grad():
+        a, b = det.forward_head(feats), model.forward_head({**feats, "head_noise": null})
+        for f in ("size", "offset", "w_rgb", "w_thermal"):
+            torch.testing.assert_close(getattr(b, f), getattr(a, f), atol=1e-5, rtol=1e-5)
+        if kind == "variational":
+            torch.testing.assert_close(b.heatmap, probit_logit(a.heatmap, b.heatmap_std), atol=1e-5, rtol=1e-5)
+        else:
+            torch.testing.assert_close(b.heatmap, a.heatmap, atol=1e-5, rtol=1e-5)
+        zero = peak_parts(model.cfg, {f: v[1].numpy() for f, v in b._asdict().items()}, k, ys, xs, null.numpy())
+        assert np.abs(zero["score_epistemic"]).max() < 1e-6 and zero["box_var_epistemic"].max() < 1e-10
+        s = model.head_samples({**feats, "head_noise": noise})
+        _, p_ale, p_epi = bernoulli_split(torch.sigmoid(s["heat"]))
+        _, v_ale, v_epi = gaussian_split(s["box"], s["box_log_var"])
+        out = {f: v[1].numpy() for f, v in model.forward_head({**feats, "head_noise": noise})._asdict().items()}
+        parts = peak_parts(model.cfg, out, k, ys, xs, noise.numpy())
+    for name, full in (("score_aleatoric", p_ale[1][k, ys, xs]), ("score_epistemic", p_epi[1][k, ys, xs]),
+                       ("box_var_aleatoric", v_ale[1][:, ys, xs]), ("box_var_epistemic", v_epi[1][:, ys, xs])):
+        np.testing.assert_allclose(parts[name], full.numpy(), rtol=1e-4, atol=1e-7)
+    assert parts["score_epistemic"].max() > 0

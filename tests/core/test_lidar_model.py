@@ -289,9 +289,11 @@ def test_decode_config_rejects_bad_vote_settings():
 @pytest.mark.parametrize("kind", ["variational", "mc_dropout"])
 def test_sampled_head_reduces_to_the_deterministic_head_and_is_fixed_by_its_index(kind):
     """The deterministic weights in the mean convs with a null noise (eps = 0, or every dropout mask kept) give
-    the deterministic model's outputs exactly and zero epistemic parts; the fixed index makes eval deterministic;
-    training reaches both branches of the variational convs."""
-    from glassbox.lidar.spi import Spi, sampled_spi_loss, spi_noise_dims
+    the deterministic model's outputs and zero epistemic parts; the variational graph's moments give, at any
+    pixel, the parts of its samples evaluated at every pixel (``peak_parts`` against ``head_samples``); the fixed
+    index makes eval deterministic; training reaches both branches of the variational convs."""
+    from glassbox.lidar.spi import Spi, peak_parts, sampled_spi_loss, spi_noise_dims
+    from glassbox.vnn import bernoulli_split, gaussian_split, probit_logit
     torch.manual_seed(0)
     det = Spi(SpiConfig()).eval()
     model = Spi(SpiConfig(head=kind, head_samples=4)).eval()
@@ -299,15 +301,33 @@ def test_sampled_head_reduces_to_the_deterministic_head_and_is_fixed_by_its_inde
     x = torch.randn(2, 5, 16, 64)
     d = sum(spi_noise_dims(model.cfg))
     null = torch.zeros(4, d) if kind == "variational" else torch.ones(4, d)
+    noise = model.draw_noise(4, torch.Generator().manual_seed(1))
+    k, r, c = np.array([0, 1, 2, 0, 2]), np.array([0, 3, 7, 15, 9]), np.array([0, 5, 63, 31, 40])
     with torch.no_grad():
         a, b = det(x), model(x, null)
-        for k in ("heatmap", "offset", "size", "yaw"):
-            torch.testing.assert_close(getattr(b, k), getattr(a, k), atol=1e-5, rtol=1e-5)
-        assert float(b.heatmap_epistemic.abs().max()) < 1e-6 and float(b.offset_var_epistemic.max()) < 1e-10
-        assert (b.offset_var_aleatoric > 0).all()                        # exp of the log-variance rows
+        heads = {f: v[1].numpy() for f, v in b._asdict().items()}
+        for f in ("offset", "size", "yaw"):
+            torch.testing.assert_close(getattr(b, f), getattr(a, f), atol=1e-5, rtol=1e-5)
+        if kind == "variational":      # the heat map is the Gaussian predictive of the deterministic logit
+            torch.testing.assert_close(b.heatmap_mean, a.heatmap, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(b.heatmap, probit_logit(b.heatmap_mean, b.heatmap_std), atol=0, rtol=0)
+            assert (b.heatmap.abs() < a.heatmap.abs()).all() and (b.heatmap * a.heatmap > 0).all()
+        else:
+            torch.testing.assert_close(b.heatmap, a.heatmap, atol=1e-5, rtol=1e-5)
+        zero = peak_parts(model.cfg, heads, k, r, c, null.numpy())
+        assert np.abs(zero["score_epistemic"]).max() < 1e-6 and zero["offset_var_epistemic"].max() < 1e-10
+        assert (zero["offset_var_aleatoric"] > 0).all()                  # exp of the log-variance rows
         torch.testing.assert_close(model(x).heatmap, model(x).heatmap, atol=0, rtol=0)   # the index
-        noisy = model(x, model.draw_noise(4, torch.Generator().manual_seed(1)))
-        assert float(noisy.heatmap_epistemic.max()) > 0
+        s = model.head_samples(model.forward_features(x, noise))        # every sample at every pixel
+        _, p_ale, p_epi = bernoulli_split(torch.sigmoid(s["heat"]))
+        _, v_ale, v_epi = gaussian_split(s["offset"], s["offset_log_var"])
+        noisy = model(x, noise)
+        parts = peak_parts(model.cfg, {f: v[1].numpy() for f, v in noisy._asdict().items()}, k, r, c,
+                           noise.numpy())
+        for name, full in (("score_aleatoric", p_ale[1][k, r, c]), ("score_epistemic", p_epi[1][k, r, c]),
+                           ("offset_var_aleatoric", v_ale[1][:, r, c]), ("offset_var_epistemic", v_epi[1][:, r, c])):
+            np.testing.assert_allclose(parts[name], full.numpy(), rtol=1e-4, atol=1e-7)
+        assert parts["score_epistemic"].max() > 0
     model.train()
     img = project_points(cast(SCENE), CFG)
     t = build_targets(img, SCENE[:, :3], SCENE[:, 3:6], SCENE[:, 6], CLASSES)

@@ -19,8 +19,27 @@ class Detection3DHead(NamedTuple):
     yaw: Any            # (B, 3, H, W) sin 2a, cos 2a, direction logit
 
 
+class VariationalDetection3DHead(NamedTuple):
+    """A variational SPI head (``head: variational``): the moments of its Gaussian outputs, which hold every sample
+    (``glassbox.lidar.spi``, whose ``peak_parts`` forms the ``T`` samples at the detections).
+
+    The first four fields are those of ``Detection3DHead``, the heatmap as the logit of the Gaussian predictive
+    (``glassbox.vnn.probit_logit``) and the offset as its mean, so the decoder is the same; then the mean and std
+    of the heat logits, the std of the offset and the mean and std of its log-variance (viewing frame)."""
+
+    heatmap: Any                # (B, K, H, W) logit of the predictive probability
+    offset: Any                 # (B, 3, H, W) mean
+    size: Any                   # (B, 3, H, W)
+    yaw: Any                    # (B, 3, H, W)
+    heatmap_mean: Any           # (B, K, H, W) mean of the heat logit
+    heatmap_std: Any            # (B, K, H, W) its std
+    offset_std: Any             # (B, 3, H, W) std of the offset, m
+    offset_log_var_mean: Any    # (B, 3, H, W) mean of the offset's log-variance (log m^2)
+    offset_log_var_std: Any     # (B, 3, H, W) its std
+
+
 class SampledDetection3DHead(NamedTuple):
-    """A sampled SPI head (``head: variational`` or ``mc_dropout``): the predictive of ``T`` samples.
+    """An MC dropout SPI head (``head: mc_dropout``): the predictive of ``T`` samples evaluated at every pixel.
 
     The first four fields are those of ``Detection3DHead`` (the heatmap as the logit of the mean probability, the
     offset as the sample mean), so the decoder is the same; then, per pixel, the score's aleatoric and epistemic
@@ -47,8 +66,29 @@ class Detection2DHead(NamedTuple):
     w_thermal: Any      # (B,) fusion weight of the thermal branch
 
 
+class VariationalDetection2DHead(NamedTuple):
+    """A variational GEM head (``head: variational``): the moments of its Gaussian outputs, which hold every sample
+    (``glassbox.vision.gem``, whose ``peak_parts`` forms the ``T`` samples at the detections).
+
+    The first five fields are those of ``Detection2DHead``, the heat map as the logit of the Gaussian predictive
+    (``glassbox.vnn.probit_logit``), size and offset at the noise's mean, so the decoder is the same; then the
+    mean and std of the three convs' outputs (heat logits; w, h and their log-variances; dx, dy and theirs)."""
+
+    heatmap: Any                # (B, K, h, w) logit of the predictive probability
+    size: Any                   # (B, 2, h, w)
+    offset: Any                 # (B, 2, h, w)
+    w_rgb: Any                  # (B,)
+    w_thermal: Any              # (B,)
+    heatmap_mean: Any           # (B, K, h, w)
+    heatmap_std: Any            # (B, K, h, w)
+    size_mean: Any              # (B, 4, h, w) w, h (before the ReLU), log var w, log var h
+    size_std: Any               # (B, 4, h, w)
+    offset_mean: Any            # (B, 4, h, w) dx, dy (before the sigmoid), log var dx, log var dy
+    offset_std: Any             # (B, 4, h, w)
+
+
 class SampledDetection2DHead(NamedTuple):
-    """A sampled GEM head (``head: variational`` or ``mc_dropout``): the predictive of ``T`` samples.
+    """An MC dropout GEM head (``head: mc_dropout``): the predictive of ``T`` samples evaluated in every cell.
 
     The first five fields are those of ``Detection2DHead`` (the heatmap as the logit of the mean probability,
     size and offset as sample means), so the decoder is the same; then, per cell, the score's aleatoric and

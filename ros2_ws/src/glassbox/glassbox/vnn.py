@@ -278,6 +278,13 @@ def predictive_logit(logit_samples: Tensor) -> Tensor:
     return torch.log((1.0 / (1.0 + e)).mean(0)) - torch.log((e / (1.0 + e)).mean(0))
 
 
+def probit_logit(mu: Tensor, sigma: Tensor) -> Tensor:
+    """The logit of the Gaussian predictive ``E[s(mu + sigma * eps)]``, eps ~ N(0, 1), in closed form: MacKay's
+    probit approximation ``mu / sqrt(1 + pi sigma^2 / 8)`` (within 0.02 of the exact probability everywhere; the
+    limit of ``predictive_logit`` over ever more samples)."""
+    return mu * torch.rsqrt(1.0 + (math.pi / 8.0) * sigma.square())
+
+
 def bernoulli_split(p_samples: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(T, ...)`` sample probabilities -> predictive mean, aleatoric part ``E_t H(p_t)`` and epistemic part
     (mutual information ``H(E_t p_t) - E_t H(p_t)``, >= 0 by concavity), each of shape ``(...)``."""

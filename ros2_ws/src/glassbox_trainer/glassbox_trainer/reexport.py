@@ -9,6 +9,12 @@ per input, mean and std per layer), on the trainer task's reference inputs (``re
 validation items), rebuilt from the card's recorded training config: for cards whose layers spread over inputs
 less than the systematic offset of the stratified sampling (the refiner's, the LiDAR detector's).
 
+``--rebuild CONFIG [--out DIR]`` exports the card's weights again through today's model code, for a change of
+the graph that leaves the weights as they are (e.g. what a head returns): a new graph, deployed as the trainer
+deploys it, the metrics and the calibration measured anew under the training config that made the card, which
+``training.rebuilt`` records. It writes into ``--out`` (default: beside the card), so the shipped card can be
+compared with the rebuilt one before it is replaced.
+
 ``--rescore CONFIG`` evaluates the card's weights again under a training config that builds the same network but
 changes what lies around it (the decoder settings, a larger validation set): the card's metrics, the settings its
 export records in ``extra`` (e.g. ``decode``) and ``training.config`` are replaced, and ``training.rescored``
@@ -115,20 +121,69 @@ def rescore(card_path: str | Path, config_path: str | Path, section: str | None 
     return card
 
 
+def rebuild(card_path: str | Path, config_path: str | Path, section: str | None = None,
+            out_dir: str | Path | None = None, command: str = "") -> Path:
+    """The card's weights exported again under the training config ``config_path`` (see the module docstring);
+    returns the new card's path. Raises ``ValueError`` when the weights do not fit the config's network."""
+    import torch
+
+    from glassbox.runtime import load_state
+    from glassbox_trainer.cli import deploy_graph
+    from glassbox_trainer.config import load_train_config
+    from glassbox_trainer.curves import probe_config
+    from glassbox_trainer.data import eval_loader
+    from glassbox_trainer.export import export_model
+
+    card_path = Path(card_path)
+    card = load_card(card_path)
+    if not card.weights_file:
+        raise ValueError(f"{card_path}: the card ships no weights file to export")
+    cfg = load_train_config(config_path, section)
+    task = build_task(cfg.task, cfg.task_cfg)
+    if getattr(task.cfg, "init_weights", ""):       # the card's weights replace what the recipe starts from
+        task.cfg = replace(task.cfg, init_weights="")
+    model = task.build_model(cfg.model_size)
+    weights = load_state(card_path.parent / card.weights_file)[1]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ValueError(f"{card_path}: its weights do not fit the network of {config_path}: {exc}") from None
+    model.eval()
+    with torch.no_grad():
+        metrics = {k: float(v) for k, v in task.evaluate(model, eval_loader(task, task.datasets()[1], cfg)).items()}
+    reference = task.reference_set() if hasattr(task, "reference_set") else task.datasets()[1]
+    training = dict(card.training, rebuilt={
+        "command": command or f"python -m glassbox_trainer.reexport {card_path} --rebuild {config_path}",
+        "config": str(config_path)})
+    new = export_model(task, model, Path(out_dir) if out_dir else card_path.parent, card.name, metrics,
+                       eval_loader(task, reference, cfg), probe_config(cfg), training, cfg.export.parity_atol,
+                       cfg.export.entropy_batches, weights=weights)
+    return deploy_graph(new)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cards", nargs="+", help="model card YAML files")
     parser.add_argument("--reference", action="store_true", help="recompute the reference entropy profile")
     parser.add_argument("--rescore", metavar="CONFIG", help="evaluate the weights again under this training config "
                         "(same network; e.g. a changed decoder) and replace the card's metrics; no re-export")
-    parser.add_argument("--section", help="section of a multi-section --rescore config")
+    parser.add_argument("--rebuild", metavar="CONFIG", help="export the weights again through today's model code "
+                        "under this training config (new graph, metrics and calibration)")
+    parser.add_argument("--out", help="where --rebuild writes the card (default: beside the card)")
+    parser.add_argument("--section", help="section of a multi-section --rescore / --rebuild config")
     args = parser.parse_args(argv)
-    if args.rescore:
-        import shlex
-        import sys
+    import shlex
+    import sys
+    command = "python -m glassbox_trainer.reexport " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.rebuild:
         for path in args.cards:
-            card = rescore(path, args.rescore, args.section,
-                           "python -m glassbox_trainer.reexport " + shlex.join(sys.argv[1:] if argv is None else argv))
+            new = rebuild(path, args.rebuild, args.section, args.out, command)
+            print(f"{path}: rebuilt as {new}: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in list(load_card(new).metrics.items())[:8]))
+        return
+    if args.rescore:
+        for path in args.cards:
+            card = rescore(path, args.rescore, args.section, command)
             print(f"{path}: rescored under {args.rescore}: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in list(card.metrics.items())[:8]))
         return

@@ -50,6 +50,17 @@ class TaskError(ValueError):
     """A task cannot be found or does not implement the task interface."""
 
 
+class MeasuredCalibration:
+    """Mixin of the tasks with a sampled head: ``calibration(model)`` is the task's ``measure_calibration(model)``,
+    computed once per model and weights (the card's ``extra`` and its report both read it)."""
+
+    def calibration(self, model: nn.Module) -> dict:
+        key = (id(model), tuple(float(p.detach().sum()) for p in model.parameters()))
+        if getattr(self, "_calibration", (None,))[0] != key:
+            self._calibration = (key, self.measure_calibration(model))
+        return self._calibration[1]
+
+
 @runtime_checkable
 class Task(Protocol):
     """One model family, as the trainer sees it (see the module docstring for the output conventions)."""

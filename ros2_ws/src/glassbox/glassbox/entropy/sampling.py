@@ -121,9 +121,8 @@ def stratified_samples(fmap: Tensor, max_samples: int | None, max_dim: int | Non
     ``feature_samples`` and ``stratified_positions`` (traceable; see the module docstring)."""
     c = fmap.shape[1]
     x = fmap.flatten(2)                                                     # (B, C, S)
-    if max_dim is not None:            # rows of C contiguous values are gathered, not single values
+    if max_dim is not None:            # gathered along the last axis: a transpose would copy the whole map
         size = torch._shape_as_tensor(x)[2]
-        x = x.transpose(1, 2).index_select(1, stratified_positions(size, max_dim, seed).to(x.device))
-        x = x.transpose(1, 2)                                               # (B, C, d)
+        x = x.index_select(2, stratified_positions(size, max_dim, seed).to(x.device))   # (B, C, d)
     rows = _subset(c, max_samples, seed, 1)
     return x if rows is None else x.index_select(1, rows.to(x.device))

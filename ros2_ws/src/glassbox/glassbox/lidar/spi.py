@@ -33,29 +33,41 @@ Where the seed is silent (or differs) and what this module does:
   exported ONNX graph to plain Conv ops.
 
 *Sampled head* (``head``: ``variational`` or ``mc_dropout``, ``glassbox.vnn.SampledConvHead``): the heatmap conv
-and the offset conv, which then also gives a log-variance per offset axis, are evaluated for ``head_samples``
-network samples as one batch of the head only (the trunk and the shared conv run once). The output
-(``SampledDetection3DHead``) is the predictive: the heatmap as the logit of the mean probability and the offset as
-the sample mean, so the decoder is unchanged, plus per pixel the aleatoric and epistemic parts of the score's
-entropy and of the offset's variance (viewing frame, m^2: the law of total variance over the samples' Gaussians).
-Size and yaw stay deterministic convs. The noise is the extra input ``head_noise`` (T, D); without it the model
-uses its fixed index (``spi_index_noise``, drawn from ``head_seed``), so inference is deterministic, and training
-draws afresh. ``variational_state`` turns a deterministic model's weights into a sampled model's.
+and the offset conv, which then also gives a log-variance per offset axis, are sampled ``head_samples`` times as
+one batch of the head only (the trunk and the shared conv run once); size and yaw stay deterministic convs.
+Training (``head_samples``, ``sampled_spi_loss``) draws fresh noise; inference uses the fixed index
+(``spi_index_noise``, drawn from ``head_seed``), so it is deterministic. The decoder reads the same four maps as
+the deterministic head's; what else the graph returns depends on the kind:
+
+- ``variational`` (``VariationalDetection3DHead``): a sample is ``mu + sigma * eps_t`` with one ``eps`` per output
+  channel, the same at every pixel, so the two moment maps hold every sample. The graph returns them, the heatmap
+  as the logit of the Gaussian predictive in closed form (``glassbox.vnn.probit_logit``) and the offset as its
+  mean ``mu``; the ``T`` samples of the index are formed only at the decoded peaks (``peak_parts``), where the
+  score's entropy and the offset's variance are split into their aleatoric and epistemic parts. The graph has no
+  noise input, and its cost over the deterministic head is two more 1x1 convs and a few elementwise maps.
+- ``mc_dropout`` (``SampledDetection3DHead``): a dropout mask acts on the input channels, so the samples are not
+  affine in the noise; the graph takes the index as the input ``head_noise`` (T, D), evaluates the ``T`` samples
+  at every pixel and returns the predictive (the heatmap as the logit of the mean probability, the offset as the
+  sample mean) and the per-pixel parts.
+
+``variational_state`` turns a deterministic model's weights into a sampled model's.
 """
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.classes import DETECTION_CLASSES
-from glassbox.heads import Detection3DHead, SampledDetection3DHead
+from glassbox.heads import Detection3DHead, SampledDetection3DHead, VariationalDetection3DHead
 from glassbox.vnn import (HEAD_KINDS, SampledConvHead, bernoulli_split, draw_head_noise, gaussian_split,
-                          mixture_gaussian_nll, predictive_logit, sampled_head_state)
+                          mixture_gaussian_nll, predictive_logit, probit_logit, sampled_head_state)
 
 
 class SpiError(ValueError):
@@ -102,6 +114,8 @@ class SpiConfig:
 
 
 #: Named sizes: the small default (Jetson-sized) and a wider, deeper teacher for distillation.
+SpiHead = Detection3DHead | VariationalDetection3DHead | SampledDetection3DHead
+
 SIZES: dict[str, dict] = {
     "default": {},
     "student": {},
@@ -201,28 +215,32 @@ class Spi(nn.Module):
         heatmap and offset convs into the mean convs)."""
         return sampled_head_state(self.state_dict(), deterministic, ("heatmap", "offset"), self.cfg.head)
 
-    def head_samples(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+    def head_samples(self, features: dict[str, Tensor], shared: Tensor | None = None) -> dict[str, Tensor]:
         """A sampled head's ``T`` samples: heat logits (T, B, K, H, W), offset and its log-variance (T, B, 3, H, W),
-        and the shared conv's output ``shared`` (B, Ch, H, W) that size and yaw read."""
-        h = self.shared(features["neck"])
+        and the shared conv's output ``shared`` (B, Ch, H, W) that size and yaw read (given, or computed)."""
+        h = self.shared(features["neck"]) if shared is None else shared
         z_heat, z_off = torch.split(features["head_noise"].to(h), [self.heatmap.noise_dim, self.offset.noise_dim],
                                     dim=1)
         off = self.offset(h, z_off)
         return {"heat": self.heatmap(h, z_heat), "offset": off[:, :, :3],
                 "offset_log_var": off[:, :, 3:].clamp(-12.0, 6.0), "shared": h}
 
-    def forward_head(self, features: dict[str, Tensor]) -> Detection3DHead | SampledDetection3DHead:
+    def forward_head(self, features: dict[str, Tensor]) -> SpiHead:
+        h = self.shared(features["neck"])                  # (B, Ch, H, W)
         if not self.sampled:
-            h = self.shared(features["neck"])              # (B, Ch, H, W)
             return Detection3DHead(self.heatmap(h), self.offset(h), self.size(h), self.yaw(h))
-        s = self.head_samples(features)
+        if self.cfg.head == "variational":                 # the moments; the samples at the peaks (peak_parts)
+            mu_h, sig_h = self.heatmap.layer.moments(h)    # (B, K, H, W)
+            mu_o, sig_o = self.offset.layer.moments(h)     # (B, 6, H, W)
+            return VariationalDetection3DHead(probit_logit(mu_h, sig_h), mu_o[:, :3], self.size(h), self.yaw(h),
+                                              mu_h, sig_h, sig_o[:, :3], mu_o[:, 3:], sig_o[:, 3:])
+        s = self.head_samples(features, h)
         _, p_ale, p_epi = bernoulli_split(torch.sigmoid(s["heat"]))
         off, v_ale, v_epi = gaussian_split(s["offset"], s["offset_log_var"])
-        h = s["shared"]
         return SampledDetection3DHead(predictive_logit(s["heat"]), off, self.size(h), self.yaw(h), p_ale, p_epi,
                                       v_ale, v_epi)
 
-    def forward(self, x: Tensor, head_noise: Tensor | None = None) -> Detection3DHead | SampledDetection3DHead:
+    def forward(self, x: Tensor, head_noise: Tensor | None = None) -> SpiHead:
         return self.forward_head(self.forward_features(x, head_noise))
 
 
@@ -242,6 +260,46 @@ def draw_spi_noise(cfg: SpiConfig, samples: int, generator: torch.Generator | No
 def spi_index_noise(cfg: SpiConfig) -> Tensor:
     """The fixed index of a sampled SPI head (its ``index_noise`` buffer): drawn from ``head_seed``."""
     return draw_spi_noise(cfg, cfg.head_samples, torch.Generator().manual_seed(cfg.head_seed))
+
+
+def spi_head_type(cfg: SpiConfig) -> type:
+    """The head tuple (its fields: the graph's outputs) of an SPI of this config."""
+    return {"deterministic": Detection3DHead, "variational": VariationalDetection3DHead}.get(cfg.head,
+                                                                                           SampledDetection3DHead)
+
+
+def noise_in_graph(cfg: SpiConfig) -> bool:
+    """Whether the exported graph takes the head's noise index as the input ``head_noise`` (``mc_dropout``)."""
+    return cfg.head == "mc_dropout"
+
+
+def peak_parts(cfg: SpiConfig, heads: Mapping[str, np.ndarray], k: np.ndarray, r: np.ndarray,
+               c: np.ndarray, noise: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """A sampled head's uncertainty at N pixels ``(r, c)`` of classes ``k``, from one scan's head outputs (numpy,
+    no batch axis): ``score_aleatoric`` / ``score_epistemic`` (N,) nats, ``offset_var_aleatoric`` /
+    ``offset_var_epistemic`` (3, N) m^2 (viewing frame). ``variational``: the ``T`` samples of the index (``noise``,
+    default ``spi_index_noise``) formed from the moment maps at those pixels, split as the ``mc_dropout`` graph
+    splits its samples at every pixel (``bernoulli_split``, ``gaussian_split``); ``mc_dropout``: its per-pixel maps
+    read at the pixels."""
+    if cfg.head != "variational":
+        return {"score_aleatoric": heads["heatmap_aleatoric"][k, r, c],
+                "score_epistemic": heads["heatmap_epistemic"][k, r, c],
+                "offset_var_aleatoric": heads["offset_var_aleatoric"][:, r, c],
+                "offset_var_epistemic": heads["offset_var_epistemic"][:, r, c]}
+    z = torch.as_tensor(spi_index_noise(cfg) if noise is None else noise, dtype=torch.float64)
+    z_heat, z_off = z[:, :cfg.num_classes], z[:, cfg.num_classes:]                 # (T, K), (T, 6)
+
+    def at(name: str, rows) -> Tensor:                                              # (1, R, N)
+        return torch.as_tensor(np.asarray(heads[name][rows, r, c], np.float64))[None]
+
+    heat = at("heatmap_mean", k) + at("heatmap_std", k) * z_heat[:, torch.as_tensor(k, dtype=torch.long)]  # (T, N)
+    mean = at("offset", slice(None)) + at("offset_std", slice(None)) * z_off[:, :3, None]          # (T, 3, N)
+    log_var = (at("offset_log_var_mean", slice(None)) + at("offset_log_var_std", slice(None))
+               * z_off[:, 3:, None]).clamp(-12.0, 6.0)
+    _, p_ale, p_epi = bernoulli_split(torch.sigmoid(heat))
+    _, v_ale, v_epi = gaussian_split(mean, log_var)
+    return {"score_aleatoric": p_ale.numpy(), "score_epistemic": p_epi.numpy(),
+            "offset_var_aleatoric": v_ale.numpy(), "offset_var_epistemic": v_epi.numpy()}
 
 
 MODELS: dict[str, type[nn.Module]] = {"spi": Spi}

@@ -14,8 +14,9 @@ in ``rgb_fallback_card`` (a path relative to the card's folder). With thermal ab
 pipeline then runs that model instead, with the same runtime, score threshold, detection limit and probe, and
 ``FusionResult.model`` names it.
 
-*Sampled heads* (``head: variational``, the shipped ``gem``): the graph takes the model's fixed noise index as
-its ``head_noise`` input, so both backends give the same detections; the scores are Platt-calibrated with the
+*Sampled heads* (``head: variational``, the shipped ``gem``): the model's fixed noise index (an ``mc_dropout``
+graph's ``head_noise`` input; a ``variational`` graph's moments are turned into the samples at the detections,
+``glassbox.vision.gem.peak_parts``) makes both backends give the same detections; the scores are Platt-calibrated with the
 card's ``score_calibration`` and every detection carries the aleatoric / epistemic parts of its score entropy
 and of its centre variance (scaled by the card's ``centre_variance_scale``, fitted so that 95% of true centres of
 held-out frames fall inside the 2-sigma ellipse), and its size variance, in RGB pixels.
@@ -32,11 +33,10 @@ import numpy as np
 from glassbox.classes import DETECTION_CLASSES
 from glassbox.config import from_dict
 from glassbox.entropy import EntropyProfile
-from glassbox.heads import Detection2DHead, SampledDetection2DHead
 from glassbox.metrics.calibration import platt_apply
 from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
 from glassbox.vision.centernet import decode, score_entropy
-from glassbox.vision.gem import Gem, GemConfig, index_noise
+from glassbox.vision.gem import Gem, GemConfig, gem_head_type, index_noise, noise_in_graph, peak_parts
 
 
 class FusionPipelineError(ValueError):
@@ -107,10 +107,10 @@ class FusionPipeline(ModelPipeline):
         example = {"rgb": np.zeros((1, cfg.model.rgb_channels, h, w), np.float32),
                    "thermal": np.zeros((1, cfg.model.thermal_channels, h, w), np.float32)}
         self.sampled = cfg.model.head != "deterministic"
-        head = SampledDetection2DHead if self.sampled else Detection2DHead
-        if self.sampled:                                   # the model's fixed noise index, fed to either backend
-            example["head_noise"] = index_noise(cfg.model).numpy()
-        self.runtime = self._open(cfg, self._build, list(example), head._fields, example)
+        self.noise = index_noise(cfg.model).numpy() if self.sampled else None   # the model's fixed index
+        if noise_in_graph(cfg.model):                      # fed to either backend
+            example["head_noise"] = self.noise
+        self.runtime = self._open(cfg, self._build, list(example), gem_head_type(cfg.model)._fields, example)
         self._frame = 0
         self.fallback = self._open_fallback(cfg, refiner) if cfg.rgb_fallback_card else None
 
@@ -167,8 +167,8 @@ class FusionPipeline(ModelPipeline):
             x_rgb = (self.refiner(small).refined.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         t2 = time.perf_counter()
         inputs = {"rgb": x_rgb, "thermal": x_th}
-        if self.sampled:
-            inputs["head_noise"] = self.example["head_noise"]
+        if noise_in_graph(self.cfg.model):
+            inputs["head_noise"] = self.noise
         inference = self.infer(inputs)
         out = inference.outputs
         t3 = time.perf_counter()
@@ -196,10 +196,11 @@ class FusionPipeline(ModelPipeline):
         """A sampled head's per-detection parts at the peak cells; ``px``: (x, y) RGB pixels per output cell."""
         ys, xs = cells[:, 0], cells[:, 1]
         px2 = np.square(px)
-        var_a, var_e = out["box_var_aleatoric"][0][:, ys, xs].T, out["box_var_epistemic"][0][:, ys, xs].T  # (N, 4)
+        at = peak_parts(self.cfg.model, {k: v[0] for k, v in out.items()}, classes, ys, xs, self.noise)
+        var_a, var_e = at["box_var_aleatoric"].T, at["box_var_epistemic"].T                          # (N, 4)
         k = self.cfg.centre_variance_scale
-        return {"score_aleatoric": out["heatmap_aleatoric"][0][classes, ys, xs].astype(np.float32),
-                "score_epistemic": out["heatmap_epistemic"][0][classes, ys, xs].astype(np.float32),
+        return {"score_aleatoric": at["score_aleatoric"].astype(np.float32),
+                "score_epistemic": at["score_epistemic"].astype(np.float32),
                 "centre_var_aleatoric": (k * var_a[:, 2:] * px2).astype(np.float32),
                 "centre_var_epistemic": (k * var_e[:, 2:] * px2).astype(np.float32),
                 "size_var": ((var_a[:, :2] + var_e[:, :2]) * px2).astype(np.float32)}

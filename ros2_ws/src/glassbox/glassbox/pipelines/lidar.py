@@ -12,8 +12,9 @@ sensor profile, projection, network and decoding configs the model was trained w
 checked. A card without a sensor profile (written before cards recorded one) gets the profile of its projection's
 beam table (``profile_from_projection``: the shipped card's is the HDL-64E table).
 
-*Sampled heads* (``model.head: variational`` / ``mc_dropout``, ``glassbox.lidar.spi``): the graph takes the model's
-fixed noise index as its ``head_noise`` input, so both backends give the same detections; the scores are
+*Sampled heads* (``model.head: variational`` / ``mc_dropout``, ``glassbox.lidar.spi``): the model's fixed noise
+index (an ``mc_dropout`` graph's ``head_noise`` input; a ``variational`` graph's moments are turned into the
+samples at the detections, ``peak_parts``) makes both backends give the same detections; the scores are
 Platt-calibrated with the card's ``score_calibration`` and every detection carries the aleatoric and epistemic
 parts of its score entropy and of its centre covariance (``LidarDetectionResult.uncertainty``: the variances of
 the peak pixel's offset, rotated from its viewing frame into the LiDAR frame and scaled by the card's
@@ -28,11 +29,10 @@ import numpy as np
 
 from glassbox.config import to_dict
 from glassbox.entropy import EntropyProfile
-from glassbox.heads import Detection3DHead, SampledDetection3DHead
 from glassbox.lidar.decode import DecodeConfig, Detections3D, binary_entropy, decode
 from glassbox.lidar.projection import ProjectionConfig, RangeImage, normalise, project_points
 from glassbox.lidar.sensors import CloudFit, SensorError, SensorProfile, profile_from_projection
-from glassbox.lidar.spi import SpiConfig, build_model, spi_index_noise
+from glassbox.lidar.spi import SpiConfig, build_model, noise_in_graph, peak_parts, spi_head_type, spi_index_noise
 from glassbox.metrics.calibration import platt_apply
 from glassbox.pipelines.common import ModelPipeline, PipelineConfig, milliseconds
 from glassbox.runtime import Inference
@@ -106,13 +106,13 @@ class LidarDetectionPipeline(ModelPipeline):
         self.cfg = cfg
         self._frame = 0
         self.sampled = cfg.model.head != "deterministic"
+        self.noise = spi_index_noise(cfg.model).numpy() if self.sampled else None   # the model's fixed index
         example = {INPUT_NAME: np.zeros((1, cfg.model.in_channels, cfg.projection.height, cfg.projection.width),
                                         np.float32)}
-        if self.sampled:                                   # the model's fixed noise index, fed to either backend
-            example["head_noise"] = spi_index_noise(cfg.model).numpy()
-        head = SampledDetection3DHead if self.sampled else Detection3DHead
+        if noise_in_graph(cfg.model):                      # fed to either backend
+            example["head_noise"] = self.noise
         self.runtime = self._open(cfg, lambda saved: build_model(cfg.architecture, cfg.model), list(example),
-                                  head._fields, example)
+                                  spi_head_type(cfg.model)._fields, example)
 
     # ------------------------------------------------------------------------------------------ stages
     def project(self, points: np.ndarray, ring: np.ndarray | None = None) -> tuple[RangeImage, np.ndarray]:
@@ -124,7 +124,7 @@ class LidarDetectionPipeline(ModelPipeline):
     def network(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], Inference]:
         """Head outputs of one scan (batch index 0) as numpy, and the whole inference (feature maps or in-graph
         entropy)."""
-        inputs = {INPUT_NAME: x, "head_noise": self.example["head_noise"]} if self.sampled else {INPUT_NAME: x}
+        inputs = {INPUT_NAME: x, "head_noise": self.noise} if noise_in_graph(self.cfg.model) else {INPUT_NAME: x}
         inference = self.infer(inputs)
         return {k: v[0] for k, v in inference.outputs.items()}, inference
 
@@ -163,14 +163,15 @@ class LidarDetectionPipeline(ModelPipeline):
         rot[:, 2, 2] = 1.0
 
         def cov(var: np.ndarray) -> np.ndarray:                  # (3, N) viewing-frame variances -> (N, 3, 3)
-            v = self.cfg.centre_variance_scale * var[:, r, c].T.astype(np.float64)
+            v = self.cfg.centre_variance_scale * var.T.astype(np.float64)
             return np.einsum("nij,nj,nkj->nik", rot, v, rot)
 
+        at = peak_parts(self.cfg.model, heads, k, r, c, self.noise)
         return dets, SampledUncertainty(
-            score_aleatoric=heads["heatmap_aleatoric"][k, r, c].astype(np.float32),
-            score_epistemic=heads["heatmap_epistemic"][k, r, c].astype(np.float32),
-            centre_cov_aleatoric=cov(heads["offset_var_aleatoric"]),
-            centre_cov_epistemic=cov(heads["offset_var_epistemic"]))
+            score_aleatoric=at["score_aleatoric"].astype(np.float32),
+            score_epistemic=at["score_epistemic"].astype(np.float32),
+            centre_cov_aleatoric=cov(at["offset_var_aleatoric"]),
+            centre_cov_epistemic=cov(at["offset_var_epistemic"]))
 
 
 def card_extra(projection: ProjectionConfig, model: SpiConfig, decode_cfg: DecodeConfig,

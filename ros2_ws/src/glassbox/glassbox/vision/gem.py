@@ -28,24 +28,35 @@ Differences from the paper, and why:
   wide at 320x256 still covers more than one output cell.
 
 *Sampled heads* (``head``: ``variational`` or ``mc_dropout``, ``glassbox.vnn.SampledConvHead``): the three 1x1
-output convs are evaluated for ``head_samples`` network samples as one batch of the head only; size and offset
-each also predict a log-variance (the aleatoric part). The output is the predictive (``SampledDetection2DHead``):
-mean probability and mean box, and per cell the aleatoric / epistemic split of the score entropy and of the box
-variance. The noise is the extra input ``head_noise`` (T, D); without it the model uses its fixed index
-(``index_noise``, drawn from ``head_seed``), so inference is deterministic, and training draws afresh.
+output convs are sampled ``head_samples`` times as one batch of the head only; size and offset each also predict
+a log-variance (the aleatoric part). Training (``head_samples``) draws fresh noise; inference uses the fixed index
+(``index_noise``, drawn from ``head_seed``), so it is deterministic. The decoder reads the deterministic head's
+maps; what else the graph returns depends on the kind:
+
+- ``variational`` (``VariationalDetection2DHead``): a sample is ``mu + sigma * eps_t`` with one ``eps`` per output
+  channel, the same in every cell, so the moment maps hold every sample. The graph returns them; the heat map as
+  the logit of the Gaussian predictive in closed form (``glassbox.vnn.probit_logit``), size and offset at the
+  noise's mean; ``peak_parts`` forms the ``T`` samples of the index at the detections' cells, where the score
+  entropy and the box variance are split into their aleatoric and epistemic parts. No noise input.
+- ``mc_dropout`` (``SampledDetection2DHead``): the masks act on the input channels, so the samples are not affine
+  in the noise; the graph takes the index as the input ``head_noise`` (T, D) and returns the predictive (mean
+  probability and mean box) and the per-cell parts.
+
 ``variational_state`` turns a deterministic model's weights into a sampled model's (the mean convs).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from glassbox.heads import Detection2DHead, SampledDetection2DHead
+from glassbox.heads import Detection2DHead, SampledDetection2DHead, VariationalDetection2DHead
 from glassbox.vnn import (HEAD_KINDS, SampledConvHead, bernoulli_split, draw_head_noise, gaussian_split,
-                          sampled_head_state)
+                          probit_logit, sampled_head_state)
 
 FUSIONS = ("scalar_avg", "scalar_concat", "mask_avg", "mask_concat", "gumbel", "rgb", "thermal")
 
@@ -323,16 +334,19 @@ class Gem(nn.Module):
         n, z = features["neck"], features["head_noise"]
         d = [h.noise_dim for h in (self.heatmap, self.size, self.offset)]
         z_heat, z_size, z_off = torch.split(z, d, dim=1)
-        size, off = self.size(n, z_size), self.offset(n, z_off)
-        box = torch.cat([F.relu(size[:, :, :2]), torch.sigmoid(off[:, :, :2])], dim=2)
-        log_var = torch.cat([size[:, :, 2:], off[:, :, 2:]], dim=2).clamp(-12.0, 8.0)
-        return {"heat": self.heatmap(n, z_heat), "box": box, "box_log_var": log_var}
+        return box_samples(self.heatmap(n, z_heat), self.size(n, z_size), self.offset(n, z_off))
 
-    def forward_head(self, features: dict[str, Tensor]) -> Detection2DHead | SampledDetection2DHead:
+    def forward_head(self, features: dict[str, Tensor]) -> GemHead:
         n = features["neck"]
         if not self.sampled:
             return Detection2DHead(self.heatmap(n), F.relu(self.size(n)), torch.sigmoid(self.offset(n)),
                                    features["w_rgb"], features["w_thermal"])
+        if self.cfg.head == "variational":         # the moments; the samples at the peaks (peak_parts)
+            (mu_h, sig_h), (mu_s, sig_s), (mu_o, sig_o) = (c.layer.moments(n) for c in (self.heatmap, self.size,
+                                                                                         self.offset))
+            return VariationalDetection2DHead(probit_logit(mu_h, sig_h), F.relu(mu_s[:, :2]),
+                                              torch.sigmoid(mu_o[:, :2]), features["w_rgb"], features["w_thermal"],
+                                              mu_h, sig_h, mu_s, sig_s, mu_o, sig_o)
         s = self.head_samples(features)
         p, p_ale, p_epi = bernoulli_split(torch.sigmoid(s["heat"]))
         box, v_ale, v_epi = gaussian_split(s["box"], s["box_log_var"])
@@ -360,6 +374,56 @@ def draw_gem_noise(cfg: GemConfig, samples: int, generator: torch.Generator | No
 def index_noise(cfg: GemConfig) -> Tensor:
     """The fixed index of a sampled GEM head (its ``index_noise`` buffer): drawn from ``head_seed``."""
     return draw_gem_noise(cfg, cfg.head_samples, torch.Generator().manual_seed(cfg.head_seed))
+
+
+GemHead = Detection2DHead | VariationalDetection2DHead | SampledDetection2DHead
+
+
+def gem_head_type(cfg: GemConfig) -> type:
+    """The head tuple (its fields: the graph's outputs) of a GEM of this config."""
+    return {"deterministic": Detection2DHead, "variational": VariationalDetection2DHead}.get(cfg.head,
+                                                                                           SampledDetection2DHead)
+
+
+def noise_in_graph(cfg: GemConfig) -> bool:
+    """Whether the exported graph takes the head's noise index as the input ``head_noise`` (``mc_dropout``)."""
+    return cfg.head == "mc_dropout"
+
+
+def box_samples(heat: Tensor, size: Tensor, offset: Tensor) -> dict[str, Tensor]:
+    """Samples ``(T, ..., C, *cells)`` of the three convs -> heat logits, box (w, h, dx, dy) and its log-variance."""
+    box = torch.cat([F.relu(size[..., :2, :, :]), torch.sigmoid(offset[..., :2, :, :])], dim=-3)
+    log_var = torch.cat([size[..., 2:, :, :], offset[..., 2:, :, :]], dim=-3).clamp(-12.0, 8.0)
+    return {"heat": heat, "box": box, "box_log_var": log_var}
+
+
+def peak_parts(cfg: GemConfig, heads: Mapping[str, np.ndarray], k: np.ndarray, ys: np.ndarray, xs: np.ndarray,
+               noise: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """A sampled head's uncertainty at N cells ``(ys, xs)`` of classes ``k``, from one image's head outputs (numpy,
+    no batch axis): ``score_aleatoric`` / ``score_epistemic`` (N,) nats, ``box_var_aleatoric`` /
+    ``box_var_epistemic`` (4, N) of (w, h, dx, dy) in output cells^2. ``variational``: the ``T`` samples of the
+    index (``noise``, default ``index_noise``) formed from the moment maps at those cells and split as the
+    ``mc_dropout`` graph splits its samples in every cell; ``mc_dropout``: its per-cell maps read at the cells."""
+    if cfg.head != "variational":
+        return {"score_aleatoric": heads["heatmap_aleatoric"][k, ys, xs],
+                "score_epistemic": heads["heatmap_epistemic"][k, ys, xs],
+                "box_var_aleatoric": heads["box_var_aleatoric"][:, ys, xs],
+                "box_var_epistemic": heads["box_var_epistemic"][:, ys, xs]}
+    z = torch.as_tensor(index_noise(cfg) if noise is None else noise, dtype=torch.float64)
+    z_heat, z_size, z_off = torch.split(z, list(head_noise_dims(cfg)), dim=1)        # (T, K), (T, 4), (T, 4)
+
+    def at(name: str, rows) -> Tensor:                                              # (1, R, N)
+        return torch.as_tensor(np.asarray(heads[name][rows, ys, xs], np.float64))[None]
+
+    every = slice(None)
+    heat = at("heatmap_mean", k) + at("heatmap_std", k) * z_heat[:, torch.as_tensor(k, dtype=torch.long)]  # (T, N)
+    size = at("size_mean", every) + at("size_std", every) * z_size[:, :, None]                  # (T, 4, N)
+    off = at("offset_mean", every) + at("offset_std", every) * z_off[:, :, None]
+    s = box_samples(heat, size[..., None], off[..., None])                         # a trailing unit axis: (T, 4, N, 1)
+    _, p_ale, p_epi = bernoulli_split(torch.sigmoid(heat))
+    _, v_ale, v_epi = gaussian_split(s["box"][..., 0], s["box_log_var"][..., 0])
+    return {"score_aleatoric": p_ale.numpy(), "score_epistemic": p_epi.numpy(),
+            "box_var_aleatoric": v_ale.numpy(), "box_var_epistemic": v_epi.numpy()}
 
 
 def display_share(w_rgb: Tensor, w_thermal: Tensor, eps: float = 1e-12) -> Tensor:

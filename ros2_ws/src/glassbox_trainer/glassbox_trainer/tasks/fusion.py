@@ -37,9 +37,10 @@ from glassbox.metrics.detection2d import Detections2D, GroundTruth2D, evaluate_d
 from glassbox.vision.centernet import centernet_loss, decode, encode_targets, focal_loss_prob
 from glassbox.vnn import mixture_gaussian_nll
 from glassbox.export import export_with_features
-from glassbox.vision.gem import Gem, GemConfig, index_noise
+from glassbox.vision.gem import Gem, GemConfig, index_noise, noise_in_graph, peak_parts
 from glassbox_trainer.checkpoint import load_state_dict_file
 from glassbox_trainer.data import EpochDataset
+from glassbox_trainer.task import MeasuredCalibration
 from glassbox_trainer.tasks.segmentation import CameraDataConfig, frame_indices, photometric_jitter, render_frame
 
 
@@ -131,7 +132,7 @@ def sampled_head_loss(kind: str, samples: dict[str, Tensor], batch: dict, size_w
                    "offset_nll": float(l_off.detach())}
 
 
-class FusionTask:
+class FusionTask(MeasuredCalibration):
     name = "fusion"
     metric = "map50"
     eloss_groups: list[list[str]] = []
@@ -239,13 +240,6 @@ class FusionTask:
             out["calibration"] = self.calibration(model)
         return out
 
-    def calibration(self, model: nn.Module) -> dict:
-        """``measure_calibration`` of ``model``, computed once per model (the card's extra and report share it)."""
-        key = (id(model), tuple(float(p.detach().sum()) for p in model.parameters()))
-        if getattr(self, "_calibration", (None,))[0] != key:
-            self._calibration = (key, self.measure_calibration(model))
-        return self._calibration[1]
-
     def measure_calibration(self, model: nn.Module, score_threshold: float = 0.3) -> dict:
         """Calibration of a sampled head's uncertainty on the validation frames (``glassbox.metrics.
         calibration``): recalibration fitted on the streets of even index, measured on the odd ones.
@@ -271,14 +265,15 @@ class FusionTask:
                                                       cells=True)
                 matched, kept = cal.match_detections(boxes, scores, classes, gt.boxes, gt.classes, gt.ignored())
                 ys, xs = cell[:, 0], cell[:, 1]
-                var = (out.box_var_aleatoric[b] + out.box_var_epistemic[b]).numpy()[2:, ys, xs].T * s * s
+                at = peak_parts(model.cfg, {k: v[b].numpy() for k, v in out._asdict().items()}, classes, ys, xs)
+                var = (at["box_var_aleatoric"] + at["box_var_epistemic"])[2:].T * s * s
                 centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])
                 g = gt.boxes[np.maximum(matched, 0)] if len(gt.boxes) else np.zeros((len(boxes), 4))
                 error = centre - 0.5 * (g[:, :2] + g[:, 2:])
                 street = val.indices[frame] // self.cfg.data.frames_per_scene
                 for i in np.flatnonzero(kept):
                     rows.append((street % 2, scores[i], matched[i] >= 0,
-                                 float(out.heatmap_epistemic[b, classes[i], ys[i], xs[i]]), *error[i], *var[i]))
+                                 float(at["score_epistemic"][i]), *error[i], *var[i]))
                 frame += 1
         return cal.summarise_detection_calibration(np.array(rows, np.float64))
 
@@ -291,7 +286,7 @@ class FusionTask:
 
     def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
         cfg = self.model_config()
-        if cfg.head != "deterministic":
+        if noise_in_graph(cfg):
             return batch["rgb"], batch["thermal"], index_noise(cfg)
         return batch["rgb"], batch["thermal"]
 
@@ -311,7 +306,7 @@ class FusionTask:
         w, h = self.cfg.input_size
         example = (torch.rand(1, 3, h, w), torch.rand(1, 1, h, w))
         names = ("rgb", "thermal")
-        if model.sampled:                          # the noise index is an input: the runtime fixes it
+        if noise_in_graph(model.cfg):              # the noise index is an input: the runtime fixes it
             example, names = (*example, model.index_noise.clone()), (*names, "head_noise")
         feats = [n for n in ("feat_rgb", "feat_thermal", "fused", "neck") if n in model.forward_features(*example)]
         spec = export_with_features(model.eval(), dict(zip(names, example)), path,

@@ -44,11 +44,12 @@ from glassbox.lidar import (DecodeConfig, ProjectionConfig, SpiLossConfig, Targe
 from glassbox.lidar.decode import Detections3D
 from glassbox.lidar.gt_sampling import GtSamplingConfig, ObjectBank
 from glassbox.lidar.sensors import SENSORS, SensorProfile, sensor_profile
-from glassbox.lidar.spi import sampled_spi_loss
+from glassbox.lidar.spi import noise_in_graph, peak_parts, sampled_spi_loss, spi_index_noise
 from glassbox.metrics.detection3d import evaluate_detections
 from glassbox.export import export_with_features
 from glassbox.pipelines.lidar import INPUT_NAME, card_extra
 from glassbox_trainer.data import EpochDataset
+from glassbox_trainer.task import MeasuredCalibration
 
 TARGET_KEYS = ("heatmap", "offset", "size", "yaw", "reg_weight")
 DISTANCE_BINS_M = ((0.0, 20.0), (20.0, 40.0), (40.0, math.inf))
@@ -163,7 +164,7 @@ class LidarFrames(EpochDataset):
         return out
 
 
-class LidarTask:
+class LidarTask(MeasuredCalibration):
     """SPI detector on synthetic scans (see the module docstring)."""
 
     name = "lidar"
@@ -243,8 +244,7 @@ class LidarTask:
 
     def example_inputs(self, batch: dict) -> tuple[Tensor, ...]:
         cfg = self._model_cfg("default")
-        if cfg.head != "deterministic":
-            from glassbox.lidar.spi import spi_index_noise
+        if noise_in_graph(cfg):
             return batch["input"], spi_index_noise(cfg)
         return (batch["input"],)
 
@@ -282,13 +282,6 @@ class LidarTask:
     def report(self, model: nn.Module) -> dict:
         return {"calibration": self.calibration(model.eval())} if model.sampled else {}
 
-    def calibration(self, model: nn.Module) -> dict:
-        """``measure_calibration`` of ``model``, computed once per model (the card's extra and report share it)."""
-        key = (id(model), tuple(float(p.detach().sum()) for p in model.parameters()))
-        if getattr(self, "_calibration", (None,))[0] != key:
-            self._calibration = (key, self.measure_calibration(model))
-        return self._calibration[1]
-
     def measure_calibration(self, model: nn.Module) -> dict:
         """Calibration of a sampled head on the validation streets (``glassbox.metrics.calibration``): fitted on
         the streets of even index, measured on the odd ones. Detections at the card's decoder settings; a
@@ -323,7 +316,8 @@ class LidarTask:
                 r, c = d.pixels[:, 0], d.pixels[:, 1]
                 p = xyz[r, c].astype(np.float64)
                 phi = np.arctan2(p[:, 1], p[:, 0])
-                var = (o["offset_var_aleatoric"] + o["offset_var_epistemic"])[:2, r, c].T   # (N, 2) radial, tangential
+                at = peak_parts(model.cfg, o, d.classes, r, c)
+                var = (at["offset_var_aleatoric"] + at["offset_var_epistemic"])[:2].T   # (N, 2) radial, tangential
                 for j in np.argsort(-d.scores):                      # greedy, best score first
                     cand = np.where(taken, 0.0, iou[j])
                     g = int(np.argmax(cand)) if len(gt) else -1
@@ -337,7 +331,7 @@ class LidarTask:
                         e = d.centers[j, :2] - gt[g, :2]
                         cp, sp = np.cos(phi[j]), np.sin(phi[j])
                         err = np.array([cp * e[0] + sp * e[1], -sp * e[0] + cp * e[1]])   # into the viewing frame
-                    rows.append((frame % 2, d.scores[j], hit, o["heatmap_epistemic"][d.classes[j], r[j], c[j]],
+                    rows.append((frame % 2, d.scores[j], hit, at["score_epistemic"][j],
                                  *err, *var[j]))
                 frame += 1
         return cal.summarise_detection_calibration(np.array(rows, np.float64))
@@ -345,7 +339,7 @@ class LidarTask:
     def export(self, model: nn.Module, path: str) -> dict:
         x = torch.zeros(1, model.cfg.in_channels, self.projection.height, self.projection.width)
         inputs = {INPUT_NAME: x}
-        if model.sampled:                          # the noise index is an input: the runtime fixes it
+        if noise_in_graph(model.cfg):              # the noise index is an input: the runtime fixes it
             inputs["head_noise"] = model.index_noise.clone()
         spec = export_with_features(model, inputs, path, dynamic_spatial=True)
         spec["classes"] = list(DETECTION_CLASSES)
